@@ -1,0 +1,104 @@
+"""What the command-line scripts share: argument types, one-line errors with exit status 2, run folders."""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from data.audio import AudioError, replace_atomically
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage dump) and exits with status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind, check, description):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {description}")
+        return value
+
+    parse.__name__ = f"{description} {kind.__name__}"
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "positive")
+non_negative_int = _number(int, lambda v: v >= 0, "zero or more")
+positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "positive")
+non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "zero or more")
+
+
+def quiet_tensorflow():
+    """Imports TensorFlow without its C++ start-up chatter (oneDNN notices, CUDA probing on CPU machines).
+
+    TensorFlow writes those lines to file descriptor 2 before its log level applies, so stderr is pointed at
+    /dev/null while it loads and finds its devices; Python exceptions are raised after it is restored. Set
+    TF_CPP_MIN_LOG_LEVEL to 0, 1 or 2 to see them.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3" or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def run(main, prog):
+    """Runs `main()`; bad input becomes one line on stderr and exit status 2, Ctrl-C exit status 130."""
+    try:
+        return main()
+    except (AudioError, UsageError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def new_run_dir(output_dir, prefix):
+    """The run folder: `output_dir` if given, else `runs/<prefix>-<timestamp>` in the working directory."""
+    if output_dir:
+        return Path(output_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{prefix}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path("runs") / f"{prefix}-{stamp}-{suffix}"
+    return path
+
+
+def write_json(path, data):
+    """Writes `data` as indented JSON, atomically."""
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    replace_atomically(lambda tmp: Path(tmp).write_text(text), path)
+
+
+def save_model(model, path):
+    """Saves a Keras model to `path` (a `.keras` file) atomically: a crash never leaves half a file there."""
+    replace_atomically(lambda tmp: model.save(tmp), path)

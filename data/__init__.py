@@ -1,0 +1,6 @@
+"""Audio input and output, mu-law coding, and (in `data.frames`) the frame generator shared by the trainers."""
+
+from data.audio import (AudioCorpus, AudioError, find_audio_files, load_audio, read_audio, split_validation,
+                        write_audio)
+from data.mulaw import (QUANTIZATION_CHANNELS, mu_law_bin_edges, mu_law_decode, mu_law_encode,
+                        mu_law_round_trip, mu_law_table)

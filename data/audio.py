@@ -1,0 +1,179 @@
+"""Reading, checking and writing audio.
+
+Everything a trainer reads goes through `load_audio`, so every script rejects bad input the same way: an
+`AudioError` whose message names the file and the problem in one line.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+# Extensions soundfile (libsndfile) reads; a folder is searched recursively for these.
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
+     ".w64", ".rf64", ".caf"}
+)
+
+
+class AudioError(ValueError):
+    """Bad input audio; the message is one line naming the file and the problem."""
+
+
+@dataclass
+class AudioCorpus:
+    """Mono float32 signals in [-1, 1] at one sample rate, with the files they came from.
+
+    Args:
+        signals: one 1-D float32 array per file.
+        sample_rate: the rate of every signal, in Hz.
+        files: the source path of each signal.
+        skipped: `(path, reason)` for each file that could not be used.
+    """
+
+    signals: list
+    sample_rate: int
+    files: list
+    skipped: list = field(default_factory=list)
+
+    @property
+    def num_samples(self):
+        return int(sum(len(s) for s in self.signals))
+
+    @property
+    def seconds(self):
+        return self.num_samples / self.sample_rate
+
+
+def find_audio_files(path):
+    """Returns the audio files at `path`: the file itself, or every audio file below a folder, sorted."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file or folder")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise AudioError(f"{path}: folder contains no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    return files
+
+
+def read_audio(path, sample_rate=None):
+    """Reads one file as mono float32 in [-1, 1], resampled to `sample_rate` when given.
+
+    Integer formats are scaled by their full scale (16-bit 32767 -> ~1.0), never stretched to the signal's own
+    range, so quiet recordings stay quiet and silence stays silence.
+
+    Returns:
+        `(signal, sample_rate)`.
+
+    Raises:
+        AudioError: unreadable, empty, silent, or holding NaN or Inf samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        signal, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # soundfile raises several types; the user only needs the reason.
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise AudioError(f"{path}: not a readable audio file ({reason})") from None
+    if signal.size == 0:
+        raise AudioError(f"{path}: file holds no samples")
+    if not np.all(np.isfinite(signal)):
+        raise AudioError(f"{path}: file holds NaN or Inf samples")
+    signal = signal.mean(axis=1) if signal.shape[1] > 1 else signal[:, 0]
+    if sample_rate is not None and int(sample_rate) != int(file_rate):
+        import librosa  # imported here: it is slow to import and only resampling needs it.
+
+        signal = librosa.resample(signal, orig_sr=file_rate, target_sr=int(sample_rate)).astype(np.float32)
+        file_rate = int(sample_rate)
+    # Float files may exceed full scale; integer ones cannot. Clip rather than rescale.
+    signal = np.clip(signal, -1.0, 1.0).astype(np.float32, copy=False)
+    if not np.any(np.abs(signal) > 1.0 / 32768):
+        raise AudioError(f"{path}: audio is silent (every sample is zero at 16-bit resolution)")
+    return signal, int(file_rate)
+
+
+def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False):
+    """Loads a file, or every audio file below a folder, at one sample rate.
+
+    Args:
+        path: a file or a folder (searched recursively).
+        sample_rate: resample everything to this rate; default: the rate of the first file.
+        min_samples: files shorter than this (after resampling) are unusable.
+        skip_bad_files: in a folder, report and skip unusable files instead of failing on the first one.
+
+    Returns:
+        An `AudioCorpus`.
+
+    Raises:
+        AudioError: nothing usable at `path`.
+    """
+    if sample_rate is not None and sample_rate <= 0:
+        raise AudioError(f"sample rate must be positive, got {sample_rate}")
+    files = find_audio_files(path)
+    signals, used, skipped = [], [], []
+    rate = sample_rate
+    for file in files:
+        try:
+            signal, rate = read_audio(file, rate)
+            if len(signal) < min_samples:
+                raise AudioError(
+                    f"{file}: {len(signal)} samples ({len(signal) / rate:.3f} s) is shorter than one frame "
+                    f"({min_samples} samples)"
+                )
+        except AudioError as error:
+            if not skip_bad_files or len(files) == 1:
+                raise
+            skipped.append((file, str(error)))
+            continue
+        signals.append(signal)
+        used.append(file)
+    if not signals:
+        raise AudioError(f"{path}: no usable audio ({len(skipped)} files skipped; first: {skipped[0][1]})")
+    return AudioCorpus(signals=signals, sample_rate=int(rate), files=used, skipped=skipped)
+
+
+def split_validation(corpus, fraction=0.1):
+    """Splits the last `fraction` of each signal off as validation audio.
+
+    Returns:
+        `(train_corpus, validation_corpus)`.
+    """
+    train, validation = [], []
+    for signal in corpus.signals:
+        cut = int(round(len(signal) * (1.0 - fraction)))
+        train.append(signal[:cut])
+        validation.append(signal[cut:])
+    return (AudioCorpus(train, corpus.sample_rate, list(corpus.files)),
+            AudioCorpus(validation, corpus.sample_rate, list(corpus.files)))
+
+
+def atomic_path(path):
+    """Returns a temporary sibling of `path` with the same suffix, for writing before `os.replace`."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def replace_atomically(write, path):
+    """Calls `write(temporary_path)` and renames the result onto `path`, so readers never see a partial file."""
+    path = Path(path)
+    temporary = atomic_path(path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_audio(path, signal, sample_rate, subtype="PCM_16"):
+    """Writes a mono float signal in [-1, 1] as 16-bit audio, atomically."""
+    signal = np.clip(np.asarray(signal, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    replace_atomically(lambda tmp: sf.write(str(tmp), signal, int(sample_rate), subtype=subtype), path)

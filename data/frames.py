@@ -1,0 +1,113 @@
+"""The frame generator every trainer draws its batches from."""
+
+import keras
+import numpy as np
+
+from data.mulaw import QUANTIZATION_CHANNELS, mu_law_encode, mu_law_table
+
+MODES = ("classifier", "regressor", "slice")
+
+
+class FrameGenerator(keras.utils.PyDataset):
+    """Random windows across a set of signals, as a Keras `PyDataset`.
+
+    The signals are joined into one float32 array plus one uint8 array of mu-law codes (1.25x the audio in
+    memory, whatever the number of windows); each batch is gathered with one fancy index, with no Python loop
+    per window and no one-hot targets.
+
+    Batch `i` of epoch `e` depends only on `(seed, e, i)`: runs repeat exactly, resuming at an epoch gives the
+    batches an uninterrupted run would have seen, and every epoch draws new windows (unless `reshuffle=False`,
+    which validation uses so that its loss is comparable between epochs).
+
+    Modes:
+        - `"classifier"`: `x` = window[:-1] after the mu-law round trip, shape `(batch, frame_size, 1)`;
+          `y` = window[1:] as int32 mu-law codes, shape `(batch, frame_size)`.
+        - `"regressor"`: same `x`; `y` = window[1:] as float32 samples, shape `(batch, frame_size, 1)`.
+        - `"slice"` (GAN): `x` = a float32 slice of `frame_size` samples, shape `(batch, frame_size, 1)`;
+          signals shorter than a slice are padded with silence.
+
+    Args:
+        signals: list of 1-D float arrays in [-1, 1].
+        frame_size: samples the model sees per window.
+        batch_size: windows per batch.
+        steps_per_epoch: batches per epoch.
+        mode: one of `"classifier"`, `"regressor"`, `"slice"`.
+        seed: integer seed.
+        reshuffle: draw new windows every epoch.
+        quantization_channels: mu-law classes.
+        **kwargs: passed to `keras.utils.PyDataset` (`workers`, `use_multiprocessing`, `max_queue_size`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from data.frames import FrameGenerator
+    >>> signal = np.sin(np.arange(8000) / 5.0).astype("float32")
+    >>> frames = FrameGenerator([signal], frame_size=256, batch_size=4, steps_per_epoch=10)
+    >>> x, y = frames[0]
+    >>> x.shape, y.shape
+    ((4, 256, 1), (4, 256))
+    """
+
+    def __init__(self, signals, frame_size, batch_size, steps_per_epoch, mode="classifier", seed=0,
+                 reshuffle=True, quantization_channels=QUANTIZATION_CHANNELS, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        for name, value in (("frame_size", frame_size), ("batch_size", batch_size),
+                            ("steps_per_epoch", steps_per_epoch)):
+            if int(value) <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.frame_size = int(frame_size)
+        self.batch_size = int(batch_size)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.mode = mode
+        self.seed = int(seed)
+        self.reshuffle = bool(reshuffle)
+        self.quantization_channels = int(quantization_channels)
+        self.epoch = 0
+
+        # A WaveNet window holds one more sample than the model sees: the last target.
+        self.window = self.frame_size + (0 if mode == "slice" else 1)
+        if mode == "slice":
+            # Clips shorter than a slice are padded so they can still be drawn whole.
+            signals = [np.pad(s, (0, max(0, self.window - len(s)))) for s in signals]
+        signals = [np.asarray(s, dtype=np.float32) for s in signals if len(s) >= self.window]
+        if not signals:
+            raise ValueError(f"no signal is at least {self.window} samples long")
+        self.audio = np.concatenate(signals)
+        self.codes = None
+        if mode != "slice":
+            self.codes = mu_law_encode(self.audio, self.quantization_channels).astype(np.uint8)
+            self.table = mu_law_table(self.quantization_channels)
+        lengths = np.array([len(s) for s in signals], dtype=np.int64)
+        self.file_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        # Number of valid window starts per signal, and their running total, to draw uniformly over all of them.
+        self.starts_per_signal = lengths - self.window + 1
+        self.cumulative_starts = np.cumsum(self.starts_per_signal)
+
+    def __len__(self):
+        return self.steps_per_epoch
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def window_starts(self, index):
+        """The start offsets (into the joined audio) of the windows of batch `index` in the current epoch."""
+        epoch = self.epoch if self.reshuffle else 0
+        rng = np.random.default_rng([self.seed, epoch, int(index)])
+        draws = rng.integers(0, self.cumulative_starts[-1], size=self.batch_size)
+        signal = np.searchsorted(self.cumulative_starts, draws, side="right")
+        offset = draws - (self.cumulative_starts[signal] - self.starts_per_signal[signal])
+        return self.file_starts[signal] + offset
+
+    def __getitem__(self, index):
+        if index >= self.steps_per_epoch:
+            raise IndexError(index)
+        rows = self.window_starts(index)[:, None] + np.arange(self.window)[None, :]
+        if self.mode == "slice":
+            return (self.audio[rows][..., None],)
+        codes = self.codes[rows]
+        x = self.table[codes[:, :-1]][..., None]
+        if self.mode == "classifier":
+            return x, codes[:, 1:].astype(np.int32)
+        return x, self.audio[rows[:, 1:]][..., None]

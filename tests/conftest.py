@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny models, generated audio files, and a runner for the command-line scripts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(stacks=2, layers=3, residual_channels=8, skip_channels=16)
+TINY_FLAGS = ["--layers", "3", "--stacks", "2", "--residual-channels", "8", "--skip-channels", "16",
+              "--frame-size", "256", "--batch-size", "2", "--steps-per-epoch", "2", "--validation-steps", "1",
+              "--epochs", "1", "--sample-every", "1", "--sample-seconds", "0.1"]
+
+
+def tone(seconds=1.0, rate=8000, frequencies=(440.0,), amplitude=0.5):
+    t = np.arange(int(seconds * rate)) / rate
+    signal = sum(np.sin(2 * np.pi * f * t) for f in frequencies) / len(frequencies)
+    return (amplitude * signal).astype(np.float32)
+
+
+def write_wav(path, signal, rate=8000, subtype="PCM_16", **kwargs):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), signal, rate, subtype=subtype, **kwargs)
+    return path
+
+
+def randomize(model, seed=1, scale=0.3):
+    """Perturbs every weight, biases included, so tests are not passed by zero biases."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            layer.set_weights([w + rng.normal(0, scale, w.shape).astype(w.dtype) for w in weights])
+    return model
+
+
+@pytest.fixture
+def tiny_wavenet():
+    import keras
+
+    import models
+
+    def build(head="classifier", loss=None, seed=0, **overrides):
+        keras.utils.set_random_seed(seed)
+        return randomize(models.build_wavenet(head, loss, sample_rate=8000, **{**TINY, **overrides}), seed + 1)
+
+    return build
+
+
+def run_script(script, *args, cwd=None, timeout=300):
+    """Runs one of the project's scripts in a fresh interpreter; returns the CompletedProcess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

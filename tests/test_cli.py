@@ -1,0 +1,151 @@
+"""The scripts as a user runs them: bad input, a whole tiny run on awkward audio, generation, evaluation."""
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import TINY_FLAGS, run_script, tone, write_wav
+from tests.test_audio import BAD_KINDS, make_bad
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS + ["short"])
+def test_train_rejects_bad_audio_and_leaves_nothing(tmp_path, kind):
+    if kind == "short":
+        path, problem = write_wav(tmp_path / "short.wav", tone(0.02)), "shorter than one frame"
+    else:
+        path, problem = make_bad(tmp_path, kind)
+    run_dir = tmp_path / "run"
+    result = run_script("train_wavenet.py", "--train", path, "--output-dir", run_dir, *TINY_FLAGS)
+    assert_one_line_error(result, str(path), problem)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--frame-size", "-5"), ("--sample-rate", "0"),
+                                        ("--learning-rate", "0"), ("--epochs", "two"), ("--head", "mixture")])
+def test_train_rejects_non_positive_sizes_and_rates(tmp_path, flag, value):
+    result = run_script("train_wavenet.py", flag, value, "--output-dir", tmp_path / "run")
+    assert_one_line_error(result, flag)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_rejects_a_loss_that_does_not_fit_the_head(tmp_path):
+    path = write_wav(tmp_path / "a.wav", tone(1.0))
+    result = run_script("train_wavenet.py", "--train", path, "--head", "classifier", "--loss", "mse",
+                        "--output-dir", tmp_path / "run", *TINY_FLAGS)
+    assert_one_line_error(result, "does not fit")
+    assert not (tmp_path / "run").exists()
+
+
+def test_generate_and_evaluate_reject_bad_input(tmp_path):
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_text("not a zip")
+    result = run_script("generate.py", tmp_path / "missing.keras", "--output", tmp_path / "x.wav")
+    assert_one_line_error(result, "missing.keras", "no such model file")
+    result = run_script("generate.py", not_a_model, "--seconds", "0", "--output", tmp_path / "x.wav")
+    assert_one_line_error(result, "--seconds")
+    result = run_script("generate.py", not_a_model, "--output", tmp_path / "x.wav")
+    assert result.returncode == 2 and "not a loadable .keras model" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr and not (tmp_path / "x.wav").exists()
+    result = run_script("evaluate.py", tmp_path / "missing.keras", tmp_path / "a.wav")
+    assert_one_line_error(result, "no such model file")
+
+
+@pytest.mark.parametrize("script", ["train_wavenet.py", "generate.py", "evaluate.py"])
+def test_help_explains_the_flags(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0
+    assert "usage:" in result.stdout and "--" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny run on stereo, 24-bit, 44.1 kHz FLAC: all of it must simply work."""
+    tmp = tmp_path_factory.mktemp("run")
+    t = np.arange(44100 * 2) / 44100
+    stereo = np.stack([0.4 * np.sin(2 * np.pi * 330 * t), 0.3 * np.sin(2 * np.pi * 550 * t)], axis=1)
+    audio = tmp / "stereo.flac"
+    sf.write(str(audio), stereo, 44100, format="FLAC", subtype="PCM_24")
+    run_dir = tmp / "run"
+    result = run_script("train_wavenet.py", "--train", audio, "--sample-rate", "8000", "--output-dir", run_dir,
+                        *TINY_FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, audio, result
+
+
+def test_training_run_folder(trained_run):
+    run_dir, audio, result = trained_run
+    assert "receptive field 15 samples" in result.stdout
+    for name in ("model.keras", "config.json", "history.csv", "checkpoints/latest.keras", "checkpoints/state.json",
+                 "samples/epoch_0001.wav", "samples/epoch_0001.png"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["receptive_field"] == 15 and config["sample_rate"] == 8000 and config["layers"] == 3
+    assert config["train_files"] == [str(audio)]
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert len(rows) == 1
+    for column in ("loss", "val_loss", "bits_per_sample", "val_bits_per_sample", "targets_per_second",
+                   "seconds_per_epoch"):
+        assert float(rows[0][column]) > 0, column
+    info = sf.info(str(run_dir / "samples" / "epoch_0001.wav"))
+    assert (info.samplerate, info.frames) == (8000, 800)
+
+
+def test_generate_single_file_and_batch(trained_run, tmp_path):
+    run_dir, audio, _ = trained_run
+    out = tmp_path / "one.wav"
+    result = run_script("generate.py", run_dir / "model.keras", "--seconds", "0.25", "--output", out, "--seed", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = sf.info(str(out))
+    assert (info.samplerate, info.frames, info.subtype) == (8000, 2000, "PCM_16")
+    assert "samples/s" in result.stdout
+    again = tmp_path / "again.wav"
+    run_script("generate.py", run_dir / "model.keras", "--seconds", "0.25", "--output", again, "--seed", "1")
+    np.testing.assert_array_equal(sf.read(str(out))[0], sf.read(str(again))[0])
+    result = run_script("generate.py", run_dir / "model.keras", "--seconds", "0.1", "--num", "3", "--output-dir",
+                        tmp_path / "many", "--prime", audio, "--temperature", "0.5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = sorted(p.name for p in (tmp_path / "many").iterdir())
+    assert names == ["sample_001.wav", "sample_002.wav", "sample_003.wav"]
+
+
+def test_evaluate_prints_bits_per_sample(trained_run, tmp_path):
+    run_dir, audio, _ = trained_run
+    held_out = write_wav(tmp_path / "held_out.wav", tone(0.5, frequencies=(330, 550)))
+    result = run_script("evaluate.py", run_dir / "model.keras", held_out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+\.\d{3} bits/sample", last)
+    bits = float(last.split()[0])
+    assert 0 < bits < 9
+    result = run_script("evaluate.py", run_dir / "model.keras", held_out, "--json")
+    report = json.loads(result.stdout)
+    assert report["samples"] == 3999 and abs(report["bits_per_sample"] - bits) < 1e-3
+
+
+def test_resume_continues_the_epochs(trained_run, tmp_path):
+    import shutil
+
+    run_dir, audio, _ = trained_run
+    copy = tmp_path / "resumed"
+    shutil.copytree(run_dir, copy)
+    result = run_script("train_wavenet.py", "--resume", "--output-dir", copy, "--epochs", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = list(csv.DictReader((copy / "history.csv").open()))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert (copy / "samples" / "epoch_0002.wav").is_file()
+    result = run_script("train_wavenet.py", "--resume", "--output-dir", copy, "--epochs", "3", "--layers", "4")
+    assert_one_line_error(result, "--layers")

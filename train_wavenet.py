@@ -1,0 +1,232 @@
+"""Train a WaveNet on your own recordings.
+
+    python train_wavenet.py --train my_audio.wav          # a file, or a folder searched recursively
+    python train_wavenet.py                               # the bundled 40 s speech clip, a few minutes on a CPU
+
+The run folder (default runs/wavenet-<timestamp>/) gets model.keras, checkpoints/ to resume from, config.json,
+history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from cli import (ArgumentParser, UsageError, new_run_dir, non_negative_float, non_negative_int, positive_float,
+                 positive_int, quiet_tensorflow, run, save_model, write_json)
+
+DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
+# Settings that fix the model's shape: a resumed run must keep them.
+SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip_channels", "sample_rate")
+
+
+@dataclass
+class WaveNetConfig:
+    """Defaults of a WaveNet run; every field is also a command-line flag (`--steps-per-epoch` and so on)."""
+
+    train: str = str(DEMO_CLIP)
+    validate: Optional[str] = None
+    head: str = "classifier"
+    loss: Optional[str] = None
+    sample_rate: Optional[int] = None
+    epochs: int = 8
+    steps_per_epoch: int = 40
+    validation_steps: int = 8
+    batch_size: int = 4
+    frame_size: int = 4096
+    layers: int = 10
+    stacks: int = 2
+    residual_channels: int = 64
+    skip_channels: int = 128
+    learning_rate: float = 2e-3
+    sample_every: int = 4
+    sample_seconds: float = 1.0
+    temperature: float = 1.0
+    time_limit: Optional[float] = None
+    output_dir: Optional[str] = None
+    seed: int = 0
+    resume: bool = False
+
+
+HELP = {
+    "train": "training audio: a file or a folder searched recursively (WAV, FLAC, OGG, ...); "
+             "default: the bundled 40 s speech clip",
+    "validate": "validation audio (file or folder); default: the last 10%% of the training audio",
+    "head": "classifier: 256 mu-law classes; regressor: a continuous distribution of the next sample",
+    "loss": "crossentropy (classifier); logistic-mixture or mse (regressor); default: the head's first",
+    "sample_rate": "resample all audio to this rate in Hz; default: the first training file's rate",
+    "epochs": "epochs to train",
+    "steps_per_epoch": "training batches per epoch",
+    "validation_steps": "validation batches per epoch (the same windows every epoch)",
+    "batch_size": "windows per batch",
+    "frame_size": "samples per window; every sample of a window is a training target",
+    "layers": "dilated layers per stack (dilations 1, 2, ..., 2^(layers-1))",
+    "stacks": "stacks of dilated layers",
+    "residual_channels": "channels of the residual stream",
+    "skip_channels": "channels of the skip connections",
+    "learning_rate": "Adam learning rate",
+    "sample_every": "write a sample every N epochs (0: never)",
+    "sample_seconds": "length of each sample in seconds",
+    "temperature": "sampling temperature of the samples (0: most likely)",
+    "time_limit": "stop after this many minutes of training, at the end of a batch",
+    "output_dir": "run folder; default: runs/wavenet-<timestamp>",
+    "seed": "random seed: the same seed repeats the run",
+    "resume": "continue the run in --output-dir from its last checkpoint",
+}
+TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch": positive_int,
+         "validation_steps": positive_int, "batch_size": positive_int, "frame_size": positive_int,
+         "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
+         "skip_channels": positive_int, "learning_rate": positive_float, "sample_every": non_negative_int,
+         "sample_seconds": positive_float, "time_limit": positive_float, "temperature": non_negative_float, "seed": int}
+CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse")}
+
+
+def build_parser():
+    parser = ArgumentParser(prog="train_wavenet.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field in dataclasses.fields(WaveNetConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default if field.name != "train" else "bundled clip"
+        help_text = f"{HELP[field.name]} (default: {default})"
+        if field.type is bool:
+            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=HELP[field.name])
+        else:
+            parser.add_argument(flag, type=TYPES.get(field.name, str), choices=CHOICES.get(field.name),
+                                default=argparse.SUPPRESS, help=help_text,
+                                metavar=None if field.name in CHOICES else field.name.upper())
+    return parser
+
+
+def resolve_config(argv=None):
+    """Parses flags over the defaults; with `--resume`, over the run's saved config.json instead.
+
+    Returns:
+        `(config, run_dir)`.
+    """
+    given = vars(build_parser().parse_args(argv))
+    if not given.get("resume"):
+        config = WaveNetConfig(**given)
+        return config, new_run_dir(config.output_dir, "wavenet")
+    if not given.get("output_dir"):
+        raise UsageError("--resume needs --output-dir, the run folder to continue")
+    run_dir = Path(given["output_dir"])
+    saved_path = run_dir / "config.json"
+    if not (run_dir / "checkpoints" / "latest.keras").is_file() or not saved_path.is_file():
+        raise UsageError(f"{run_dir}: no checkpoint to resume from (checkpoints/latest.keras, config.json)")
+    saved = json.loads(saved_path.read_text())
+    for name in SHAPE_SETTINGS:
+        if name in given and given[name] != saved.get(name):
+            raise UsageError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
+                             f"the run was trained with {saved.get(name)}")
+    fields = {f.name for f in dataclasses.fields(WaveNetConfig)}
+    config = WaveNetConfig(**{**{k: v for k, v in saved.items() if k in fields}, **given})
+    return config, run_dir
+
+
+def load_corpora(config):
+    """Loads training and validation audio. Raises `AudioError` (exit 2) on anything unusable."""
+    from data.audio import AudioError, load_audio, split_validation
+
+    window = config.frame_size + 1
+    train = load_audio(config.train, config.sample_rate, min_samples=window, skip_bad_files=True)
+    if config.validate:
+        validation = load_audio(config.validate, train.sample_rate, min_samples=window, skip_bad_files=True)
+    else:
+        train, validation = split_validation(train, 0.1)
+        if not any(len(s) >= window for s in validation.signals):
+            raise AudioError(f"{config.train}: the last 10% held out for validation is shorter than one frame "
+                             f"({window} samples); give --validate or a smaller --frame-size")
+        if not any(len(s) >= window for s in train.signals):
+            raise AudioError(f"{config.train}: shorter than one frame ({window} samples) once 10% is held out")
+    for file, reason in train.skipped + (validation.skipped if config.validate else []):
+        print(f"warning: skipped {reason}", file=sys.stderr)
+    return train, validation
+
+
+def main(argv=None):
+    config, run_dir = resolve_config(argv)
+    quiet_tensorflow()
+    train, validation = load_corpora(config)  # before anything slow: bad audio fails in a second
+    try:
+        distribution_check(config)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    config.sample_rate = train.sample_rate
+
+    import keras
+    import numpy as np
+
+    import models
+    from callbacks import Checkpoint, SaveAudio, Throughput, TimeLimit
+    from data.frames import FrameGenerator
+
+    keras.utils.set_random_seed(config.seed)
+    rf = models.receptive_field(config.stacks, config.layers)
+    mode = config.head
+    train_frames = FrameGenerator(train.signals, config.frame_size, config.batch_size, config.steps_per_epoch,
+                                  mode=mode, seed=config.seed)
+    validation_frames = FrameGenerator(validation.signals, config.frame_size, config.batch_size,
+                                       config.validation_steps, mode=mode, seed=config.seed + 1,
+                                       reshuffle=False)
+    checkpoint_dir = run_dir / "checkpoints"
+    initial_epoch = 0
+    if config.resume:
+        model = keras.saving.load_model(checkpoint_dir / "latest.keras")
+        initial_epoch = json.loads((checkpoint_dir / "state.json").read_text())["epoch"]
+        train_frames.epoch = initial_epoch
+        if initial_epoch >= config.epochs:
+            raise UsageError(f"{run_dir} already trained {initial_epoch} epochs; ask for more with --epochs")
+    else:
+        model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
+                                     residual_channels=config.residual_channels,
+                                     skip_channels=config.skip_channels, sample_rate=config.sample_rate)
+        distribution = models.wavenet_spec(model).distribution
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=models.loss_for(distribution), metrics=[models.BitsPerSample(distribution)])
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {
+        **dataclasses.asdict(config), "receptive_field": rf,
+        "receptive_field_ms": 1000.0 * rf / config.sample_rate, "parameters": model.count_params(),
+        "train_files": [str(f) for f in train.files], "train_seconds": train.seconds,
+        "validate_files": [str(f) for f in validation.files], "validate_seconds": validation.seconds,
+    })
+    print(f"run folder: {run_dir}")
+    print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
+          f"validation: {validation.seconds:.1f} s")
+    print(f"WaveNet: {config.stacks} x {config.layers} layers, {model.count_params():,} parameters, "
+          f"receptive field {rf} samples ({1000.0 * rf / config.sample_rate:.0f} ms)")
+
+    prime = next(s for s in validation.signals if len(s) > 0)[:rf]
+    callbacks = [
+        Throughput(config.batch_size * config.frame_size),
+        TimeLimit(config.time_limit),
+        SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
+                  seconds=config.sample_seconds, prime=prime, temperature=config.temperature, seed=config.seed),
+        Checkpoint(checkpoint_dir),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=config.resume),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+    ]
+    history = model.fit(train_frames, validation_data=validation_frames, epochs=config.epochs,
+                        initial_epoch=initial_epoch, callbacks=callbacks,
+                        verbose=1 if sys.stdout.isatty() else 2)
+    save_model(model, run_dir / "model.keras")
+    bits = history.history.get("val_bits_per_sample", [float("nan")])
+    print(f"validation: {np.asarray(bits)[-1]:.3f} bits/sample")
+    print(f"saved {run_dir / 'model.keras'}; generate audio with:\n"
+          f"  python generate.py {run_dir / 'model.keras'} --seconds 5 --output generated.wav")
+    return run_dir
+
+
+def distribution_check(config):
+    """Raises `ValueError` if `--loss` does not fit `--head`."""
+    from models.wavenet import distribution_for
+
+    distribution_for(config.head, config.loss)
+
+
+if __name__ == "__main__":
+    run(main, "train_wavenet.py")
