@@ -1,6 +1,7 @@
 """What the command-line scripts share: argument types, one-line errors with exit status 2, run folders."""
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -102,3 +103,49 @@ def write_json(path, data):
 def save_model(model, path):
     """Saves a Keras model to `path` (a `.keras` file) atomically: a crash never leaves half a file there."""
     replace_atomically(lambda tmp: model.save(tmp), path)
+
+
+def config_parser(config_class, prog, description, helps, types, choices, defaults_shown=None):
+    """An argument parser with one `--flag` per field of a config dataclass.
+
+    Flags default to "not given" (argparse.SUPPRESS), so `resolve_config` can tell a flag the user typed
+    from a default: a resumed run keeps its saved settings unless a flag overrides them.
+    """
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field in dataclasses.fields(config_class):
+        flag = "--" + field.name.replace("_", "-")
+        default = (defaults_shown or {}).get(field.name, field.default)
+        if field.type is bool:
+            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=helps[field.name])
+        else:
+            parser.add_argument(flag, type=types.get(field.name, str), choices=choices.get(field.name),
+                                default=argparse.SUPPRESS, help=f"{helps[field.name]} (default: {default})",
+                                metavar=None if field.name in choices else field.name.upper())
+    return parser
+
+
+def resolve_config(config_class, parser, argv, prefix, shape_settings, checkpoint_file):
+    """Parses flags over the config's defaults; with `--resume`, over the run's saved config.json instead.
+
+    Resuming with a different value of any of `shape_settings` is refused: the checkpoint cannot hold it.
+
+    Returns:
+        `(config, run_dir)`.
+    """
+    given = vars(parser.parse_args(argv))
+    if not given.get("resume"):
+        config = config_class(**given)
+        return config, new_run_dir(config.output_dir, prefix)
+    if not given.get("output_dir"):
+        raise UsageError("--resume needs --output-dir, the run folder to continue")
+    run_dir = Path(given["output_dir"])
+    saved_path = run_dir / "config.json"
+    if not (run_dir / "checkpoints" / checkpoint_file).is_file() or not saved_path.is_file():
+        raise UsageError(f"{run_dir}: no checkpoint to resume from (checkpoints/{checkpoint_file}, config.json)")
+    saved = json.loads(saved_path.read_text())
+    for name in shape_settings:
+        if name in given and given[name] != saved.get(name):
+            raise UsageError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
+                             f"the run was trained with {saved.get(name)}")
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    return config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given}), run_dir

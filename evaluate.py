@@ -6,6 +6,12 @@ Prints the negative log-likelihood of every sample (after the first of each file
 in bits per sample over the 256 mu-law bins, per file and overall; the last line is `X.XXX bits/sample`.
 A model that knows nothing scores 8.000; the regressor heads are reported on the same scale. `--json` prints
 one JSON object instead, for scripts.
+
+    python evaluate.py runs/gan-.../generator.keras held_out.wav [--train train.wav] [--num 64]
+
+For a GAN generator: Frechet distance of log-mel statistics, NDB (statistically different k-means bins) and the
+median nearest-neighbour distance (memorisation) of generated clips, each against clips of the training audio,
+next to the same measures for held-out real clips and for white noise.
 """
 
 import argparse
@@ -19,11 +25,14 @@ from cli import ArgumentParser, UsageError, positive_int, quiet_tensorflow, run
 def build_parser():
     parser = ArgumentParser(prog="evaluate.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a .keras model written by train_wavenet.py")
+    parser.add_argument("model", help="model.keras from train_wavenet.py, or generator.keras from train_gan.py")
     parser.add_argument("audio", nargs="+", help="held-out audio files or folders")
     parser.add_argument("--chunk", type=positive_int, default=16384,
                         help="samples scored per forward pass (default: 16384)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--train", help="GAN: the training audio; default: the files in the run's config.json")
+    parser.add_argument("--num", type=positive_int, default=64, help="GAN: clips per set (default: 64)")
+    parser.add_argument("--seed", type=int, default=0, help="GAN: seed for the clips (default: 0)")
     return parser
 
 
@@ -48,6 +57,41 @@ def signal_bits(model, spec, signal, chunk):
     return np.concatenate(bits)
 
 
+def evaluate_generator(generator, args):
+    """Frechet distance, NDB and nearest-neighbour distance of generated, held-out real and noise clips."""
+    from pathlib import Path
+
+    import models
+    from data.audio import load_audio
+    from data.similarity import compare, random_clips
+
+    sample_rate = generator.get_layer("audio").sample_rate
+    length = generator.output_shape[1]
+    train_path = args.train
+    if train_path is None:
+        config = Path(args.model).resolve().parent / "config.json"
+        if not config.is_file():
+            raise UsageError("give --train: the generator's run folder has no config.json naming its data")
+        train_path = json.loads(config.read_text())["train_files"]
+    train = [s for path in ([train_path] if isinstance(train_path, str) else train_path)
+             for s in load_audio(path, sample_rate).signals]
+    held_out = [s for path in args.audio for s in load_audio(path, sample_rate).signals]
+    rng = np.random.default_rng(args.seed)
+    sets = {"generated": models.generate_clips(generator, args.num, seed=args.seed),
+            "held-out real": random_clips(held_out, length, args.num, seed=args.seed),
+            "white noise": rng.uniform(-0.5, 0.5, (args.num, length)).astype(np.float32)}
+    results = compare(sets, random_clips(train, length, max(4 * args.num, 100), seed=args.seed + 1), sample_rate,
+                      seed=args.seed)
+    if args.json:
+        print(json.dumps({"model": args.model, "clips": args.num, "results": results}, indent=2))
+        return results
+    print(f"{args.num} clips of {length} samples at {sample_rate} Hz, each set compared with training clips")
+    print(f"{'':16}{'Frechet (log-mel)':>20}{'NDB (10 bins)':>16}{'NN distance':>14}")
+    for name, values in results.items():
+        print(f"{name:16}{values['frechet_distance']:20.2f}{values['ndb']:16.2f}{values['nn_distance']:14.2f}")
+    return results
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
@@ -56,7 +100,10 @@ def main(argv=None):
 
     model = load_model(args.model)
     import models
+    from generate import is_gan_generator
 
+    if is_gan_generator(model):
+        return evaluate_generator(model, args)
     try:
         spec = models.wavenet_spec(model)
     except ValueError as error:

@@ -3,13 +3,14 @@
     python generate.py runs/wavenet-.../model.keras --seconds 10 --output speech.wav
     python generate.py runs/wavenet-.../model.keras --num 8 --output-dir samples/   # 8 streams in one batch
     python generate.py runs/wavenet-.../model.keras --prime start.wav --seconds 5 --output continued.wav
+    python generate.py runs/gan-.../generator.keras --num 8 --output-dir clips/ --seed 1   # GAN clips
 
-The sample rate is the one the model was trained at (saved in the model). Audio is written as it is
+The sample rate is the one the model was trained at (saved in the model). A GAN generator makes clips of its
+fixed length (--seconds, --temperature and --prime apply to WaveNets only). Audio is written as it is
 generated, so minutes of it need no more memory than the file itself.
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from cli import (ArgumentParser, UsageError, non_negative_float, positive_float,
 def build_parser():
     parser = ArgumentParser(prog="generate.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a .keras model written by train_wavenet.py")
+    parser.add_argument("model", help="model.keras from train_wavenet.py, or generator.keras from train_gan.py")
     parser.add_argument("--seconds", type=positive_float, default=5.0, help="length of each output (default: 5)")
     parser.add_argument("--output", help="output WAV file (one stream)")
     parser.add_argument("--num", type=positive_int, help="write this many files, generated together in one batch")
@@ -66,6 +67,25 @@ def load_model(path):
         raise UsageError(f"{path}: not a loadable .keras model ({first_line})") from None
 
 
+def is_gan_generator(model):
+    """A generator from train_gan.py: a latent vector in, audio (with its sample rate) out."""
+    return len(model.inputs[0].shape) == 2 and "audio" in {layer.name for layer in model.layers}
+
+
+def write_clips(generator, paths, seed):
+    """Writes one GAN clip per path."""
+    import models
+    from data.audio import write_audio
+
+    sample_rate = generator.get_layer("audio").sample_rate
+    clips = models.generate_clips(generator, len(paths), seed=seed)
+    for path, clip in zip(paths, clips):
+        write_audio(path, clip, sample_rate)
+    print(f"wrote {len(paths)} clip(s) of {clips.shape[1] / sample_rate:.2f} s at {sample_rate} Hz: "
+          f"{', '.join(str(p) for p in paths[:3])}{' ...' if len(paths) > 3 else ''}")
+    return paths
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     paths = output_paths(args)
@@ -77,6 +97,10 @@ def main(argv=None):
     from data.audio import atomic_path, read_audio
 
     model = load_model(args.model)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if is_gan_generator(model):
+        return write_clips(model, paths, args.seed)
     try:
         spec = models.wavenet_spec(model)
     except ValueError as error:
@@ -84,8 +108,6 @@ def main(argv=None):
     prime = read_audio(args.prime, spec.sample_rate)[0] if args.prime else None
     num_samples = int(round(args.seconds * spec.sample_rate))
 
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
     temporary = [atomic_path(path) for path in paths]
     files = [sf.SoundFile(str(tmp), "w", samplerate=spec.sample_rate, channels=1, subtype="PCM_16", format="WAV")
              for tmp in temporary]

@@ -7,7 +7,6 @@ The run folder (default runs/wavenet-<timestamp>/) gets model.keras, checkpoints
 history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
 """
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -15,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (ArgumentParser, UsageError, new_run_dir, non_negative_float, non_negative_int, positive_float,
-                 positive_int, quiet_tensorflow, run, save_model, write_json)
+from cli import (UsageError, config_parser, non_negative_float, non_negative_int, positive_float, positive_int,
+                 quiet_tensorflow, resolve_config, run, save_model, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
@@ -85,45 +84,13 @@ CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logist
 
 
 def build_parser():
-    parser = ArgumentParser(prog="train_wavenet.py", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    for field in dataclasses.fields(WaveNetConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default if field.name != "train" else "bundled clip"
-        help_text = f"{HELP[field.name]} (default: {default})"
-        if field.type is bool:
-            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=HELP[field.name])
-        else:
-            parser.add_argument(flag, type=TYPES.get(field.name, str), choices=CHOICES.get(field.name),
-                                default=argparse.SUPPRESS, help=help_text,
-                                metavar=None if field.name in CHOICES else field.name.upper())
-    return parser
+    return config_parser(WaveNetConfig, "train_wavenet.py", __doc__, HELP, TYPES, CHOICES,
+                         defaults_shown={"train": "bundled clip"})
 
 
-def resolve_config(argv=None):
-    """Parses flags over the defaults; with `--resume`, over the run's saved config.json instead.
-
-    Returns:
-        `(config, run_dir)`.
-    """
-    given = vars(build_parser().parse_args(argv))
-    if not given.get("resume"):
-        config = WaveNetConfig(**given)
-        return config, new_run_dir(config.output_dir, "wavenet")
-    if not given.get("output_dir"):
-        raise UsageError("--resume needs --output-dir, the run folder to continue")
-    run_dir = Path(given["output_dir"])
-    saved_path = run_dir / "config.json"
-    if not (run_dir / "checkpoints" / "latest.keras").is_file() or not saved_path.is_file():
-        raise UsageError(f"{run_dir}: no checkpoint to resume from (checkpoints/latest.keras, config.json)")
-    saved = json.loads(saved_path.read_text())
-    for name in SHAPE_SETTINGS:
-        if name in given and given[name] != saved.get(name):
-            raise UsageError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
-                             f"the run was trained with {saved.get(name)}")
-    fields = {f.name for f in dataclasses.fields(WaveNetConfig)}
-    config = WaveNetConfig(**{**{k: v for k, v in saved.items() if k in fields}, **given})
-    return config, run_dir
+def resolve(argv=None):
+    """`(config, run_dir)` from the command line (and, with `--resume`, the run's saved config)."""
+    return resolve_config(WaveNetConfig, build_parser(), argv, "wavenet", SHAPE_SETTINGS, "latest.keras")
 
 
 def load_corpora(config):
@@ -147,7 +114,7 @@ def load_corpora(config):
 
 
 def main(argv=None):
-    config, run_dir = resolve_config(argv)
+    config, run_dir = resolve(argv)
     quiet_tensorflow()
     train, validation = load_corpora(config)  # before anything slow: bad audio fails in a second
     try:

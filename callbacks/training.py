@@ -6,20 +6,24 @@ from pathlib import Path
 import keras
 
 from cli import save_model, write_json
+from data.audio import replace_atomically
 
 
 class Throughput(keras.callbacks.Callback):
-    """Adds `targets_per_second` (training only) and `seconds_per_epoch` (with validation) to the epoch logs.
+    """Adds `<unit>_per_second` and `steps_per_second` (training only) and `seconds_per_epoch` (with validation)
+    to the epoch logs.
 
-    Put it before `CSVLogger` and `TensorBoard` in the callback list so they record both.
+    Put it before `CSVLogger` and `TensorBoard` in the callback list so they record them.
 
     Args:
-        targets_per_step: targets scored per training step (batch size x frame size for a WaveNet).
+        per_step: units processed per training step (batch size x frame size targets for a WaveNet).
+        unit: what is counted: `"targets"` (WaveNet) or `"clips"` (GAN).
     """
 
-    def __init__(self, targets_per_step):
+    def __init__(self, per_step, unit="targets"):
         super().__init__()
-        self.targets_per_step = int(targets_per_step)
+        self.per_step = int(per_step)
+        self.unit = unit
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
@@ -35,13 +39,41 @@ class Throughput(keras.callbacks.Callback):
             return
         now = time.perf_counter()
         train_seconds = (self.train_end or now) - self.epoch_start
-        logs["targets_per_second"] = self.steps * self.targets_per_step / max(train_seconds, 1e-9)
+        logs[f"{self.unit}_per_second"] = self.steps * self.per_step / max(train_seconds, 1e-9)
+        logs["steps_per_second"] = self.steps / max(train_seconds, 1e-9)
         logs["seconds_per_epoch"] = now - self.epoch_start
 
 
+def save_optimizer_state(path, optimizers):
+    """Saves the variables of named optimisers (`{"d": opt, "g": opt}`) to one `.npz` file, atomically."""
+    import numpy as np
+
+    arrays = {f"{name}/{i}": np.asarray(v) for name, optimizer in optimizers.items()
+              for i, v in enumerate(optimizer.variables)}
+    replace_atomically(lambda tmp: np.savez(tmp, **arrays), path)
+
+
+def restore_optimizer_state(path, optimizers_and_variables):
+    """Builds each optimiser for its variables, then loads its state saved by `save_optimizer_state`.
+
+    Args:
+        path: the `.npz` file.
+        optimizers_and_variables: `{"d": (optimizer, trainable_variables), ...}`.
+    """
+    import numpy as np
+
+    with np.load(path) as saved:
+        for name, (optimizer, variables) in optimizers_and_variables.items():
+            optimizer.build(variables)
+            for i, variable in enumerate(optimizer.variables):
+                variable.assign(saved[f"{name}/{i}"])
+
+
 class Checkpoint(keras.callbacks.Callback):
-    """After every epoch, saves the model with its optimiser state to `latest.keras` and the epoch count to
-    `state.json` in `directory`, both atomically, so a run can resume where it stopped.
+    """After every epoch, saves what a run needs to resume, atomically, and the epoch count to `state.json`.
+
+    A WaveNet is saved with its optimiser state to `latest.keras`; a GAN (a model with `generator` and
+    `discriminator`) as `generator.keras`, `discriminator.keras` and both optimisers' state in `optimizers.npz`.
 
     Args:
         directory: the checkpoint folder.
@@ -55,7 +87,13 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
-        save_model(self.model, self.directory / "latest.keras")
+        if hasattr(self.model, "generator"):
+            save_model(self.model.generator, self.directory / "generator.keras")
+            save_model(self.model.discriminator, self.directory / "discriminator.keras")
+            save_optimizer_state(self.directory / "optimizers.npz",
+                                 {"d": self.model.d_optimizer, "g": self.model.g_optimizer})
+        else:
+            save_model(self.model, self.directory / "latest.keras")
         state = {"epoch": epoch + 1, **(self.extra_state() if self.extra_state else {})}
         write_json(self.directory / "state.json", state)
 

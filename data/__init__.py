@@ -4,3 +4,7 @@ from data.audio import (AudioCorpus, AudioError, find_audio_files, load_audio, r
                         write_audio)
 from data.mulaw import (QUANTIZATION_CHANNELS, mu_law_bin_edges, mu_law_decode, mu_law_encode,
                         mu_law_round_trip, mu_law_table)
+
+__all__ = ["AudioCorpus", "AudioError", "QUANTIZATION_CHANNELS", "find_audio_files", "load_audio",
+           "mu_law_bin_edges", "mu_law_decode", "mu_law_encode", "mu_law_round_trip", "mu_law_table", "read_audio",
+           "split_validation", "write_audio"]

@@ -9,7 +9,6 @@ scale, so heads can be compared.
 import math
 
 import keras
-import numpy as np
 from keras import ops
 
 from data.mulaw import QUANTIZATION_CHANNELS, mu_law_bin_edges
@@ -158,29 +157,3 @@ def loss_for(distribution):
     if distribution == "logistic_mixture":
         return DiscretizedLogisticMixtureLoss()
     return keras.losses.MeanSquaredError()
-
-
-# --- Sampling, in NumPy: generation runs outside the Keras graph (see models.generation). ---
-
-def sample_categorical(logits, temperature, rng):
-    """One class per row of `logits` `(streams, classes)`; temperature 0 takes the argmax."""
-    if temperature == 0:
-        return np.argmax(logits, axis=-1)
-    scaled = logits / temperature
-    probabilities = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
-    cumulative = np.cumsum(probabilities, axis=-1)
-    draws = rng.random(len(logits))[:, None] * cumulative[:, -1:]
-    return np.minimum((cumulative < draws).sum(axis=-1), logits.shape[-1] - 1)
-
-
-def sample_logistic_mixture(params, temperature, rng):
-    """One sample per row of `params` `(streams, 3K)`; temperature 0 takes the most likely component's mode."""
-    logits, means, log_scales = np.split(params, 3, axis=-1)
-    component = sample_categorical(logits, temperature, rng)
-    rows = np.arange(len(params))
-    mean = means[rows, component]
-    if temperature == 0:
-        return np.clip(mean, -1.0, 1.0)
-    uniform = rng.uniform(1e-5, 1.0 - 1e-5, size=len(params))
-    noise = np.log(uniform) - np.log1p(-uniform)
-    return np.clip(mean + np.exp(log_scales[rows, component]) * temperature * noise, -1.0, 1.0)

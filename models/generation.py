@@ -3,26 +3,28 @@
 A dilated causal convolution with dilation `d` needs, at step `t`, its input at `t`, `t - d`, ...: each layer
 keeps its last `(kernel_size - 1) * d` inputs in a ring buffer, so one step costs one matrix product per
 layer instead of a forward pass over the whole receptive field. The weights are read once from the Keras
-model into NumPy, and all streams advance together as the rows of each product.
+model, and a compiled loop (`models.kernels`) advances all streams together, many steps per call.
 
 Buffers that hold no history yet hold zeros, exactly what a causal convolution pads with, so the result is
-what the full model gives on the whole history (`generate_naive`, used by the tests).
+what the full model gives on the whole history (`generate_naive`, used by the tests and the benchmark).
 """
 
+import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from data.mulaw import mu_law_decode, mu_law_round_trip
-from models.distributions import sample_categorical, sample_logistic_mixture
-from models.layers import MIN_LOG_SCALE
+from data.mulaw import mu_law_round_trip, mu_law_table
+from models import kernels
 from models.wavenet import dilated_layer_names, wavenet_spec
 
-
-def _sigmoid(x):
-    return 0.5 * np.tanh(0.5 * x) + 0.5
+DISTRIBUTION_CODES = {"categorical": kernels.CATEGORICAL, "logistic_mixture": kernels.LOGISTIC_MIXTURE,
+                      "point": kernels.POINT}
+# Uniform numbers drawn per stream and step: the component (or class) and the logistic noise.
+DRAWS_PER_STEP = 2
 
 
 class IncrementalWaveNet:
-    """A WaveNet's weights as NumPy arrays, and the per-layer queues of a batch of streams.
+    """A WaveNet's weights packed for the compiled generation loop, and the queues of a batch of streams.
 
     Args:
         model: a model made by `models.build_wavenet` (built or loaded).
@@ -30,8 +32,8 @@ class IncrementalWaveNet:
     Example:
 
     >>> net = IncrementalWaveNet(model)
-    >>> net.reset(num_streams=4, prime=None)
-    >>> params = net.step(np.zeros(4, "float32"))   # distribution of each stream's next sample
+    >>> x = net.reset(num_streams=4, prime=None)
+    >>> output, x = net.advance(x, steps=100, uniforms=np.random.default_rng(0).random((100, 4, 2)))
     """
 
     def __init__(self, model):
@@ -39,29 +41,39 @@ class IncrementalWaveNet:
         self.spec = wavenet_spec(model)
 
         def weights(name):
-            return [w.astype(np.float32) for w in model.get_layer(name).get_weights()]
+            return [np.ascontiguousarray(w, dtype=np.float32) for w in model.get_layer(name).get_weights()]
 
-        self.input_kernel, self.input_bias = weights("input_conv")
-        self.residual_channels = self.input_kernel.shape[-1]
-        self.blocks = []
+        in_kernel, self.in_b = weights("input_conv")
+        self.in_w = np.ascontiguousarray(in_kernel[:, 0, :])
+        residual = self.in_w.shape[1]
+        names = dilated_layer_names(model)
         layer_names = {layer.name for layer in model.layers}
-        for name in dilated_layer_names(model):
+        skip = weights(f"{names[0][:-len('_dilated')]}_skip")[0].shape[-1]
+        gate_w, gate_b, out_w, out_b, has_residual = [], [], [], [], []
+        for name in names:
             prefix = name[: -len("_dilated")]
             kernel, bias = weights(name)
-            k, r, _ = kernel.shape
-            # Stack the taps so that [x[t - (k-1)d], ..., x[t - d], x[t]] @ kernel is one product.
-            stacked = kernel.reshape(k * r, 2 * r)
+            gate_w.append(kernel.reshape(-1, 2 * residual))  # rows: tap 0 (oldest) ... tap k-1 (current)
+            gate_b.append(bias)
             skip_kernel, skip_bias = weights(f"{prefix}_skip")
-            out_kernel, out_bias = skip_kernel[0], skip_bias
-            if f"{prefix}_residual" in layer_names:
+            residual_kernel = np.zeros((1, residual, residual), np.float32)
+            residual_bias = np.zeros(residual, np.float32)
+            has_residual.append(f"{prefix}_residual" in layer_names)
+            if has_residual[-1]:
                 residual_kernel, residual_bias = weights(f"{prefix}_residual")
-                out_kernel = np.concatenate([out_kernel, residual_kernel[0]], axis=1)
-                out_bias = np.concatenate([out_bias, residual_bias])
-            self.blocks.append((model.get_layer(name).dilation_rate[0], stacked, bias, out_kernel, out_bias))
-        self.skip_channels = skip_kernel.shape[-1]
-        post_kernel, self.post_bias = weights("post_1")
-        logits_kernel, self.logits_bias = weights("logits")
-        self.post_kernel, self.logits_kernel = post_kernel[0], logits_kernel[0]
+            out_w.append(np.concatenate([skip_kernel[0], residual_kernel[0]], axis=1))
+            out_b.append(np.concatenate([skip_bias, residual_bias]))
+        self.gate_w, self.gate_b = np.stack(gate_w), np.stack(gate_b)
+        self.out_w, self.out_b = np.stack(out_w), np.stack(out_b)
+        self.has_residual = np.array(has_residual)
+        self.dilations = np.array(self.spec.dilations, np.int64)
+        self.queue_lengths = (self.spec.kernel_size - 1) * self.dilations
+        self.queue_offsets = np.concatenate([[0], np.cumsum(self.queue_lengths)[:-1]]).astype(np.int64)
+        post_kernel, self.post_b = weights("post_1")
+        logit_kernel, self.logit_b = weights("logits")
+        self.post_w, self.logit_w = np.ascontiguousarray(post_kernel[0]), np.ascontiguousarray(logit_kernel[0])
+        self.table = mu_law_table(self.spec.num_classes).astype(np.float64)
+        self.residual_channels, self.skip_channels = residual, skip
         self.feature_model = None
         self.num_streams = 0
 
@@ -89,11 +101,9 @@ class IncrementalWaveNet:
         """
         self.num_streams = int(num_streams)
         self.time = 0
-        k_in = self.input_kernel.shape[0]
-        self.input_queue = np.zeros((num_streams, k_in - 1), np.float32)
-        self.queues = [np.zeros((num_streams, (stacked.shape[0] // self.residual_channels - 1) * d,
-                                 self.residual_channels), np.float32)
-                       for d, stacked, *_ in self.blocks]
+        k_in = self.in_w.shape[0]
+        self.in_queue = np.zeros((num_streams, k_in - 1), np.float32)
+        self.queues = np.zeros((num_streams, int(self.queue_lengths.sum()), self.residual_channels), np.float32)
         if prime is None:
             return np.full(num_streams, mu_law_round_trip(np.zeros(1))[0], np.float32)
         prime = np.asarray(prime, dtype=np.float32)
@@ -106,97 +116,71 @@ class IncrementalWaveNet:
             self.time = history.shape[1]
             # The queues hold the last `queue length` inputs of each layer, and each of those depends on at most
             # a receptive field of samples before it: run the model on just that much of a long prime.
-            keep = max(k_in - 1, *(q.shape[1] for q in self.queues)) + self.spec.receptive_field
+            keep = max(k_in - 1, int(self.queue_lengths.max())) + self.spec.receptive_field
             window = history[:, -min(history.shape[1], keep):]
             features = self._history_model().predict(window[..., None], verbose=0,
                                                      batch_size=max(1, min(num_streams, 64)))
             audio, features = features[0][..., 0], features[1:]
             if k_in > 1:  # the input queue is kept in time order, oldest first
                 count = min(k_in - 1, audio.shape[1])
-                self.input_queue[:, k_in - 1 - count:] = audio[:, audio.shape[1] - count:]
-            for queue, feature in zip(self.queues, features):
-                self._fill(queue, feature)
+                self.in_queue[:, k_in - 1 - count:] = audio[:, audio.shape[1] - count:]
+            for offset, length, feature in zip(self.queue_offsets, self.queue_lengths, features):
+                # Ring slot of time tau is `offset + tau % length`; fill the last `length` times before now.
+                count = min(length, feature.shape[1])
+                times = np.arange(self.time - count, self.time)
+                self.queues[:, offset + times % length] = feature[:, feature.shape[1] - count:]
         return prime[:, -1].copy()
 
-    def _fill(self, queue, values):
-        """Puts the last entries of `values`, which end at `self.time - 1`, into their ring slots `time % length`."""
-        length = queue.shape[1]
-        if length == 0:
-            return
-        count = min(length, values.shape[1])
-        times = np.arange(self.time - count, self.time)
-        queue[:, times % length] = values[:, values.shape[1] - count:]
+    def advance(self, x, steps, uniforms, temperature=1.0):
+        """Runs `steps` steps of every stream from inputs `x`.
 
-    def step(self, x):
-        """Feeds one input sample per stream; returns the next sample's distribution parameters."""
-        x = np.asarray(x, dtype=np.float32)
-        k_in = self.input_kernel.shape[0]
-        if k_in > 1:
-            taps = np.concatenate([self.input_queue, x[:, None]], axis=1)
-            h = taps @ self.input_kernel[:, 0, :] + self.input_bias
-            self.input_queue = taps[:, 1:]
-        else:
-            h = x[:, None] * self.input_kernel[0] + self.input_bias
-        r = self.residual_channels
-        skip = self.skip_channels
-        skips = 0.0
-        t = self.time
-        for (dilation, stacked, bias, out_kernel, out_bias), queue in zip(self.blocks, self.queues):
-            length = queue.shape[1]
-            taps = length // dilation
-            if taps:
-                slots = (t - dilation * np.arange(taps, 0, -1)) % length
-                past = queue[:, slots].reshape(len(x), taps * r)
-                queue[:, t % length] = h
-                gate = np.concatenate([past, h], axis=1) @ stacked + bias
-            else:
-                gate = h @ stacked + bias
-            z = np.tanh(gate[:, :r]) * _sigmoid(gate[:, r:])
-            out = z @ out_kernel + out_bias
-            skips = skips + out[:, :skip]
-            if out.shape[1] > skip:
-                h = h + out[:, skip:]
-        self.time = t + 1
-        hidden = np.maximum(np.maximum(skips, 0.0) @ self.post_kernel + self.post_bias, 0.0)
-        params = hidden @ self.logits_kernel + self.logits_bias
-        if self.spec.distribution == "logistic_mixture":
-            m = self.spec.num_mixtures
-            params[:, 2 * m:] = np.maximum(params[:, 2 * m:], MIN_LOG_SCALE)
-        return params
+        Args:
+            x: `(num_streams,)` the input of the first step.
+            steps: steps to run.
+            uniforms: `(steps, num_streams, 2)` uniform [0, 1) numbers for sampling.
+            temperature: sampling temperature.
+
+        Returns:
+            `(output, x)`: `(num_streams, steps)` float32 samples, and the input of the next step.
+        """
+        streams = self.num_streams
+        output = np.empty((streams, steps), np.float32)
+        fed = np.empty(streams, np.float32)
+        blocks = min(numba.get_num_threads(), streams)
+        bounds = np.linspace(0, streams, blocks + 1).round().astype(np.int64)
+        # Streams are already split across cores; BLAS threads inside each block would only compete.
+        with threadpool_limits(1, user_api="blas"):
+            kernels.run(bounds, steps, self.time, np.asarray(x, np.float32), self.in_w, self.in_b, self.in_queue,
+                        self.gate_w, self.gate_b, self.out_w, self.out_b, self.has_residual, self.dilations,
+                        self.queue_offsets, self.queue_lengths, self.queues, self.post_w, self.post_b,
+                        self.logit_w, self.logit_b, np.ascontiguousarray(uniforms, np.float64), float(temperature),
+                        DISTRIBUTION_CODES[self.spec.distribution], self.spec.num_mixtures, self.table, output,
+                        fed)
+        self.time += steps
+        return output, fed
 
 
-def _next_sample(spec, params, temperature, rng):
-    """Draws each stream's next sample; returns `(output value, value fed back)`."""
-    if spec.distribution == "categorical":
-        value = mu_law_decode(sample_categorical(params, temperature, rng), spec.num_classes)
-        return value, value
-    if spec.distribution == "logistic_mixture":
-        value = sample_logistic_mixture(params, temperature, rng).astype(np.float32)
-    else:
-        value = np.clip(params[:, 0], -1.0, 1.0)
-    # The model was trained on mu-law round-tripped input: feed back what it knows.
-    return value, mu_law_round_trip(value, spec.num_classes)
+def _check(num_samples, num_streams, temperature):
+    if num_samples < 0 or num_streams < 1:
+        raise ValueError("num_samples must be >= 0 and num_streams >= 1")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
 
 
 def generate_chunks(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None,
                     chunk_size=4096):
     """Yields the generated audio in `(num_streams, <= chunk_size)` pieces, so long outputs need not fit in memory.
 
-    Arguments as `generate`.
+    Arguments as `generate`; `model` may also be an `IncrementalWaveNet`.
     """
-    if num_samples < 0 or num_streams < 1:
-        raise ValueError("num_samples must be >= 0 and num_streams >= 1")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    _check(num_samples, num_streams, temperature)
     net = model if isinstance(model, IncrementalWaveNet) else IncrementalWaveNet(model)
     rng = np.random.default_rng(seed)
     x = net.reset(num_streams, prime)
     done = 0
     while done < num_samples:
         size = min(chunk_size, num_samples - done)
-        chunk = np.empty((num_streams, size), np.float32)
-        for i in range(size):
-            chunk[:, i], x = _next_sample(net.spec, net.step(x), temperature, rng)
+        chunk, x = net.advance(x, size, rng.random((size, num_streams, DRAWS_PER_STEP)), temperature)
         done += size
         yield chunk
 
@@ -228,8 +212,15 @@ def generate(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, 
 
 
 def generate_naive(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None):
-    """The reference: runs the full model on the whole history for every sample. Slow; for tests and benches."""
+    """The reference: runs the full model on the whole history for every sample. Slow; for tests and benches.
+
+    It draws the same uniform numbers as `generate` and samples with the same function, so with a seed both
+    give the same audio.
+    """
+    _check(num_samples, num_streams, temperature)
     spec = wavenet_spec(model)
+    table = mu_law_table(spec.num_classes).astype(np.float64)
+    code = DISTRIBUTION_CODES[spec.distribution]
     rng = np.random.default_rng(seed)
     if prime is None:
         history = np.full((num_streams, 1), mu_law_round_trip(np.zeros(1))[0], np.float32)
@@ -239,6 +230,10 @@ def generate_naive(model, num_samples, *, num_streams=1, temperature=1.0, prime=
     output = np.empty((num_streams, num_samples), np.float32)
     for i in range(num_samples):
         params = np.asarray(model(history[..., None], training=False))[:, -1].astype(np.float32)
-        output[:, i], fed = _next_sample(spec, params, temperature, rng)
+        uniforms = rng.random((1, num_streams, DRAWS_PER_STEP))[0]
+        fed = np.empty(num_streams, np.float32)
+        for stream in range(num_streams):
+            output[stream, i], fed[stream] = kernels.sample(params[stream], float(temperature), uniforms[stream],
+                                                            code, spec.num_mixtures, table)
         history = np.concatenate([history, fed[:, None]], axis=1)
     return output

@@ -1,0 +1,252 @@
+"""WaveGAN-style convolutional GAN for fixed-length audio clips (Donahue et al., 2019)."""
+
+import keras
+from keras import ops
+
+from models.layers import PACKAGE, AudioInput
+
+SLICE_LENGTHS = (4096, 8192, 16384, 32768, 65536)
+KERNEL_SIZE, STRIDE, UPSAMPLING_LAYERS = 25, 4, 5
+LOSSES = ("wgan-gp", "bce")
+
+
+def _base_length(slice_length):
+    if slice_length not in SLICE_LENGTHS:
+        raise ValueError(f"slice_length must be one of {SLICE_LENGTHS}, got {slice_length}")
+    return slice_length // STRIDE ** UPSAMPLING_LAYERS
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PhaseShuffle(keras.layers.Layer):
+    """Shifts each example in time by a random whole number of samples in [-radius, radius], filling the
+    edge by reflection, so the discriminator cannot key on the generator's periodic upsampling artefacts.
+    Identity at inference.
+
+    Args:
+        radius: the largest shift; 0 disables the layer.
+        seed: optional seed for the shifts.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> layer = PhaseShuffle(2)
+    >>> layer(np.zeros((4, 100, 8)), training=True).shape
+    TensorShape([4, 100, 8])
+    """
+
+    def __init__(self, radius=2, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.radius = int(radius)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.radius == 0:
+            return inputs
+        batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        shifts = keras.random.randint((batch, 1), -self.radius, self.radius + 1, seed=self.seed_generator)
+        positions = ops.arange(length)[None, :] - shifts
+        positions = ops.abs(positions)  # reflect at the start
+        positions = ops.where(positions >= length, 2 * (length - 1) - positions, positions)  # and at the end
+        return ops.take_along_axis(inputs, ops.cast(positions, "int32")[..., None], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "radius": self.radius, "seed": self.seed}
+
+
+def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=16000, name="generator"):
+    """WaveGAN generator: z -> Dense -> reshape -> five transposed 1-D convolutions (kernel 25, stride 4) -> tanh.
+
+    Args:
+        latent_dim: size of z (uniform in [-1, 1]).
+        model_dim: width multiplier; channels go 16d, 8d, 4d, 2d, d, 1.
+        slice_length: output samples; one of 4096, 8192, 16384, 32768, 65536 (the Dense output length adapts).
+        sample_rate: the training audio's rate, saved with the model.
+        name: the model's name.
+
+    Example:
+
+    >>> g = build_generator(model_dim=4, slice_length=4096)
+    >>> g(np.zeros((2, 100), "float32")).shape
+    TensorShape([2, 4096, 1])
+    """
+    base = _base_length(slice_length)
+    z = keras.Input(shape=(latent_dim,), name="z")
+    x = keras.layers.Dense(base * 16 * model_dim, name="project")(z)
+    x = keras.layers.Reshape((base, 16 * model_dim), name="reshape")(x)
+    x = keras.layers.ReLU(name="project_relu")(x)
+    for i, channels in enumerate((8 * model_dim, 4 * model_dim, 2 * model_dim, model_dim)):
+        x = keras.layers.Conv1DTranspose(channels, KERNEL_SIZE, strides=STRIDE, padding="same", activation="relu",
+                                         name=f"upconv_{i}")(x)
+    x = keras.layers.Conv1DTranspose(1, KERNEL_SIZE, strides=STRIDE, padding="same", activation="tanh",
+                                     name="upconv_4")(x)
+    return keras.Model(z, AudioInput(sample_rate, name="audio")(x), name=name)
+
+
+def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sample_rate=16000,
+                        name="discriminator"):
+    """WaveGAN discriminator: five strided 1-D convolutions (kernel 25, stride 4) with LeakyReLU(0.2) and phase
+    shuffle -> Dense(1) score (a logit for `bce`, a critic value for `wgan-gp`).
+
+    Args:
+        model_dim: width multiplier; channels go d, 2d, 4d, 8d, 16d.
+        slice_length: input samples.
+        phase_shuffle: phase-shuffle radius after each of the first four convolutions (0: none).
+        sample_rate: the audio's rate, saved with the model.
+        name: the model's name.
+    """
+    _base_length(slice_length)
+    audio = keras.Input(shape=(slice_length, 1), name="waveform")
+    x = AudioInput(sample_rate, name="audio")(audio)
+    for i, channels in enumerate((model_dim, 2 * model_dim, 4 * model_dim, 8 * model_dim, 16 * model_dim)):
+        x = keras.layers.Conv1D(channels, KERNEL_SIZE, strides=STRIDE, padding="same", name=f"conv_{i}")(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"conv_{i}_lrelu")(x)
+        if i < 4 and phase_shuffle:
+            x = PhaseShuffle(phase_shuffle, name=f"phase_shuffle_{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.Model(audio, keras.layers.Dense(1, name="score")(x), name=name)
+
+
+class WaveGAN(keras.Model):
+    """Trains a generator and a discriminator together with `fit`.
+
+    Each batch holds `critic_steps` x batch_size real slices: the discriminator takes one step on each part,
+    then the generator one step (WGAN-GP: 5 critic steps per generator step, as in WaveGAN).
+
+    Losses:
+        - `"wgan-gp"`: Wasserstein critic with gradient penalty `gp_weight` (Gulrajani et al., 2017).
+        - `"bce"`: the seed document's cross-entropy discriminator, with the non-saturating generator loss.
+
+    Args:
+        generator: from `build_generator`.
+        discriminator: from `build_discriminator`.
+        latent_dim: size of z.
+        loss: `"wgan-gp"` or `"bce"`.
+        gp_weight: gradient-penalty weight.
+        critic_steps: discriminator steps per generator step.
+
+    Example:
+
+    >>> gan = WaveGAN(build_generator(), build_discriminator())
+    >>> gan.compile(d_optimizer=keras.optimizers.Adam(1e-4, 0.5, 0.9),
+    ...             g_optimizer=keras.optimizers.Adam(1e-4, 0.5, 0.9))
+    >>> gan.fit(slices, epochs=10)
+    """
+
+    def __init__(self, generator, discriminator, latent_dim=100, loss="wgan-gp", gp_weight=10.0, critic_steps=5,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim)
+        self.gan_loss = loss
+        self.gp_weight = float(gp_weight)
+        self.critic_steps = int(critic_steps)
+        self.latent_seed = keras.random.SeedGenerator(0)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.gp_tracker = keras.metrics.Mean(name="gradient_penalty")
+
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.gp_tracker]
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    def sample_latents(self, count):
+        return keras.random.uniform((count, self.latent_dim), -1.0, 1.0, seed=self.latent_seed)
+
+    def _critic_loss(self, real, fake, training=True):
+        real_score = self.discriminator(real, training=training)
+        fake_score = self.discriminator(fake, training=training)
+        if self.gan_loss == "bce":
+            bce = keras.losses.binary_crossentropy
+            return (ops.mean(bce(ops.ones_like(real_score), real_score, from_logits=True))
+                    + ops.mean(bce(ops.zeros_like(fake_score), fake_score, from_logits=True)))
+        return ops.mean(fake_score) - ops.mean(real_score)
+
+    def _generator_loss(self, fake_score):
+        if self.gan_loss == "bce":
+            return ops.mean(keras.losses.binary_crossentropy(ops.ones_like(fake_score), fake_score,
+                                                             from_logits=True))
+        return -ops.mean(fake_score)
+
+    def discriminator_step(self, real):
+        """One optimiser step of the discriminator on `real` slices and as many generated ones.
+
+        Returns:
+            `(d_loss, gradient_penalty)`.
+        """
+        import tensorflow as tf  # the steps are backend-specific, as in Keras' "customizing fit" guide
+
+        batch = ops.shape(real)[0]
+        fake = self.generator(self.sample_latents(batch), training=True)
+        penalty = ops.zeros(())
+        with tf.GradientTape() as tape:
+            d_loss = self._critic_loss(real, fake)
+            if self.gan_loss == "wgan-gp":
+                mix = keras.random.uniform((batch, 1, 1), seed=self.latent_seed)
+                between = mix * real + (1.0 - mix) * fake
+                with tf.GradientTape() as inner:
+                    inner.watch(between)
+                    score = self.discriminator(between, training=True)
+                gradients = inner.gradient(score, between)
+                norms = ops.sqrt(ops.sum(ops.square(gradients), axis=[1, 2]) + 1e-12)
+                penalty = ops.mean(ops.square(norms - 1.0))
+                d_loss = d_loss + self.gp_weight * penalty
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+        return d_loss, penalty
+
+    def generator_step(self, batch):
+        """One optimiser step of the generator on `batch` latent vectors; the discriminator is only read.
+
+        Returns:
+            the generator loss.
+        """
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            fake = self.generator(self.sample_latents(batch), training=True)
+            g_loss = self._generator_loss(self.discriminator(fake, training=True))
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+        return g_loss
+
+    def train_step(self, data):
+        real = data[0] if isinstance(data, tuple) else data
+        real = ops.cast(real, "float32")
+        steps = self.critic_steps if self.gan_loss == "wgan-gp" else 1
+        batch = ops.shape(real)[0] // steps
+        for step in range(steps):  # each critic step sees its own real slices
+            d_loss, penalty = self.discriminator_step(real[step * batch:(step + 1) * batch])
+        g_loss = self.generator_step(batch)
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.gp_tracker.update_state(penalty)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+def generate_clips(generator, num_clips, seed=None, batch_size=16):
+    """Draws `num_clips` latent vectors (uniform in [-1, 1], seeded) and returns `(num_clips, slice_length)` audio.
+
+    Example:
+
+    >>> generator = keras.saving.load_model("runs/gan-.../generator.keras")
+    >>> clips = generate_clips(generator, 8, seed=1)
+    """
+    import numpy as np
+
+    latent_dim = generator.input_shape[-1]
+    z = np.random.default_rng(seed).uniform(-1.0, 1.0, (num_clips, latent_dim)).astype(np.float32)
+    return np.asarray(generator.predict(z, batch_size=batch_size, verbose=0))[..., 0]

@@ -1,0 +1,162 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+import soundfile as sf
+
+import models
+from data.frames import FrameGenerator
+from tests.conftest import run_script, tone, write_wav
+
+RATE = 8000
+
+
+def tiny_gan(loss="wgan-gp", model_dim=4, slice_length=4096, seed=0):
+    keras.utils.set_random_seed(seed)
+    generator = models.build_generator(16, model_dim, slice_length, RATE)
+    discriminator = models.build_discriminator(model_dim, slice_length, 2, RATE)
+    gan = models.WaveGAN(generator, discriminator, latent_dim=16, loss=loss, critic_steps=5 if loss == "wgan-gp" else 1)
+    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3, 0.5, 0.9), g_optimizer=keras.optimizers.Adam(1e-3, 0.5, 0.9))
+    return gan
+
+
+@pytest.mark.parametrize("slice_length", [4096, 8192, 16384, 32768, 65536])
+def test_shapes_and_range(slice_length):
+    generator = models.build_generator(100, 2, slice_length, RATE)
+    discriminator = models.build_discriminator(2, slice_length, 2, RATE)
+    z = np.random.default_rng(0).uniform(-1, 1, (3, 100)).astype(np.float32)
+    audio = np.asarray(generator(z))
+    assert audio.shape == (3, slice_length, 1) and np.all(np.abs(audio) <= 1.0)
+    assert discriminator(audio).shape == (3, 1)
+    assert [layer.name for layer in generator.layers if "upconv" in layer.name] == [f"upconv_{i}" for i in range(5)]
+
+
+def test_bad_slice_length():
+    with pytest.raises(ValueError, match="slice_length"):
+        models.build_generator(slice_length=10000)
+
+
+def test_phase_shuffle_shifts_with_reflection_and_is_identity_at_inference():
+    layer = models.PhaseShuffle(3, seed=1)
+    ramp = np.tile(np.arange(50, dtype=np.float32)[None, :, None], (64, 1, 2))
+    np.testing.assert_array_equal(np.asarray(layer(ramp, training=False)), ramp)
+    shuffled = np.asarray(layer(ramp, training=True))
+    assert shuffled.shape == ramp.shape
+    shifts = set()
+    for row in shuffled[..., 0]:
+        k = int(10 - row[10])  # output[t] = input[t - k] away from the edges
+        assert -3 <= k <= 3
+        positions = np.abs(np.arange(50) - k)
+        positions = np.where(positions >= 50, 2 * 49 - positions, positions)
+        np.testing.assert_array_equal(row, positions)
+        shifts.add(k)
+    assert len(shifts) > 3  # shifts differ between examples
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "bce"])
+def test_one_train_step_changes_both_networks(loss):
+    gan = tiny_gan(loss)
+    g_before = [w.copy() for w in gan.generator.get_weights()]
+    d_before = [w.copy() for w in gan.discriminator.get_weights()]
+    real = np.stack([tone(4096 / RATE, frequencies=(440,))] * (10 if loss == "wgan-gp" else 2))[..., None]
+    logs = gan.train_on_batch(real, return_dict=True)
+    assert all(np.isfinite(v) for v in logs.values())
+    assert any(not np.allclose(a, b) for a, b in zip(g_before, gan.generator.get_weights()))
+    assert any(not np.allclose(a, b) for a, b in zip(d_before, gan.discriminator.get_weights()))
+
+
+def test_generator_step_leaves_discriminator_unchanged():
+    gan = tiny_gan()
+    gan.train_on_batch(np.zeros((10, 4096, 1), np.float32))  # builds both optimisers
+    d_before = [w.copy() for w in gan.discriminator.get_weights()]
+    g_before = [w.copy() for w in gan.generator.get_weights()]
+    gan.generator_step(4)
+    for a, b in zip(d_before, gan.discriminator.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, b) for a, b in zip(g_before, gan.generator.get_weights()))
+
+
+def test_discriminator_alone_tells_tones_from_noise():
+    keras.utils.set_random_seed(0)
+    discriminator = models.build_discriminator(4, 4096, 2, RATE)
+    discriminator.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        tones = np.stack([tone(4096 / RATE, frequencies=(rng.uniform(200, 1000),), amplitude=rng.uniform(0.2, 0.8))
+                          for _ in range(n)])
+        noise = rng.uniform(-0.5, 0.5, (n, 4096)).astype(np.float32)
+        return np.concatenate([tones, noise])[..., None], np.concatenate([np.ones(n), np.zeros(n)])
+
+    x, y = batch(64)
+    discriminator.fit(x, y, epochs=8, batch_size=16, verbose=0)
+    x, y = batch(32)
+    accuracy = np.mean((np.asarray(discriminator(x))[:, 0] > 0) == (y == 1))
+    assert accuracy > 0.9
+
+
+def test_keras_round_trip_of_both_in_a_fresh_process(tmp_path):
+    gan = tiny_gan()
+    gan.generator.save(tmp_path / "generator.keras")
+    gan.discriminator.save(tmp_path / "discriminator.keras")
+    z = np.random.default_rng(0).uniform(-1, 1, (2, 16)).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "audio.npy", np.asarray(gan.generator(z)))
+    np.save(tmp_path / "score.npy", np.asarray(gan.discriminator(gan.generator(z))))
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import numpy as np, keras\nimport models\n"
+        f"g = keras.saving.load_model({str(tmp_path / 'generator.keras')!r}, safe_mode=True)\n"
+        f"d = keras.saving.load_model({str(tmp_path / 'discriminator.keras')!r}, safe_mode=True)\n"
+        f"z = np.load({str(tmp_path / 'z.npy')!r})\n"
+        f"np.testing.assert_allclose(np.asarray(g(z)), np.load({str(tmp_path / 'audio.npy')!r}), atol=1e-5)\n"
+        f"np.testing.assert_allclose(np.asarray(d(g(z))), np.load({str(tmp_path / 'score.npy')!r}), atol=1e-4)\n"
+        "print('OK', g.get_layer('audio').sample_rate, d.get_layer('phase_shuffle_0').radius)\n")
+    result = run_script(script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["OK", "8000", "2"]
+
+
+def test_gan_learns_the_pitch_of_its_tones():
+    frequency = 500.0
+    gan = tiny_gan("bce", model_dim=8)
+    signal = tone(10.0, rate=RATE, frequencies=(frequency,))
+    gan.fit(FrameGenerator([signal], 4096, 16, 200, mode="slice", seed=0), epochs=1, verbose=0)
+    clips = models.generate_clips(gan.generator, 16, seed=0)
+    peaks = np.fft.rfftfreq(4096, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(4096))), axis=1)]
+    assert np.mean(np.abs(peaks - frequency) < 30) >= 0.75
+
+
+def test_train_gan_cli_generate_and_evaluate(tmp_path):
+    audio = write_wav(tmp_path / "tones.wav", tone(3.0, frequencies=(300, 600)))
+    run_dir = tmp_path / "run"
+    result = run_script("train_gan.py", "--train", audio, "--slice-length", "4096", "--model-dim", "4",
+                        "--latent-dim", "16", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
+                        "--sample-every", "1", "--sample-clips", "2", "--output-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("generator.keras", "discriminator.keras", "config.json", "history.csv", "checkpoints/optimizers.npz",
+                 "checkpoints/generator.keras", "checkpoints/state.json", "samples/epoch_0002.wav",
+                 "samples/epoch_0002.png"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "config.json").read_text())["slice_length"] == 4096
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"d_loss", "g_loss", "clips_per_second", "steps_per_second"} <= set(header)
+    info = sf.info(str(run_dir / "samples" / "epoch_0002.wav"))
+    assert info.samplerate == 8000 and info.frames == 2 * (4096 + 800)  # two clips, each with 0.1 s of silence
+
+    result = run_script("generate.py", run_dir / "generator.keras", "--num", "3", "--output-dir", tmp_path / "clips",
+                        "--seed", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = sf.read(str(tmp_path / "clips" / "sample_001.wav"))[0]
+    assert len(first) == 4096 and len(list((tmp_path / "clips").iterdir())) == 3
+
+    result = run_script("evaluate.py", run_dir / "generator.keras", audio, "--num", "8", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(result.stdout)["results"]
+    assert set(results) == {"generated", "held-out real", "white noise"}
+    assert results["held-out real"]["frechet_distance"] < results["white noise"]["frechet_distance"]
+
+    result = run_script("train_gan.py", "--resume", "--output-dir", run_dir, "--epochs", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [row.split(",")[0] for row in (run_dir / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]

@@ -1,0 +1,170 @@
+"""Train a convolutional GAN (WaveGAN) that generates fixed-length clips like your recordings.
+
+    python train_gan.py --train my_audio/ --sample-rate 16000 --epochs 200
+    python train_gan.py                          # the bundled speech clip, a few minutes on a CPU
+
+The run folder (default runs/gan-<timestamp>/) gets generator.keras and discriminator.keras, checkpoints/ with
+both networks and both optimisers' state, config.json, history.csv, TensorBoard logs in logs/, and samples/
+(the same latent vectors every time, so epochs can be compared by ear).
+"""
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from cli import (UsageError, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
+                 resolve_config, run, save_model, write_json)
+
+DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
+SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
+
+
+@dataclass
+class GANConfig:
+    """Defaults of a GAN run; every field is also a command-line flag."""
+
+    train: str = str(DEMO_CLIP)
+    sample_rate: Optional[int] = None
+    slice_length: int = 16384
+    latent_dim: int = 100
+    model_dim: int = 64
+    loss: str = "wgan-gp"
+    phase_shuffle: int = 2
+    epochs: int = 4
+    steps_per_epoch: int = 5
+    batch_size: int = 4
+    learning_rate: float = 1e-4
+    sample_every: int = 2
+    sample_clips: int = 4
+    time_limit: Optional[float] = None
+    output_dir: Optional[str] = None
+    seed: int = 0
+    resume: bool = False
+
+
+HELP = {
+    "train": "training audio: a file or a folder searched recursively; default: the bundled 40 s speech clip",
+    "sample_rate": "resample all audio to this rate in Hz; default: the first training file's rate",
+    "slice_length": "samples per generated clip: 4096, 8192, 16384, 32768 or 65536",
+    "latent_dim": "size of the latent vector z",
+    "model_dim": "width multiplier of both networks (WaveGAN's d)",
+    "loss": "wgan-gp (gradient penalty 10, 5 critic steps per generator step) or bce (cross-entropy)",
+    "phase_shuffle": "phase-shuffle radius in the discriminator (0: off)",
+    "epochs": "epochs to train",
+    "steps_per_epoch": "generator steps per epoch",
+    "batch_size": "clips per step (each critic step of wgan-gp draws its own batch)",
+    "learning_rate": "Adam learning rate of both networks (beta 0.5, 0.9)",
+    "sample_every": "write samples every N epochs (0: never)",
+    "sample_clips": "clips per sample file (fixed latent vectors)",
+    "time_limit": "stop after this many minutes of training, at the end of a step",
+    "output_dir": "run folder; default: runs/gan-<timestamp>",
+    "seed": "random seed: the same seed repeats the run",
+    "resume": "continue the run in --output-dir from its last checkpoint",
+}
+TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim": positive_int,
+         "model_dim": positive_int, "phase_shuffle": non_negative_int, "epochs": positive_int,
+         "steps_per_epoch": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
+         "sample_every": non_negative_int, "sample_clips": positive_int, "time_limit": positive_float, "seed": int}
+CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536)}
+
+
+def build_parser():
+    return config_parser(GANConfig, "train_gan.py", __doc__, HELP, TYPES, CHOICES,
+                         defaults_shown={"train": "bundled clip"})
+
+
+def critic_steps(config):
+    return 5 if config.loss == "wgan-gp" else 1
+
+
+def build_gan(config, generator=None, discriminator=None):
+    """The compiled `WaveGAN` of a config, around given (restored) networks or fresh ones."""
+    import keras
+
+    import models
+
+    generator = generator or models.build_generator(config.latent_dim, config.model_dim, config.slice_length,
+                                                    config.sample_rate)
+    discriminator = discriminator or models.build_discriminator(config.model_dim, config.slice_length,
+                                                                config.phase_shuffle, config.sample_rate)
+    gan = models.WaveGAN(generator, discriminator, latent_dim=config.latent_dim, loss=config.loss,
+                         critic_steps=critic_steps(config))
+    adam = dict(learning_rate=config.learning_rate, beta_1=0.5, beta_2=0.9)
+    gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
+    return gan
+
+
+def main(argv=None):
+    config, run_dir = resolve_config(GANConfig, build_parser(), argv, "gan", SHAPE_SETTINGS, "generator.keras")
+    quiet_tensorflow()
+    from data.audio import load_audio
+
+    # Clips shorter than a slice are padded, so any clip of some length is usable.
+    train = load_audio(config.train, config.sample_rate, min_samples=1, skip_bad_files=True)
+    for file, reason in train.skipped:
+        print(f"warning: skipped {reason}", file=sys.stderr)
+    config.sample_rate = train.sample_rate
+
+    import keras
+    import numpy as np
+
+    import models  # noqa: F401  (registers the custom layers before checkpoints load)
+    from callbacks import Checkpoint, SaveAudio, Throughput, TimeLimit
+    from callbacks.training import restore_optimizer_state
+    from data.frames import FrameGenerator
+
+    keras.utils.set_random_seed(config.seed)
+    slices = FrameGenerator(train.signals, config.slice_length, config.batch_size * critic_steps(config),
+                            config.steps_per_epoch, mode="slice", seed=config.seed)
+    checkpoint_dir = run_dir / "checkpoints"
+    initial_epoch = 0
+    if config.resume:
+        gan = build_gan(config, keras.saving.load_model(checkpoint_dir / "generator.keras"),
+                        keras.saving.load_model(checkpoint_dir / "discriminator.keras"))
+        restore_optimizer_state(checkpoint_dir / "optimizers.npz", {
+            "d": (gan.d_optimizer, gan.discriminator.trainable_variables),
+            "g": (gan.g_optimizer, gan.generator.trainable_variables)})
+        initial_epoch = json.loads((checkpoint_dir / "state.json").read_text())["epoch"]
+        slices.epoch = initial_epoch
+        if initial_epoch >= config.epochs:
+            raise UsageError(f"{run_dir} already trained {initial_epoch} epochs; ask for more with --epochs")
+    else:
+        gan = build_gan(config)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {"generator": gan.generator.count_params(), "discriminator": gan.discriminator.count_params()}
+    write_json(run_dir / "config.json", {**dataclasses.asdict(config), "parameters": parameters,
+                                         "slice_seconds": config.slice_length / config.sample_rate,
+                                         "train_files": [str(f) for f in train.files],
+                                         "train_seconds": train.seconds})
+    print(f"run folder: {run_dir}")
+    print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
+          f"clips of {config.slice_length} samples ({config.slice_length / config.sample_rate:.2f} s)")
+    print(f"WaveGAN ({config.loss}): generator {parameters['generator']:,} and discriminator "
+          f"{parameters['discriminator']:,} parameters")
+
+    # The same latent vectors every epoch (and after a resume), so samples are comparable.
+    latents = np.random.default_rng(config.seed).uniform(-1, 1, (config.sample_clips, config.latent_dim))
+    callbacks = [
+        Throughput(config.batch_size, unit="clips"),
+        TimeLimit(config.time_limit),
+        SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="gan",
+                  latents=latents.astype(np.float32)),
+        Checkpoint(checkpoint_dir),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=config.resume),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+    ]
+    gan.fit(slices, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2)
+    save_model(gan.generator, run_dir / "generator.keras")
+    save_model(gan.discriminator, run_dir / "discriminator.keras")
+    print(f"saved {run_dir / 'generator.keras'}; generate clips with:\n"
+          f"  python generate.py {run_dir / 'generator.keras'} --num 8 --output-dir clips/")
+    return run_dir
+
+
+if __name__ == "__main__":
+    run(main, "train_gan.py")
