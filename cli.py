@@ -70,7 +70,8 @@ def quiet_tensorflow():
 
 
 def run(main, prog):
-    """Runs `main()`; bad input becomes one line on stderr and exit status 2, Ctrl-C exit status 130."""
+    """Runs `main()`: bad input becomes one line on stderr and exit status 2, a failed training (NaN) exit
+    status 1, an interrupt exit status 130 (after the trainers' checkpoint and resume hint)."""
     try:
         return main()
     except (AudioError, UsageError) as error:
@@ -79,6 +80,15 @@ def run(main, prog):
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        kind = type(error).__name__
+        if kind == "TrainingFailed":
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            sys.exit(1)
+        if kind == "TrainingInterrupted":
+            print(f"{prog}: {error}", file=sys.stderr)
+            sys.exit(130)
+        raise
 
 
 def new_run_dir(output_dir, prefix):
@@ -124,7 +134,7 @@ def config_parser(config_class, prog, description, helps, types, choices, defaul
     return parser
 
 
-def resolve_config(config_class, parser, argv, prefix, shape_settings, checkpoint_file):
+def resolve_config(config_class, parser, argv, prefix, shape_settings):
     """Parses flags over the config's defaults; with `--resume`, over the run's saved config.json instead.
 
     Resuming with a different value of any of `shape_settings` is refused: the checkpoint cannot hold it.
@@ -135,13 +145,17 @@ def resolve_config(config_class, parser, argv, prefix, shape_settings, checkpoin
     given = vars(parser.parse_args(argv))
     if not given.get("resume"):
         config = config_class(**given)
-        return config, new_run_dir(config.output_dir, prefix)
+        run_dir = new_run_dir(config.output_dir, prefix)
+        if (run_dir / "checkpoints" / "latest.json").exists():
+            raise UsageError(f"{run_dir} already holds a run: continue it with --resume, or choose another "
+                             "--output-dir")
+        return config, run_dir
     if not given.get("output_dir"):
         raise UsageError("--resume needs --output-dir, the run folder to continue")
     run_dir = Path(given["output_dir"])
     saved_path = run_dir / "config.json"
-    if not (run_dir / "checkpoints" / checkpoint_file).is_file() or not saved_path.is_file():
-        raise UsageError(f"{run_dir}: no checkpoint to resume from (checkpoints/{checkpoint_file}, config.json)")
+    if not (run_dir / "checkpoints" / "latest.json").is_file() or not saved_path.is_file():
+        raise UsageError(f"{run_dir}: no checkpoint to resume from (checkpoints/latest.json, config.json)")
     saved = json.loads(saved_path.read_text())
     for name in shape_settings:
         if name in given and given[name] != saved.get(name):
@@ -149,3 +163,9 @@ def resolve_config(config_class, parser, argv, prefix, shape_settings, checkpoin
                              f"the run was trained with {saved.get(name)}")
     fields = {field.name for field in dataclasses.fields(config_class)}
     return config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given}), run_dir
+
+
+def report_skipped(corpus):
+    """Names each unusable file of an `AudioCorpus` once, on stderr."""
+    for _, reason in corpus.skipped:
+        print(f"warning: skipped {reason}", file=sys.stderr)

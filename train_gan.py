@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (UsageError, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
+from cli import (report_skipped, UsageError, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
                  resolve_config, run, save_model, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
@@ -39,6 +39,8 @@ class GANConfig:
     learning_rate: float = 1e-4
     sample_every: int = 2
     sample_clips: int = 4
+    precision: str = "float32"
+    on_nan: str = "stop"
     time_limit: Optional[float] = None
     output_dir: Optional[str] = None
     seed: int = 0
@@ -59,6 +61,10 @@ HELP = {
     "learning_rate": "Adam learning rate of both networks (beta 0.5, 0.9)",
     "sample_every": "write samples every N epochs (0: never)",
     "sample_clips": "clips per sample file (fixed latent vectors)",
+    "precision": "float32, or mixed precision (float16/bfloat16 compute, float32 weights and loss): "
+                 "mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX and on recent GPUs, mixed_float16 on NVIDIA GPUs",
+    "on_nan": "on a NaN or Inf loss: stop (keeping the last good checkpoint), or lower-lr: continue from that "
+              "checkpoint at a tenth of the learning rate (up to 3 times)",
     "time_limit": "stop after this many minutes of training, at the end of a step",
     "output_dir": "run folder; default: runs/gan-<timestamp>",
     "seed": "random seed: the same seed repeats the run",
@@ -68,7 +74,8 @@ TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim"
          "model_dim": positive_int, "phase_shuffle": non_negative_int, "epochs": positive_int,
          "steps_per_epoch": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
          "sample_every": non_negative_int, "sample_clips": positive_int, "time_limit": positive_float, "seed": int}
-CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536)}
+CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536),
+           "precision": ("float32", "mixed_bfloat16", "mixed_float16"), "on_nan": ("stop", "lower-lr")}
 
 
 def build_parser():
@@ -98,39 +105,59 @@ def build_gan(config, generator=None, discriminator=None):
 
 
 def main(argv=None):
-    config, run_dir = resolve_config(GANConfig, build_parser(), argv, "gan", SHAPE_SETTINGS, "generator.keras")
+    config, run_dir = resolve_config(GANConfig, build_parser(), argv, "gan", SHAPE_SETTINGS)
     quiet_tensorflow()
     from data.audio import load_audio
 
     # Clips shorter than a slice are padded, so any clip of some length is usable.
     train = load_audio(config.train, config.sample_rate, min_samples=1, skip_bad_files=True)
-    for file, reason in train.skipped:
-        print(f"warning: skipped {reason}", file=sys.stderr)
+    report_skipped(train)
     config.sample_rate = train.sample_rate
 
     import keras
     import numpy as np
 
     import models  # noqa: F401  (registers the custom layers before checkpoints load)
-    from callbacks import Checkpoint, SaveAudio, Throughput, TimeLimit
-    from callbacks.training import restore_optimizer_state
+    from callbacks import SaveAudio, Throughput, fit_run, latest_checkpoint
+    from callbacks.training import restore_optimizer_state, save_optimizer_state
     from data.frames import FrameGenerator
 
     keras.utils.set_random_seed(config.seed)
+    keras.config.set_dtype_policy(config.precision)
     slices = FrameGenerator(train.signals, config.slice_length, config.batch_size * critic_steps(config),
                             config.steps_per_epoch, mode="slice", seed=config.seed)
-    checkpoint_dir = run_dir / "checkpoints"
-    initial_epoch = 0
-    if config.resume:
-        gan = build_gan(config, keras.saving.load_model(checkpoint_dir / "generator.keras"),
-                        keras.saving.load_model(checkpoint_dir / "discriminator.keras"))
-        restore_optimizer_state(checkpoint_dir / "optimizers.npz", {
+
+    def save(gan, folder):
+        for optimizer, network in ((gan.d_optimizer, gan.discriminator), (gan.g_optimizer, gan.generator)):
+            if not optimizer.built:  # so that even the epoch-0 checkpoint restores a whole optimiser
+                optimizer.build(network.trainable_variables)
+        save_model(gan.generator, folder / "generator.keras")
+        save_model(gan.discriminator, folder / "discriminator.keras")
+        save_optimizer_state(folder / "optimizers.npz", {"d": gan.d_optimizer, "g": gan.g_optimizer})
+        np.save(folder / "latent_seed.npy", np.asarray(gan.latent_seed.state))
+
+    def restore(folder):
+        gan = build_gan(config, keras.saving.load_model(folder / "generator.keras"),
+                        keras.saving.load_model(folder / "discriminator.keras"))
+        restore_optimizer_state(folder / "optimizers.npz", {
             "d": (gan.d_optimizer, gan.discriminator.trainable_variables),
             "g": (gan.g_optimizer, gan.generator.trainable_variables)})
-        initial_epoch = json.loads((checkpoint_dir / "state.json").read_text())["epoch"]
-        slices.epoch = initial_epoch
-        if initial_epoch >= config.epochs:
-            raise UsageError(f"{run_dir} already trained {initial_epoch} epochs; ask for more with --epochs")
+        gan.latent_seed.state.assign(np.load(folder / "latent_seed.npy"))
+        return gan
+
+    def lower_learning_rate(gan):
+        config.learning_rate *= 0.1
+        for optimizer in (gan.d_optimizer, gan.g_optimizer):
+            optimizer.learning_rate.assign(config.learning_rate)
+        write_json(run_dir / "config.json", {**json.loads((run_dir / "config.json").read_text()),
+                                             "learning_rate": config.learning_rate})
+        return config.learning_rate
+
+    found = latest_checkpoint(run_dir) if config.resume else None
+    if found:
+        if found[1]["epoch"] >= config.epochs:
+            raise UsageError(f"{run_dir} already trained {found[1]['epoch']} epochs; ask for more with --epochs")
+        gan = restore(found[0])
     else:
         gan = build_gan(config)
 
@@ -144,21 +171,20 @@ def main(argv=None):
     print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
           f"clips of {config.slice_length} samples ({config.slice_length / config.sample_rate:.2f} s)")
     print(f"WaveGAN ({config.loss}): generator {parameters['generator']:,} and discriminator "
-          f"{parameters['discriminator']:,} parameters")
+          f"{parameters['discriminator']:,} parameters", flush=True)
 
     # The same latent vectors every epoch (and after a resume), so samples are comparable.
     latents = np.random.default_rng(config.seed).uniform(-1, 1, (config.sample_clips, config.latent_dim))
     callbacks = [
         Throughput(config.batch_size, unit="clips"),
-        TimeLimit(config.time_limit),
         SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="gan",
                   latents=latents.astype(np.float32)),
-        Checkpoint(checkpoint_dir),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=config.resume),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
     ]
-    gan.fit(slices, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2)
+    gan = fit_run(gan, slices, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
+                  callbacks=callbacks, loss_keys=("d_loss", "g_loss"), time_limit=config.time_limit,
+                  on_nan=config.on_nan, lower_learning_rate=lower_learning_rate,
+                  resume_command=f"python train_gan.py --resume --output-dir {run_dir}",
+                  verbose=1 if sys.stdout.isatty() else 2)
     save_model(gan.generator, run_dir / "generator.keras")
     save_model(gan.discriminator, run_dir / "discriminator.keras")
     print(f"saved {run_dir / 'generator.keras'}; generate clips with:\n"

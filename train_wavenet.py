@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (UsageError, config_parser, non_negative_float, non_negative_int, positive_float, positive_int,
+from cli import (UsageError, config_parser, report_skipped, non_negative_float, non_negative_int, positive_float, positive_int,
                  quiet_tensorflow, resolve_config, run, save_model, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
@@ -44,6 +44,8 @@ class WaveNetConfig:
     sample_every: int = 4
     sample_seconds: float = 1.0
     temperature: float = 1.0
+    precision: str = "float32"
+    on_nan: str = "stop"
     time_limit: Optional[float] = None
     output_dir: Optional[str] = None
     seed: int = 0
@@ -70,6 +72,10 @@ HELP = {
     "sample_every": "write a sample every N epochs (0: never)",
     "sample_seconds": "length of each sample in seconds",
     "temperature": "sampling temperature of the samples (0: most likely)",
+    "precision": "float32, or mixed precision (float16/bfloat16 compute, float32 weights and loss): "
+                 "mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX and on recent GPUs, mixed_float16 on NVIDIA GPUs",
+    "on_nan": "on a NaN or Inf loss: stop (keeping the last good checkpoint), or lower-lr: continue from that "
+              "checkpoint at a tenth of the learning rate (up to 3 times)",
     "time_limit": "stop after this many minutes of training, at the end of a batch",
     "output_dir": "run folder; default: runs/wavenet-<timestamp>",
     "seed": "random seed: the same seed repeats the run",
@@ -80,7 +86,8 @@ TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch":
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
          "skip_channels": positive_int, "learning_rate": positive_float, "sample_every": non_negative_int,
          "sample_seconds": positive_float, "time_limit": positive_float, "temperature": non_negative_float, "seed": int}
-CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse")}
+CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
+           "precision": ("float32", "mixed_bfloat16", "mixed_float16"), "on_nan": ("stop", "lower-lr")}
 
 
 def build_parser():
@@ -90,7 +97,7 @@ def build_parser():
 
 def resolve(argv=None):
     """`(config, run_dir)` from the command line (and, with `--resume`, the run's saved config)."""
-    return resolve_config(WaveNetConfig, build_parser(), argv, "wavenet", SHAPE_SETTINGS, "latest.keras")
+    return resolve_config(WaveNetConfig, build_parser(), argv, "wavenet", SHAPE_SETTINGS)
 
 
 def load_corpora(config):
@@ -99,8 +106,10 @@ def load_corpora(config):
 
     window = config.frame_size + 1
     train = load_audio(config.train, config.sample_rate, min_samples=window, skip_bad_files=True)
+    report_skipped(train)
     if config.validate:
         validation = load_audio(config.validate, train.sample_rate, min_samples=window, skip_bad_files=True)
+        report_skipped(validation)
     else:
         train, validation = split_validation(train, 0.1)
         if not any(len(s) >= window for s in validation.signals):
@@ -108,8 +117,6 @@ def load_corpora(config):
                              f"({window} samples); give --validate or a smaller --frame-size")
         if not any(len(s) >= window for s in train.signals):
             raise AudioError(f"{config.train}: shorter than one frame ({window} samples) once 10% is held out")
-    for file, reason in train.skipped + (validation.skipped if config.validate else []):
-        print(f"warning: skipped {reason}", file=sys.stderr)
     return train, validation
 
 
@@ -124,28 +131,44 @@ def main(argv=None):
     config.sample_rate = train.sample_rate
 
     import keras
-    import numpy as np
 
     import models
-    from callbacks import Checkpoint, SaveAudio, Throughput, TimeLimit
+    from callbacks import SaveAudio, Throughput, fit_run, latest_checkpoint
     from data.frames import FrameGenerator
 
     keras.utils.set_random_seed(config.seed)
+    keras.config.set_dtype_policy(config.precision)
     rf = models.receptive_field(config.stacks, config.layers)
-    mode = config.head
     train_frames = FrameGenerator(train.signals, config.frame_size, config.batch_size, config.steps_per_epoch,
-                                  mode=mode, seed=config.seed)
+                                  mode=config.head, seed=config.seed)
+    train_seconds = train.seconds
+    train.signals.clear()  # the frame generator holds the audio now; no second copy stays alive
     validation_frames = FrameGenerator(validation.signals, config.frame_size, config.batch_size,
-                                       config.validation_steps, mode=mode, seed=config.seed + 1,
+                                       config.validation_steps, mode=config.head, seed=config.seed + 1,
                                        reshuffle=False)
-    checkpoint_dir = run_dir / "checkpoints"
-    initial_epoch = 0
-    if config.resume:
-        model = keras.saving.load_model(checkpoint_dir / "latest.keras")
-        initial_epoch = json.loads((checkpoint_dir / "state.json").read_text())["epoch"]
-        train_frames.epoch = initial_epoch
-        if initial_epoch >= config.epochs:
-            raise UsageError(f"{run_dir} already trained {initial_epoch} epochs; ask for more with --epochs")
+
+    def save(model, folder):
+        if not model.optimizer.built:  # so that even the epoch-0 checkpoint restores a whole optimiser
+            model.optimizer.build(model.trainable_variables)
+        save_model(model, folder / "model.keras")
+
+    def restore(folder):
+        restored = keras.saving.load_model(folder / "model.keras")
+        restored.optimizer.learning_rate.assign(config.learning_rate)
+        return restored
+
+    def lower_learning_rate(current):
+        config.learning_rate *= 0.1
+        current.optimizer.learning_rate.assign(config.learning_rate)
+        write_json(run_dir / "config.json", {**json.loads((run_dir / "config.json").read_text()),
+                                             "learning_rate": config.learning_rate})
+        return config.learning_rate
+
+    found = latest_checkpoint(run_dir) if config.resume else None
+    if found:
+        if found[1]["epoch"] >= config.epochs:
+            raise UsageError(f"{run_dir} already trained {found[1]['epoch']} epochs; ask for more with --epochs")
+        model = restore(found[0])
     else:
         model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
                                      residual_channels=config.residual_channels,
@@ -158,31 +181,31 @@ def main(argv=None):
     write_json(run_dir / "config.json", {
         **dataclasses.asdict(config), "receptive_field": rf,
         "receptive_field_ms": 1000.0 * rf / config.sample_rate, "parameters": model.count_params(),
-        "train_files": [str(f) for f in train.files], "train_seconds": train.seconds,
+        "train_files": [str(f) for f in train.files], "train_seconds": train_seconds,
         "validate_files": [str(f) for f in validation.files], "validate_seconds": validation.seconds,
     })
     print(f"run folder: {run_dir}")
-    print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
+    print(f"training audio: {train_seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
           f"validation: {validation.seconds:.1f} s")
     print(f"WaveNet: {config.stacks} x {config.layers} layers, {model.count_params():,} parameters, "
-          f"receptive field {rf} samples ({1000.0 * rf / config.sample_rate:.0f} ms)")
+          f"receptive field {rf} samples ({1000.0 * rf / config.sample_rate:.0f} ms)", flush=True)
 
     prime = next(s for s in validation.signals if len(s) > 0)[:rf]
     callbacks = [
         Throughput(config.batch_size * config.frame_size),
-        TimeLimit(config.time_limit),
         SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
                   seconds=config.sample_seconds, prime=prime, temperature=config.temperature, seed=config.seed),
-        Checkpoint(checkpoint_dir),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=config.resume),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
     ]
-    history = model.fit(train_frames, validation_data=validation_frames, epochs=config.epochs,
-                        initial_epoch=initial_epoch, callbacks=callbacks,
-                        verbose=1 if sys.stdout.isatty() else 2)
+    model = fit_run(model, train_frames, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
+                    callbacks=callbacks, validation_data=validation_frames, time_limit=config.time_limit,
+                    on_nan=config.on_nan, lower_learning_rate=lower_learning_rate,
+                    resume_command=f"python train_wavenet.py --resume --output-dir {run_dir}",
+                    verbose=1 if sys.stdout.isatty() else 2)
     save_model(model, run_dir / "model.keras")
-    bits = history.history.get("val_bits_per_sample", [float("nan")])
-    print(f"validation: {np.asarray(bits)[-1]:.3f} bits/sample")
+    rows = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").is_file() else []
+    if len(rows) > 1:
+        last = dict(zip(rows[0].split(","), rows[-1].split(",")))
+        print(f"validation: {float(last.get('val_bits_per_sample') or 'nan'):.3f} bits/sample")
     print(f"saved {run_dir / 'model.keras'}; generate audio with:\n"
           f"  python generate.py {run_dir / 'model.keras'} --seconds 5 --output generated.wav")
     return run_dir

@@ -87,7 +87,8 @@ class SaveAudio(keras.callbacks.Callback):
                         seed=self.seed)[0]
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every <= 0 or (epoch + 1) % self.every:
+        # An epoch cut short (interrupt, NaN loss, time limit) stops training: no sample of a half-done epoch.
+        if self.every <= 0 or (epoch + 1) % self.every or getattr(self.model, "stop_training", False):
             return
         path = self.directory / f"epoch_{epoch + 1:04d}.wav"
         audio = self.sample()

@@ -1,11 +1,9 @@
-"""Callbacks that record a run: throughput for history.csv, and checkpoints to resume from."""
+"""Throughput for history.csv, and saving optimiser state (for checkpoints of models saved in parts)."""
 
 import time
-from pathlib import Path
 
 import keras
 
-from cli import save_model, write_json
 from data.audio import replace_atomically
 
 
@@ -68,50 +66,3 @@ def restore_optimizer_state(path, optimizers_and_variables):
             for i, variable in enumerate(optimizer.variables):
                 variable.assign(saved[f"{name}/{i}"])
 
-
-class Checkpoint(keras.callbacks.Callback):
-    """After every epoch, saves what a run needs to resume, atomically, and the epoch count to `state.json`.
-
-    A WaveNet is saved with its optimiser state to `latest.keras`; a GAN (a model with `generator` and
-    `discriminator`) as `generator.keras`, `discriminator.keras` and both optimisers' state in `optimizers.npz`.
-
-    Args:
-        directory: the checkpoint folder.
-        extra_state: a callable returning more JSON-able state to store (for example the data stream's seed).
-    """
-
-    def __init__(self, directory, extra_state=None):
-        super().__init__()
-        self.directory = Path(directory)
-        self.extra_state = extra_state
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if hasattr(self.model, "generator"):
-            save_model(self.model.generator, self.directory / "generator.keras")
-            save_model(self.model.discriminator, self.directory / "discriminator.keras")
-            save_optimizer_state(self.directory / "optimizers.npz",
-                                 {"d": self.model.d_optimizer, "g": self.model.g_optimizer})
-        else:
-            save_model(self.model, self.directory / "latest.keras")
-        state = {"epoch": epoch + 1, **(self.extra_state() if self.extra_state else {})}
-        write_json(self.directory / "state.json", state)
-
-
-class TimeLimit(keras.callbacks.Callback):
-    """Stops training after `minutes` of wall-clock time, at the end of a batch (the epoch then closes as usual).
-
-    Args:
-        minutes: the budget; `None` for no limit.
-    """
-
-    def __init__(self, minutes):
-        super().__init__()
-        self.minutes = minutes
-
-    def on_train_begin(self, logs=None):
-        self.deadline = None if self.minutes is None else time.monotonic() + 60.0 * self.minutes
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.model.stop_training = True

@@ -5,6 +5,7 @@ Everything a trainer reads goes through `load_audio`, so every script rejects ba
 """
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,23 +78,27 @@ def read_audio(path, sample_rate=None):
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
-        signal, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        signal, file_rate = sf.read(str(path), dtype="float32")
     except Exception as error:  # soundfile raises several types; the user only needs the reason.
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        reason = re.sub(r"^Error opening .*?: ", "", reason)  # soundfile repeats the path; we name it once
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
     if signal.size == 0:
         raise AudioError(f"{path}: file holds no samples")
     if not np.all(np.isfinite(signal)):
         raise AudioError(f"{path}: file holds NaN or Inf samples")
-    signal = signal.mean(axis=1) if signal.shape[1] > 1 else signal[:, 0]
+    if signal.ndim == 2:
+        signal = signal.mean(axis=1, dtype=np.float32)
     if sample_rate is not None and int(sample_rate) != int(file_rate):
         import librosa  # imported here: it is slow to import and only resampling needs it.
 
         signal = librosa.resample(signal, orig_sr=file_rate, target_sr=int(sample_rate)).astype(np.float32)
         file_rate = int(sample_rate)
-    # Float files may exceed full scale; integer ones cannot. Clip rather than rescale.
-    signal = np.clip(signal, -1.0, 1.0).astype(np.float32, copy=False)
-    if not np.any(np.abs(signal) > 1.0 / 32768):
+    # Float files may exceed full scale; integer ones cannot. Clip (in place: no second copy of a long file)
+    # rather than rescale.
+    signal = np.ascontiguousarray(signal, dtype=np.float32)
+    np.clip(signal, -1.0, 1.0, out=signal)
+    if max(signal.max(), -signal.min()) <= 1.0 / 32768:
         raise AudioError(f"{path}: audio is silent (every sample is zero at 16-bit resolution)")
     return signal, int(file_rate)
 

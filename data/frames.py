@@ -6,6 +6,7 @@ import numpy as np
 from data.mulaw import QUANTIZATION_CHANNELS, mu_law_encode, mu_law_table
 
 MODES = ("classifier", "regressor", "slice")
+ENCODE_BLOCK = 1 << 20
 
 
 class FrameGenerator(keras.utils.PyDataset):
@@ -15,9 +16,12 @@ class FrameGenerator(keras.utils.PyDataset):
     memory, whatever the number of windows); each batch is gathered with one fancy index, with no Python loop
     per window and no one-hot targets.
 
-    Batch `i` of epoch `e` depends only on `(seed, e, i)`: runs repeat exactly, resuming at an epoch gives the
-    batches an uninterrupted run would have seen, and every epoch draws new windows (unless `reshuffle=False`,
-    which validation uses so that its loss is comparable between epochs).
+    Batch `i` is a pure function of `(seed, position + i)`, the global step of the run: runs repeat exactly,
+    a run resumed at any step sees the batches an uninterrupted run would have seen, and every step draws new
+    windows. (Keras' adapter prefetches ahead and calls `on_epoch_end` early, so no state may change between
+    epochs.) The dataset exposes `steps_per_epoch * epochs - position` batches: fit it with
+    `steps_per_epoch=...` and `shuffle=False`, and set `position` (epoch x steps_per_epoch + step) to resume.
+    With `reshuffle=False` (validation) it has `steps_per_epoch` batches, the same every time.
 
     Modes:
         - `"classifier"`: `x` = window[:-1] after the mu-law round trip, shape `(batch, frame_size, 1)`;
@@ -31,6 +35,7 @@ class FrameGenerator(keras.utils.PyDataset):
         frame_size: samples the model sees per window.
         batch_size: windows per batch.
         steps_per_epoch: batches per epoch.
+        epochs: epochs the stream spans.
         mode: one of `"classifier"`, `"regressor"`, `"slice"`.
         seed: integer seed.
         reshuffle: draw new windows every epoch.
@@ -49,7 +54,7 @@ class FrameGenerator(keras.utils.PyDataset):
     """
 
     def __init__(self, signals, frame_size, batch_size, steps_per_epoch, mode="classifier", seed=0,
-                 reshuffle=True, quantization_channels=QUANTIZATION_CHANNELS, **kwargs):
+                 reshuffle=True, quantization_channels=QUANTIZATION_CHANNELS, epochs=1, **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -64,7 +69,8 @@ class FrameGenerator(keras.utils.PyDataset):
         self.seed = int(seed)
         self.reshuffle = bool(reshuffle)
         self.quantization_channels = int(quantization_channels)
-        self.epoch = 0
+        self.epochs = int(epochs)
+        self.position = 0
 
         # A WaveNet window holds one more sample than the model sees: the last target.
         self.window = self.frame_size + (0 if mode == "slice" else 1)
@@ -74,10 +80,14 @@ class FrameGenerator(keras.utils.PyDataset):
         signals = [np.asarray(s, dtype=np.float32) for s in signals if len(s) >= self.window]
         if not signals:
             raise ValueError(f"no signal is at least {self.window} samples long")
-        self.audio = np.concatenate(signals)
+        # One signal is used as it is; several are joined once. Windows are only ever gathered per batch.
+        self.audio = signals[0] if len(signals) == 1 else np.concatenate(signals)
         self.codes = None
         if mode != "slice":
-            self.codes = mu_law_encode(self.audio, self.quantization_channels).astype(np.uint8)
+            self.codes = np.empty(len(self.audio), np.uint8)
+            for start in range(0, len(self.audio), ENCODE_BLOCK):  # blocks: temporaries stay small
+                block = self.audio[start:start + ENCODE_BLOCK]
+                self.codes[start:start + len(block)] = mu_law_encode(block, self.quantization_channels)
             self.table = mu_law_table(self.quantization_channels)
         lengths = np.array([len(s) for s in signals], dtype=np.int64)
         self.file_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -86,22 +96,21 @@ class FrameGenerator(keras.utils.PyDataset):
         self.cumulative_starts = np.cumsum(self.starts_per_signal)
 
     def __len__(self):
-        return self.steps_per_epoch
-
-    def on_epoch_end(self):
-        self.epoch += 1
+        if not self.reshuffle:
+            return self.steps_per_epoch
+        return max(1, self.steps_per_epoch * self.epochs - self.position)
 
     def window_starts(self, index):
-        """The start offsets (into the joined audio) of the windows of batch `index` in the current epoch."""
-        epoch = self.epoch if self.reshuffle else 0
-        rng = np.random.default_rng([self.seed, epoch, int(index)])
+        """The start offsets (into the joined audio) of the windows of batch `index`."""
+        step = int(index) + (self.position if self.reshuffle else 0)
+        rng = np.random.default_rng([self.seed, step])
         draws = rng.integers(0, self.cumulative_starts[-1], size=self.batch_size)
         signal = np.searchsorted(self.cumulative_starts, draws, side="right")
         offset = draws - (self.cumulative_starts[signal] - self.starts_per_signal[signal])
         return self.file_starts[signal] + offset
 
     def __getitem__(self, index):
-        if index >= self.steps_per_epoch:
+        if index >= len(self):
             raise IndexError(index)
         rows = self.window_starts(index)[:, None] + np.arange(self.window)[None, :]
         if self.mode == "slice":

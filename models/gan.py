@@ -83,7 +83,7 @@ def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rat
                                          name=f"upconv_{i}")(x)
     x = keras.layers.Conv1DTranspose(1, KERNEL_SIZE, strides=STRIDE, padding="same", activation="tanh",
                                      name="upconv_4")(x)
-    return keras.Model(z, AudioInput(sample_rate, name="audio")(x), name=name)
+    return keras.Model(z, AudioInput(sample_rate, name="audio", dtype="float32")(x), name=name)
 
 
 def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sample_rate=16000,
@@ -107,7 +107,7 @@ def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sampl
         if i < 4 and phase_shuffle:
             x = PhaseShuffle(phase_shuffle, name=f"phase_shuffle_{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    return keras.Model(audio, keras.layers.Dense(1, name="score")(x), name=name)
+    return keras.Model(audio, keras.layers.Dense(1, name="score", dtype="float32")(x), name=name)
 
 
 class WaveGAN(keras.Model):
@@ -154,6 +154,10 @@ class WaveGAN(keras.Model):
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
+        if keras.config.dtype_policy().name == "mixed_float16":
+            # float16 gradients underflow without loss scaling; bfloat16 needs none.
+            d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
+            g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
 
@@ -197,7 +201,7 @@ class WaveGAN(keras.Model):
             d_loss = self._critic_loss(real, fake)
             if self.gan_loss == "wgan-gp":
                 mix = keras.random.uniform((batch, 1, 1), seed=self.latent_seed)
-                between = mix * real + (1.0 - mix) * fake
+                between = mix * real + (1.0 - mix) * ops.cast(fake, "float32")
                 with tf.GradientTape() as inner:
                     inner.watch(between)
                     score = self.discriminator(between, training=True)
@@ -206,7 +210,8 @@ class WaveGAN(keras.Model):
                 penalty = ops.mean(ops.square(norms - 1.0))
                 d_loss = d_loss + self.gp_weight * penalty
         variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+        gradients = tape.gradient(self.d_optimizer.scale_loss(d_loss), variables)
+        self.d_optimizer.apply_gradients(zip(gradients, variables))
         return d_loss, penalty
 
     def generator_step(self, batch):
@@ -221,7 +226,8 @@ class WaveGAN(keras.Model):
             fake = self.generator(self.sample_latents(batch), training=True)
             g_loss = self._generator_loss(self.discriminator(fake, training=True))
         variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+        gradients = tape.gradient(self.g_optimizer.scale_loss(g_loss), variables)
+        self.g_optimizer.apply_gradients(zip(gradients, variables))
         return g_loss
 
     def train_step(self, data):

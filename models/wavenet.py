@@ -67,8 +67,9 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
                             ("input_kernel_size", input_kernel_size), ("sample_rate", sample_rate)):
         if int(value) <= 0:
             raise ValueError(f"{argument} must be positive, got {value}")
+    # The distribution (and so the loss) stays float32 under a mixed-precision policy.
     output = OutputDistribution(distribution, num_classes=quantization_channels, num_mixtures=num_mixtures,
-                                name="distribution")
+                                name="distribution", dtype="float32")
 
     waveform = keras.Input(shape=(None, 1), name="waveform")
     x = AudioInput(sample_rate, name="audio")(waveform)

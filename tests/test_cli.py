@@ -88,8 +88,8 @@ def trained_run(tmp_path_factory):
 def test_training_run_folder(trained_run):
     run_dir, audio, result = trained_run
     assert "receptive field 15 samples" in result.stdout
-    for name in ("model.keras", "config.json", "history.csv", "checkpoints/latest.keras", "checkpoints/state.json",
-                 "samples/epoch_0001.wav", "samples/epoch_0001.png"):
+    for name in ("model.keras", "config.json", "history.csv", "checkpoints/latest.json",
+                 "checkpoints/epoch_0001/model.keras", "samples/epoch_0001.wav", "samples/epoch_0001.png"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
     config = json.loads((run_dir / "config.json").read_text())

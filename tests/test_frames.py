@@ -42,18 +42,20 @@ def test_regressor_targets_are_the_raw_samples():
     np.testing.assert_array_equal(y[0, :, 0], joined[start + 1:start + 65])
 
 
-def test_seeded_repeatable_and_reshuffled_each_epoch():
-    a = FrameGenerator(signals(), 128, 8, 3, seed=5)
-    b = FrameGenerator(signals(), 128, 8, 3, seed=5)
+def test_seeded_repeatable_new_windows_every_step_and_resumable():
+    a = FrameGenerator(signals(), 128, 8, 3, seed=5, epochs=4)
+    b = FrameGenerator(signals(), 128, 8, 3, seed=5, epochs=4)
+    assert len(a) == 12
     np.testing.assert_array_equal(a[2][0], b[2][0])
-    first = a.window_starts(0)
-    a.on_epoch_end()
-    assert not np.array_equal(first, a.window_starts(0))
-    fixed = FrameGenerator(signals(), 128, 8, 3, seed=5, reshuffle=False)
-    before = fixed.window_starts(0)
-    fixed.on_epoch_end()
-    np.testing.assert_array_equal(before, fixed.window_starts(0))
-    assert not np.array_equal(FrameGenerator(signals(), 128, 8, 3, seed=6).window_starts(0), before)
+    assert not np.array_equal(a.window_starts(0), a.window_starts(3))  # epoch 2 differs from epoch 1
+    b.position = 7  # resumed at epoch 3, step 2: the same stream continues
+    assert len(b) == 5
+    np.testing.assert_array_equal(b.window_starts(0), a.window_starts(7))
+    fixed = FrameGenerator(signals(), 128, 8, 3, seed=5, reshuffle=False, epochs=4)
+    fixed.position = 6
+    assert len(fixed) == 3
+    np.testing.assert_array_equal(fixed.window_starts(1), FrameGenerator(signals(), 128, 8, 3, seed=5).window_starts(1))
+    assert not np.array_equal(FrameGenerator(signals(), 128, 8, 3, seed=6).window_starts(0), a.window_starts(0))
 
 
 def test_slice_mode_pads_short_clips():

@@ -135,9 +135,9 @@ def test_train_gan_cli_generate_and_evaluate(tmp_path):
                         "--latent-dim", "16", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
                         "--sample-every", "1", "--sample-clips", "2", "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("generator.keras", "discriminator.keras", "config.json", "history.csv", "checkpoints/optimizers.npz",
-                 "checkpoints/generator.keras", "checkpoints/state.json", "samples/epoch_0002.wav",
-                 "samples/epoch_0002.png"):
+    for name in ("generator.keras", "discriminator.keras", "config.json", "history.csv",
+                 "checkpoints/epoch_0002/optimizers.npz", "checkpoints/epoch_0002/generator.keras",
+                 "checkpoints/latest.json", "samples/epoch_0002.wav", "samples/epoch_0002.png"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "config.json").read_text())["slice_length"] == 4096
     header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")

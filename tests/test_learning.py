@@ -22,8 +22,8 @@ def test_wavenet_learns_a_chord():
                                  sample_rate=RATE)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=models.loss_for("categorical"),
                   metrics=[models.BitsPerSample("categorical")])
-    frames = FrameGenerator([chord], frame_size=512, batch_size=8, steps_per_epoch=100, seed=0)
-    history = model.fit(frames, epochs=3, verbose=0)
+    frames = FrameGenerator([chord], frame_size=512, batch_size=8, steps_per_epoch=100, seed=0, epochs=3)
+    history = model.fit(frames, epochs=3, steps_per_epoch=100, shuffle=False, verbose=0)
     assert history.history["bits_per_sample"][-1] < 3.0  # from 8 bits: it has learnt the waveform
 
     audio = models.generate(model, 4000, num_streams=2, temperature=1.0, prime=chord[:300], seed=0)
