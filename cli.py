@@ -6,9 +6,35 @@ import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 
 from data.audio import AudioError, replace_atomically
+
+
+@dataclasses.dataclass
+class RunSettings:
+    """Settings every trainer has; each trainer's config dataclass extends this one."""
+
+    precision: str = "float32"
+    on_nan: str = "stop"
+    time_limit: typing.Optional[float] = None
+    output_dir: typing.Optional[str] = None
+    seed: int = 0
+    resume: bool = False
+
+
+RUN_HELP = {
+    "precision": "float32, or mixed precision (float16/bfloat16 compute, float32 weights and loss): "
+                 "mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX and on recent GPUs, mixed_float16 on NVIDIA GPUs",
+    "on_nan": "on a NaN or Inf loss: stop (keeping the last good checkpoint), or lower-lr: continue from that "
+              "checkpoint at a tenth of the learning rate (up to 3 times)",
+    "time_limit": "stop after this many minutes of training, at the end of a step",
+    "output_dir": "run folder; default: runs/<trainer>-<timestamp>",
+    "seed": "random seed: the same seed repeats the run",
+    "resume": "continue the run in --output-dir from its last checkpoint",
+}
+RUN_CHOICES = {"precision": ("float32", "mixed_bfloat16", "mixed_float16"), "on_nan": ("stop", "lower-lr")}
 
 
 class UsageError(Exception):
@@ -116,13 +142,18 @@ def save_model(model, path):
 
 
 def config_parser(config_class, prog, description, helps, types, choices, defaults_shown=None):
-    """An argument parser with one `--flag` per field of a config dataclass.
+    """An argument parser with one `--flag` per field of a config dataclass (a `RunSettings`), model settings
+    first, then the run settings every trainer shares.
 
     Flags default to "not given" (argparse.SUPPRESS), so `resolve_config` can tell a flag the user typed
     from a default: a resumed run keeps its saved settings unless a flag overrides them.
     """
     parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for field in dataclasses.fields(config_class):
+    helps, choices = {**helps, **RUN_HELP}, {**choices, **RUN_CHOICES}
+    types = {**types, "time_limit": positive_float, "seed": int}
+    shared = [field.name for field in dataclasses.fields(RunSettings)]
+    fields = sorted(dataclasses.fields(config_class), key=lambda field: field.name in shared)
+    for field in fields:
         flag = "--" + field.name.replace("_", "-")
         default = (defaults_shown or {}).get(field.name, field.default)
         if field.type is bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (report_skipped, UsageError, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
+from cli import (RunSettings, report_skipped, UsageError, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
                  resolve_config, run, save_model, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
@@ -23,7 +23,7 @@ SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuf
 
 
 @dataclass
-class GANConfig:
+class GANConfig(RunSettings):
     """Defaults of a GAN run; every field is also a command-line flag."""
 
     train: str = str(DEMO_CLIP)
@@ -39,12 +39,6 @@ class GANConfig:
     learning_rate: float = 1e-4
     sample_every: int = 2
     sample_clips: int = 4
-    precision: str = "float32"
-    on_nan: str = "stop"
-    time_limit: Optional[float] = None
-    output_dir: Optional[str] = None
-    seed: int = 0
-    resume: bool = False
 
 
 HELP = {
@@ -61,21 +55,12 @@ HELP = {
     "learning_rate": "Adam learning rate of both networks (beta 0.5, 0.9)",
     "sample_every": "write samples every N epochs (0: never)",
     "sample_clips": "clips per sample file (fixed latent vectors)",
-    "precision": "float32, or mixed precision (float16/bfloat16 compute, float32 weights and loss): "
-                 "mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX and on recent GPUs, mixed_float16 on NVIDIA GPUs",
-    "on_nan": "on a NaN or Inf loss: stop (keeping the last good checkpoint), or lower-lr: continue from that "
-              "checkpoint at a tenth of the learning rate (up to 3 times)",
-    "time_limit": "stop after this many minutes of training, at the end of a step",
-    "output_dir": "run folder; default: runs/gan-<timestamp>",
-    "seed": "random seed: the same seed repeats the run",
-    "resume": "continue the run in --output-dir from its last checkpoint",
 }
 TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim": positive_int,
          "model_dim": positive_int, "phase_shuffle": non_negative_int, "epochs": positive_int,
          "steps_per_epoch": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
-         "sample_every": non_negative_int, "sample_clips": positive_int, "time_limit": positive_float, "seed": int}
-CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536),
-           "precision": ("float32", "mixed_bfloat16", "mixed_float16"), "on_nan": ("stop", "lower-lr")}
+         "sample_every": non_negative_int, "sample_clips": positive_int}
+CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536)}
 
 
 def build_parser():

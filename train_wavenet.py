@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (UsageError, config_parser, report_skipped, non_negative_float, non_negative_int, positive_float, positive_int,
+from cli import (RunSettings, UsageError, config_parser, report_skipped, non_negative_float, non_negative_int, positive_float, positive_int,
                  quiet_tensorflow, resolve_config, run, save_model, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
@@ -23,7 +23,7 @@ SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip
 
 
 @dataclass
-class WaveNetConfig:
+class WaveNetConfig(RunSettings):
     """Defaults of a WaveNet run; every field is also a command-line flag (`--steps-per-epoch` and so on)."""
 
     train: str = str(DEMO_CLIP)
@@ -44,12 +44,6 @@ class WaveNetConfig:
     sample_every: int = 4
     sample_seconds: float = 1.0
     temperature: float = 1.0
-    precision: str = "float32"
-    on_nan: str = "stop"
-    time_limit: Optional[float] = None
-    output_dir: Optional[str] = None
-    seed: int = 0
-    resume: bool = False
 
 
 HELP = {
@@ -72,22 +66,13 @@ HELP = {
     "sample_every": "write a sample every N epochs (0: never)",
     "sample_seconds": "length of each sample in seconds",
     "temperature": "sampling temperature of the samples (0: most likely)",
-    "precision": "float32, or mixed precision (float16/bfloat16 compute, float32 weights and loss): "
-                 "mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX and on recent GPUs, mixed_float16 on NVIDIA GPUs",
-    "on_nan": "on a NaN or Inf loss: stop (keeping the last good checkpoint), or lower-lr: continue from that "
-              "checkpoint at a tenth of the learning rate (up to 3 times)",
-    "time_limit": "stop after this many minutes of training, at the end of a batch",
-    "output_dir": "run folder; default: runs/wavenet-<timestamp>",
-    "seed": "random seed: the same seed repeats the run",
-    "resume": "continue the run in --output-dir from its last checkpoint",
 }
 TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch": positive_int,
          "validation_steps": positive_int, "batch_size": positive_int, "frame_size": positive_int,
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
          "skip_channels": positive_int, "learning_rate": positive_float, "sample_every": non_negative_int,
-         "sample_seconds": positive_float, "time_limit": positive_float, "temperature": non_negative_float, "seed": int}
-CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
-           "precision": ("float32", "mixed_bfloat16", "mixed_float16"), "on_nan": ("stop", "lower-lr")}
+         "sample_seconds": positive_float, "temperature": non_negative_float}
+CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse")}
 
 
 def build_parser():
@@ -133,7 +118,7 @@ def main(argv=None):
     import keras
 
     import models
-    from callbacks import SaveAudio, Throughput, fit_run, latest_checkpoint
+    from callbacks import CrossEntropyBits, SaveAudio, Throughput, fit_run, latest_checkpoint
     from data.frames import FrameGenerator
 
     keras.utils.set_random_seed(config.seed)
@@ -164,6 +149,7 @@ def main(argv=None):
                                              "learning_rate": config.learning_rate})
         return config.learning_rate
 
+    distribution = models.distribution_for(config.head, config.loss)
     found = latest_checkpoint(run_dir) if config.resume else None
     if found:
         if found[1]["epoch"] >= config.epochs:
@@ -173,9 +159,8 @@ def main(argv=None):
         model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
                                      residual_channels=config.residual_channels,
                                      skip_channels=config.skip_channels, sample_rate=config.sample_rate)
-        distribution = models.wavenet_spec(model).distribution
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=models.loss_for(distribution), metrics=[models.BitsPerSample(distribution)])
+                      loss=models.loss_for(distribution), metrics=bits_metric(distribution))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {
@@ -193,6 +178,7 @@ def main(argv=None):
     prime = next(s for s in validation.signals if len(s) > 0)[:rf]
     callbacks = [
         Throughput(config.batch_size * config.frame_size),
+        *([CrossEntropyBits()] if distribution == "categorical" else []),
         SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
                   seconds=config.sample_seconds, prime=prime, temperature=config.temperature, seed=config.seed),
     ]
@@ -209,6 +195,13 @@ def main(argv=None):
     print(f"saved {run_dir / 'model.keras'}; generate audio with:\n"
           f"  python generate.py {run_dir / 'model.keras'} --seconds 5 --output generated.wav")
     return run_dir
+
+
+def bits_metric(distribution):
+    """The bits-per-sample metric of a head; none for the classifier, whose loss gives it (CrossEntropyBits)."""
+    import models
+
+    return [] if distribution == "categorical" else [models.BitsPerSample(distribution)]
 
 
 def distribution_check(config):

@@ -223,6 +223,13 @@ class RunLog(keras.callbacks.Callback):
             writer.close()
 
 
+def _dataset(frames):
+    """A `FrameGenerator` as a tf.data pipeline on the TensorFlow backend (see `FrameGenerator.as_dataset`)."""
+    if frames is not None and keras.backend.backend() == "tensorflow" and hasattr(frames, "as_dataset"):
+        return frames.as_dataset()
+    return frames
+
+
 class TrainingFailed(Exception):
     """Training cannot go on (a NaN loss); the message says where and what was kept."""
 
@@ -273,7 +280,9 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), vali
     while epoch < epochs:
         guard = Guard(loss_keys, deadline)
         frames.epochs, frames.position = epochs, epoch * frames.steps_per_epoch + step
-        model.fit(frames, validation_data=validation_data, initial_epoch=epoch, epochs=epoch + 1 if step else epochs,
+        model.fit(_dataset(frames), validation_data=_dataset(validation_data), initial_epoch=epoch,
+                  validation_steps=len(validation_data) if validation_data is not None else None,
+                  epochs=epoch + 1 if step else epochs,
                   steps_per_epoch=frames.steps_per_epoch - step, shuffle=False,
                   callbacks=[guard, *callbacks, RunLog(run_dir, guard, epoch), Checkpoint(run_dir, save, guard, step)],
                   verbose=verbose)

@@ -1,5 +1,6 @@
 """Throughput for history.csv, and saving optimiser state (for checkpoints of models saved in parts)."""
 
+import math
 import time
 
 import keras
@@ -40,6 +41,19 @@ class Throughput(keras.callbacks.Callback):
         logs[f"{self.unit}_per_second"] = self.steps * self.per_step / max(train_seconds, 1e-9)
         logs["steps_per_second"] = self.steps / max(train_seconds, 1e-9)
         logs["seconds_per_epoch"] = now - self.epoch_start
+
+
+class CrossEntropyBits(keras.callbacks.Callback):
+    """Adds `bits_per_sample` (and `val_bits_per_sample`) = cross-entropy loss / ln 2 to the epoch logs.
+
+    For the classifier the mean cross-entropy in nats over all targets *is* the bits per sample times ln 2, so
+    this costs nothing, where a metric would compute the softmax a second time in every training step.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        for prefix in ("", "val_"):
+            if logs is not None and f"{prefix}loss" in logs:
+                logs[f"{prefix}bits_per_sample"] = float(logs[f"{prefix}loss"]) / math.log(2.0)
 
 
 def save_optimizer_state(path, optimizers):

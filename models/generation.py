@@ -41,27 +41,33 @@ class IncrementalWaveNet:
         self.spec = wavenet_spec(model)
 
         def weights(name):
-            return [np.ascontiguousarray(w, dtype=np.float32) for w in model.get_layer(name).get_weights()]
+            kernel, bias = model.get_layer(name).get_weights()
+            return np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32)
+
+        def matrix(name):
+            """A 1x1 layer's kernel as `(inputs, outputs)` (Dense, or a width-1 Conv1D)."""
+            kernel, bias = weights(name)
+            return kernel.reshape(-1, kernel.shape[-1]), bias
 
         in_kernel, self.in_b = weights("input_conv")
         self.in_w = np.ascontiguousarray(in_kernel[:, 0, :])
         residual = self.in_w.shape[1]
         names = dilated_layer_names(model)
         layer_names = {layer.name for layer in model.layers}
-        skip = weights(f"{names[0][:-len('_dilated')]}_skip")[0].shape[-1]
+        skip = matrix(f"{names[0][:-len('_dilated')]}_skip")[0].shape[-1]
         gate_w, gate_b, out_w, out_b, has_residual = [], [], [], [], []
         for name in names:
             prefix = name[: -len("_dilated")]
             kernel, bias = weights(name)
             gate_w.append(kernel.reshape(-1, 2 * residual))  # rows: tap 0 (oldest) ... tap k-1 (current)
             gate_b.append(bias)
-            skip_kernel, skip_bias = weights(f"{prefix}_skip")
-            residual_kernel = np.zeros((1, residual, residual), np.float32)
+            skip_kernel, skip_bias = matrix(f"{prefix}_skip")
+            residual_kernel = np.zeros((residual, residual), np.float32)
             residual_bias = np.zeros(residual, np.float32)
             has_residual.append(f"{prefix}_residual" in layer_names)
             if has_residual[-1]:
-                residual_kernel, residual_bias = weights(f"{prefix}_residual")
-            out_w.append(np.concatenate([skip_kernel[0], residual_kernel[0]], axis=1))
+                residual_kernel, residual_bias = matrix(f"{prefix}_residual")
+            out_w.append(np.concatenate([skip_kernel, residual_kernel], axis=1))
             out_b.append(np.concatenate([skip_bias, residual_bias]))
         self.gate_w, self.gate_b = np.stack(gate_w), np.stack(gate_b)
         self.out_w, self.out_b = np.stack(out_w), np.stack(out_b)
@@ -69,9 +75,8 @@ class IncrementalWaveNet:
         self.dilations = np.array(self.spec.dilations, np.int64)
         self.queue_lengths = (self.spec.kernel_size - 1) * self.dilations
         self.queue_offsets = np.concatenate([[0], np.cumsum(self.queue_lengths)[:-1]]).astype(np.int64)
-        post_kernel, self.post_b = weights("post_1")
-        logit_kernel, self.logit_b = weights("logits")
-        self.post_w, self.logit_w = np.ascontiguousarray(post_kernel[0]), np.ascontiguousarray(logit_kernel[0])
+        self.post_w, self.post_b = matrix("post_1")
+        self.logit_w, self.logit_b = matrix("logits")
         self.table = mu_law_table(self.spec.num_classes).astype(np.float64)
         self.residual_channels, self.skip_channels = residual, skip
         self.feature_model = None

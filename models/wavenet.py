@@ -81,14 +81,15 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
             h = keras.layers.Conv1D(2 * residual_channels, kernel_size, dilation_rate=2 ** layer,
                                     padding="causal", name=f"{prefix}_dilated")(x)
             z = GatedActivation(name=f"{prefix}_gate")(h)
-            skips.append(keras.layers.Conv1D(skip_channels, 1, name=f"{prefix}_skip")(z))
+            # 1x1 convolutions as Dense layers: the same product, run as one plain matrix multiply (faster).
+            skips.append(keras.layers.Dense(skip_channels, name=f"{prefix}_skip")(z))
             if (stack, layer) != (stacks - 1, layers - 1):
-                residual = keras.layers.Conv1D(residual_channels, 1, name=f"{prefix}_residual")(z)
+                residual = keras.layers.Dense(residual_channels, name=f"{prefix}_residual")(z)
                 x = keras.layers.Add(name=f"{prefix}_add")([x, residual])
     h = keras.layers.Add(name="skip_sum")(skips) if len(skips) > 1 else skips[0]
     h = keras.layers.ReLU(name="skip_relu")(h)
-    h = keras.layers.Conv1D(skip_channels, 1, activation="relu", name="post_1")(h)
-    h = keras.layers.Conv1D(output.channels, 1, name="logits")(h)
+    h = keras.layers.Dense(skip_channels, activation="relu", name="post_1")(h)
+    h = keras.layers.Dense(output.channels, name="logits")(h)
     return keras.Model(waveform, output(h), name=name)
 
 

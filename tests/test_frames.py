@@ -74,3 +74,14 @@ def test_bad_arguments():
         FrameGenerator(signals(), 6000, 4, 1)
     with pytest.raises(IndexError):
         FrameGenerator(signals(), 16, 4, 2)[2]
+
+
+@pytest.mark.parametrize("mode", ["classifier", "regressor", "slice"])
+def test_tf_dataset_yields_the_same_batches_from_the_position(mode):
+    frames = FrameGenerator(signals(), 64, 3, 4, mode=mode, seed=2, epochs=2)
+    frames.position = 5
+    batches = list(frames.as_dataset())
+    assert len(batches) == 3
+    for index, batch in enumerate(batches):
+        for got, expected in zip(batch, frames[index]):
+            np.testing.assert_array_equal(np.asarray(got), expected)

@@ -36,6 +36,8 @@ def wait_for(path, timeout=120):
 
 
 def history_epochs(run_dir):
+    if not (run_dir / "history.csv").exists():  # killed before its first whole epoch
+        return []
     with (run_dir / "history.csv").open() as file:
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
