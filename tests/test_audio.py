@@ -6,14 +6,15 @@ from data.audio import AudioError, find_audio_files, load_audio, read_audio, spl
 from tests.conftest import tone, write_wav
 
 
-@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
-def test_wav_sample_formats_scale_by_full_scale(tmp_path, subtype):
+@pytest.mark.parametrize("subtype,tolerance", [("PCM_U8", 1 / 64), ("PCM_16", 1e-4), ("PCM_24", 1e-4),
+                                               ("PCM_32", 1e-4), ("FLOAT", 1e-4)])
+def test_wav_sample_formats_scale_by_full_scale(tmp_path, subtype, tolerance):
     signal = tone(0.5, amplitude=0.25)
     path = write_wav(tmp_path / f"{subtype}.wav", signal, subtype=subtype)
     audio, rate = read_audio(path)
     assert rate == 8000 and audio.dtype == np.float32
-    np.testing.assert_allclose(audio, signal, atol=1e-4)  # no min-max stretch: 0.25 stays 0.25
-    assert abs(np.abs(audio).max() - 0.25) < 1e-3
+    np.testing.assert_allclose(audio, signal, atol=tolerance)  # no min-max stretch: 0.25 stays 0.25
+    assert abs(np.abs(audio).max() - 0.25) < max(1e-3, tolerance)
 
 
 def test_stereo_is_mixed_to_mono(tmp_path):

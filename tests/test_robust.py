@@ -233,3 +233,25 @@ def test_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path, speech_like):
     assert run_script("train_wavenet.py", "--train", speech_like, "--output-dir", run_dir, *TINY_FLAGS).returncode == 0
     result = run_script("train_wavenet.py", "--train", speech_like, "--output-dir", run_dir, *TINY_FLAGS)
     assert result.returncode == 2 and "--resume" in result.stderr
+
+
+def test_gan_interrupt_and_resume_through_the_cli(tmp_path, speech_like):
+    run_dir = tmp_path / "gan"
+    flags = ["--train", speech_like, "--slice-length", "4096", "--model-dim", "4", "--latent-dim", "16",
+             "--steps-per-epoch", "2", "--batch-size", "2", "--sample-every", "0", "--output-dir", run_dir]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, str(ROOT / "train_gan.py"), *map(str, flags), "--epochs", "200"],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(run_dir / "checkpoints" / "epoch_0002")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and f"train_gan.py --resume --output-dir {run_dir}" in stderr
+    state = latest(run_dir)
+    folder = run_dir / "checkpoints" / state["folder"]
+    for name in ("generator.keras", "discriminator.keras", "optimizers.npz", "latent_seed.npy"):
+        assert (folder / name).is_file(), name
+    target = state["epoch"] + 2
+    result = run_script("train_gan.py", "--resume", "--output-dir", run_dir, "--epochs", target)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert history_epochs(run_dir) == list(range(target))
+    assert (run_dir / "generator.keras").is_file()
