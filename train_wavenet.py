@@ -110,7 +110,7 @@ def main(argv=None):
     quiet_tensorflow()
     train, validation = load_corpora(config)  # before anything slow: bad audio fails in a second
     try:
-        distribution_check(config)
+        distribution = distribution_check(config)
     except ValueError as error:
         raise UsageError(str(error)) from None
     config.sample_rate = train.sample_rate
@@ -149,7 +149,6 @@ def main(argv=None):
                                              "learning_rate": config.learning_rate})
         return config.learning_rate
 
-    distribution = models.distribution_for(config.head, config.loss)
     found = latest_checkpoint(run_dir) if config.resume else None
     if found:
         if found[1]["epoch"] >= config.epochs:
@@ -205,10 +204,10 @@ def bits_metric(distribution):
 
 
 def distribution_check(config):
-    """Raises `ValueError` if `--loss` does not fit `--head`."""
+    """The output distribution of `--head` and `--loss`; raises `ValueError` if they do not fit together."""
     from models.wavenet import distribution_for
 
-    distribution_for(config.head, config.loss)
+    return distribution_for(config.head, config.loss)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ class Throughput(keras.callbacks.Callback):
     """Adds `<unit>_per_second` and `steps_per_second` (training only) and `seconds_per_epoch` (with validation)
     to the epoch logs.
 
-    Put it before `CSVLogger` and `TensorBoard` in the callback list so they record them.
+    Put it before the callbacks that record the logs (`RunLog`, `CSVLogger`, `TensorBoard`).
 
     Args:
         per_step: units processed per training step (batch size x frame size targets for a WaveNet).
