@@ -200,3 +200,29 @@ def report_skipped(corpus):
     """Names each unusable file of an `AudioCorpus` once, on stderr."""
     for _, reason in corpus.skipped:
         print(f"warning: skipped {reason}", file=sys.stderr)
+
+
+def checkpoint_to_resume(config, run_dir):
+    """`(folder, state)` of the checkpoint a `--resume` run continues from, or `None` for a fresh run.
+
+    Raises:
+        UsageError: the run already trained `--epochs` epochs.
+    """
+    if not config.resume:
+        return None
+    from callbacks.run import latest_checkpoint
+
+    found = latest_checkpoint(run_dir)
+    if found and found[1]["epoch"] >= config.epochs:
+        raise UsageError(f"{run_dir} already trained {found[1]['epoch']} epochs; ask for more with --epochs")
+    return found
+
+
+def lower_learning_rate(config, run_dir, optimizers):
+    """Divides the run's learning rate by 10 in `config`, in each optimiser and in config.json; returns it."""
+    config.learning_rate *= 0.1
+    for optimizer in optimizers:
+        optimizer.learning_rate.assign(config.learning_rate)
+    write_json(Path(run_dir) / "config.json", {**json.loads((Path(run_dir) / "config.json").read_text()),
+                                               "learning_rate": config.learning_rate})
+    return config.learning_rate

@@ -9,14 +9,14 @@ both networks and both optimisers' state, config.json, history.csv, TensorBoard 
 """
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (RunSettings, report_skipped, UsageError, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
-                 resolve_config, run, save_model, write_json)
+from cli import (RunSettings, checkpoint_to_resume, config_parser, lower_learning_rate, non_negative_int,
+                 positive_float, positive_int, quiet_tensorflow, report_skipped, resolve_config, run, save_model,
+                 write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
@@ -103,7 +103,7 @@ def main(argv=None):
     import numpy as np
 
     import models  # noqa: F401  (registers the custom layers before checkpoints load)
-    from callbacks import SaveAudio, Throughput, fit_run, latest_checkpoint
+    from callbacks import SaveAudio, Throughput, fit_run
     from callbacks.training import restore_optimizer_state, save_optimizer_state
     from data.frames import FrameGenerator
 
@@ -130,18 +130,11 @@ def main(argv=None):
         gan.latent_seed.state.assign(np.load(folder / "latent_seed.npy"))
         return gan
 
-    def lower_learning_rate(gan):
-        config.learning_rate *= 0.1
-        for optimizer in (gan.d_optimizer, gan.g_optimizer):
-            optimizer.learning_rate.assign(config.learning_rate)
-        write_json(run_dir / "config.json", {**json.loads((run_dir / "config.json").read_text()),
-                                             "learning_rate": config.learning_rate})
-        return config.learning_rate
+    def lower(gan):
+        return lower_learning_rate(config, run_dir, (gan.d_optimizer, gan.g_optimizer))
 
-    found = latest_checkpoint(run_dir) if config.resume else None
+    found = checkpoint_to_resume(config, run_dir)
     if found:
-        if found[1]["epoch"] >= config.epochs:
-            raise UsageError(f"{run_dir} already trained {found[1]['epoch']} epochs; ask for more with --epochs")
         gan = restore(found[0])
     else:
         gan = build_gan(config)
@@ -167,7 +160,7 @@ def main(argv=None):
     ]
     gan = fit_run(gan, slices, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
                   callbacks=callbacks, loss_keys=("d_loss", "g_loss"), time_limit=config.time_limit,
-                  on_nan=config.on_nan, lower_learning_rate=lower_learning_rate,
+                  on_nan=config.on_nan, lower_learning_rate=lower,
                   resume_command=f"python train_gan.py --resume --output-dir {run_dir}",
                   verbose=1 if sys.stdout.isatty() else 2)
     save_model(gan.generator, run_dir / "generator.keras")

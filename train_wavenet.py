@@ -8,14 +8,14 @@ history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
 """
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (RunSettings, UsageError, config_parser, report_skipped, non_negative_float, non_negative_int, positive_float, positive_int,
-                 quiet_tensorflow, resolve_config, run, save_model, write_json)
+from cli import (RunSettings, UsageError, checkpoint_to_resume, config_parser, lower_learning_rate,
+                 non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow,
+                 report_skipped, resolve_config, run, save_model, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
@@ -118,7 +118,7 @@ def main(argv=None):
     import keras
 
     import models
-    from callbacks import CrossEntropyBits, SaveAudio, Throughput, fit_run, latest_checkpoint
+    from callbacks import CrossEntropyBits, SaveAudio, Throughput, fit_run
     from data.frames import FrameGenerator
 
     keras.utils.set_random_seed(config.seed)
@@ -142,17 +142,11 @@ def main(argv=None):
         restored.optimizer.learning_rate.assign(config.learning_rate)
         return restored
 
-    def lower_learning_rate(current):
-        config.learning_rate *= 0.1
-        current.optimizer.learning_rate.assign(config.learning_rate)
-        write_json(run_dir / "config.json", {**json.loads((run_dir / "config.json").read_text()),
-                                             "learning_rate": config.learning_rate})
-        return config.learning_rate
+    def lower(current):
+        return lower_learning_rate(config, run_dir, (current.optimizer,))
 
-    found = latest_checkpoint(run_dir) if config.resume else None
+    found = checkpoint_to_resume(config, run_dir)
     if found:
-        if found[1]["epoch"] >= config.epochs:
-            raise UsageError(f"{run_dir} already trained {found[1]['epoch']} epochs; ask for more with --epochs")
         model = restore(found[0])
     else:
         model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
@@ -183,7 +177,7 @@ def main(argv=None):
     ]
     model = fit_run(model, train_frames, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
                     callbacks=callbacks, validation_data=validation_frames, time_limit=config.time_limit,
-                    on_nan=config.on_nan, lower_learning_rate=lower_learning_rate,
+                    on_nan=config.on_nan, lower_learning_rate=lower,
                     resume_command=f"python train_wavenet.py --resume --output-dir {run_dir}",
                     verbose=1 if sys.stdout.isatty() else 2)
     save_model(model, run_dir / "model.keras")
