@@ -41,6 +41,14 @@ class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit status 2."""
 
 
+class TrainingFailed(Exception):
+    """Training cannot go on (a NaN loss); the message says where and what was kept. Exit status 1."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after writing a checkpoint; the message says how to resume. Exit status 130."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (no usage dump) and exits with status 2."""
 
@@ -103,18 +111,15 @@ def run(main, prog):
     except (AudioError, UsageError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except TrainingFailed as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except TrainingInterrupted as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as error:
-        kind = type(error).__name__
-        if kind == "TrainingFailed":
-            print(f"{prog}: error: {error}", file=sys.stderr)
-            sys.exit(1)
-        if kind == "TrainingInterrupted":
-            print(f"{prog}: {error}", file=sys.stderr)
-            sys.exit(130)
-        raise
 
 
 def new_run_dir(output_dir, prefix):

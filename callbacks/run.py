@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import keras
 
-from cli import write_json
+from cli import TrainingFailed, TrainingInterrupted, write_json
 from data.audio import replace_atomically
 
 POINTER = "latest.json"
@@ -96,8 +97,6 @@ class Guard(keras.callbacks.Callback):
         if self.signalled:
             print("\nsecond interrupt: exiting now; the last checkpoint is intact", file=sys.stderr, flush=True)
             sys.stderr.flush()
-            import os
-
             os._exit(130)
         self.signalled = True
         print(f"\n{signal.Signals(signum).name}: finishing the current step, then writing a checkpoint "
@@ -228,14 +227,6 @@ def _dataset(frames):
     if frames is not None and keras.backend.backend() == "tensorflow" and hasattr(frames, "as_dataset"):
         return frames.as_dataset()
     return frames
-
-
-class TrainingFailed(Exception):
-    """Training cannot go on (a NaN loss); the message says where and what was kept."""
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal after writing a checkpoint; the message says how to resume."""
 
 
 def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), validation_data=None,

@@ -1,9 +1,9 @@
 """Compiled (numba) inner loop of WaveNet generation.
 
 One call advances a block of streams by many steps with no Python in between. Per step and layer it does one
-gate product over the kernel taps (read from per-layer ring buffers), the gated activation, and one fused
-skip + residual product. Streams are the middle loop of every product, so each weight row is loaded once per
-step for the whole block and stays in L1 while it is used; with more than one block, blocks run on separate
+gate product over the kernel taps (gathered from per-layer ring buffers into one row per stream), the gated
+activation, and one fused skip + residual product. The products are BLAS calls on the whole block of streams
+(several times faster than compiled loops at these sizes); with more than one block, blocks run on separate
 cores (streams are independent, so nothing is shared between them but the weights).
 
 Sampling uses uniforms drawn beforehand by NumPy's seeded Generator, so results do not depend on the number
@@ -15,8 +15,10 @@ import math
 import numba
 import numpy as np
 
+from models.layers import MIN_LOG_SCALE as LAYER_MIN_LOG_SCALE
+
 CATEGORICAL, LOGISTIC_MIXTURE, POINT = 0, 1, 2
-MIN_LOG_SCALE = np.float32(-7.0)
+MIN_LOG_SCALE = np.float32(LAYER_MIN_LOG_SCALE)  # the same bound the model's output layer applies
 F32 = numba.float32
 
 
@@ -114,7 +116,7 @@ def sample(params, temperature, uniforms, distribution, mixtures, table):
         value = float(params[mixtures + k])
         if temperature > 0.0:
             u = 1e-5 + (1.0 - 2e-5) * uniforms[1]
-            scale = math.exp(max(float(params[2 * mixtures + k]), -7.0))
+            scale = math.exp(max(float(params[2 * mixtures + k]), float(MIN_LOG_SCALE)))
             value += scale * temperature * (math.log(u) - math.log1p(-u))
     else:
         value = float(params[0])
