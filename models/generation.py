@@ -9,18 +9,31 @@ Buffers that hold no history yet hold zeros, exactly what a causal convolution p
 what the full model gives on the whole history (`generate_naive`, used by the tests and the benchmark).
 """
 
+import functools
+
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from data.mulaw import mu_law_round_trip, mu_law_table
-from models import kernels
+from models import gemm, kernels
 from models.wavenet import dilated_layer_names, wavenet_spec
 
 DISTRIBUTION_CODES = {"categorical": kernels.CATEGORICAL, "logistic_mixture": kernels.LOGISTIC_MIXTURE,
                       "point": kernels.POINT}
 # Uniform numbers drawn per stream and step: the component (or class) and the logistic noise.
 DRAWS_PER_STEP = 2
+
+
+def _padded(size, multiple):
+    return -(-size // multiple) * multiple
+
+
+def _place(shape, *parts):
+    """A float32 array of zeros of `shape` with each `(values, corner)` part copied in at its corner."""
+    out = np.zeros(shape, np.float32)
+    for values, corner in parts:
+        out[tuple(slice(start, start + size) for start, size in zip(corner, values.shape))] = values
+    return out
 
 
 class IncrementalWaveNet:
@@ -42,41 +55,52 @@ class IncrementalWaveNet:
 
         def weights(name):
             kernel, bias = model.get_layer(name).get_weights()
-            return np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32)
+            return np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
 
         def matrix(name):
             """A 1x1 layer's kernel as `(inputs, outputs)` (Dense, or a width-1 Conv1D)."""
             kernel, bias = weights(name)
             return kernel.reshape(-1, kernel.shape[-1]), bias
 
-        in_kernel, self.in_b = weights("input_conv")
-        self.in_w = np.ascontiguousarray(in_kernel[:, 0, :])
-        residual = self.in_w.shape[1]
+        in_kernel, in_bias = weights("input_conv")
+        residual = in_kernel.shape[-1]
         names = dilated_layer_names(model)
         layer_names = {layer.name for layer in model.layers}
         skip = matrix(f"{names[0][:-len('_dilated')]}_skip")[0].shape[-1]
-        gate_w, gate_b, out_w, out_b, has_residual = [], [], [], [], []
+        post_kernel, post_bias = matrix("post_1")
+        logit_kernel, logit_bias = matrix("logits")
+        # Every width is padded with zeros to a multiple of the product's vector width (`models.gemm`). Zero
+        # weights and biases keep the padding at zero all the way through (tanh(0) * sigmoid(0) = 0), so the
+        # padded network computes exactly what the model does.
+        pad = functools.partial(_padded, multiple=gemm.COLUMN_MULTIPLE)
+        r, s, p, c = (pad(n) for n in (residual, skip, post_kernel.shape[1], logit_kernel.shape[1]))
+        self.in_w, self.in_b = _place((in_kernel.shape[0], r), (in_kernel[:, 0, :], (0, 0))), \
+            _place((r,), (in_bias, (0,)))
+        taps = self.spec.kernel_size
+        gate_w, gate_b, out_w, out_b = [], [], [], []
         for name in names:
             prefix = name[: -len("_dilated")]
-            kernel, bias = weights(name)
-            gate_w.append(kernel.reshape(-1, 2 * residual))  # rows: tap 0 (oldest) ... tap k-1 (current)
-            gate_b.append(bias)
-            skip_kernel, skip_bias = matrix(f"{prefix}_skip")
-            residual_kernel = np.zeros((residual, residual), np.float32)
-            residual_bias = np.zeros(residual, np.float32)
-            has_residual.append(f"{prefix}_residual" in layer_names)
-            if has_residual[-1]:
-                residual_kernel, residual_bias = matrix(f"{prefix}_residual")
-            out_w.append(np.concatenate([skip_kernel, residual_kernel], axis=1))
-            out_b.append(np.concatenate([skip_bias, residual_bias]))
+            kernel, bias = weights(name)  # (taps, residual, 2 * residual), tap 0 the oldest
+            gate_w.append(_place((taps * r, 2 * r), *[
+                (kernel[tap, :, half * residual:(half + 1) * residual], (tap * r, half * r))
+                for tap in range(taps) for half in (0, 1)]))
+            gate_b.append(_place((2 * r,), (bias[:residual], (0,)), (bias[residual:], (r,))))
+            # Skip and residual 1x1s as one product into the per-stream state [skip sum | residual path].
+            parts_w = [(matrix(f"{prefix}_skip")[0], (0, 0))]
+            parts_b = [(matrix(f"{prefix}_skip")[1], (0,))]
+            if f"{prefix}_residual" in layer_names:
+                parts_w.append((matrix(f"{prefix}_residual")[0], (0, s)))
+                parts_b.append((matrix(f"{prefix}_residual")[1], (s,)))
+            out_w.append(_place((r, s + r), *parts_w))
+            out_b.append(_place((s + r,), *parts_b))
         self.gate_w, self.gate_b = np.stack(gate_w), np.stack(gate_b)
         self.out_w, self.out_b = np.stack(out_w), np.stack(out_b)
-        self.has_residual = np.array(has_residual)
         self.dilations = np.array(self.spec.dilations, np.int64)
-        self.queue_lengths = (self.spec.kernel_size - 1) * self.dilations
+        self.queue_lengths = (taps - 1) * self.dilations
         self.queue_offsets = np.concatenate([[0], np.cumsum(self.queue_lengths)[:-1]]).astype(np.int64)
-        self.post_w, self.post_b = matrix("post_1")
-        self.logit_w, self.logit_b = matrix("logits")
+        self.post_w, self.post_b = _place((s, p), (post_kernel, (0, 0))), _place((p,), (post_bias, (0,)))
+        self.logit_w, self.logit_b = _place((p, c), (logit_kernel, (0, 0))), _place((c,), (logit_bias, (0,)))
+        self.num_outputs = logit_kernel.shape[1]
         self.table = mu_law_table(self.spec.num_classes).astype(np.float64)
         self.residual_channels, self.skip_channels = residual, skip
         self.feature_model = None
@@ -108,7 +132,8 @@ class IncrementalWaveNet:
         self.time = 0
         k_in = self.in_w.shape[0]
         self.in_queue = np.zeros((num_streams, k_in - 1), np.float32)
-        self.queues = np.zeros((num_streams, int(self.queue_lengths.sum()), self.residual_channels), np.float32)
+        # Time-major, so that one slot holds a row per stream: the kernel multiplies it in place.
+        self.queues = np.zeros((int(self.queue_lengths.sum()), num_streams, self.in_w.shape[1]), np.float32)
         if prime is None:
             return np.full(num_streams, mu_law_round_trip(np.zeros(1))[0], np.float32)
         prime = np.asarray(prime, dtype=np.float32)
@@ -133,7 +158,8 @@ class IncrementalWaveNet:
                 # Ring slot of time tau is `offset + tau % length`; fill the last `length` times before now.
                 count = min(length, feature.shape[1])
                 times = np.arange(self.time - count, self.time)
-                self.queues[:, offset + times % length] = feature[:, feature.shape[1] - count:]
+                self.queues[offset + times % length, :, :self.residual_channels] = \
+                    feature[:, feature.shape[1] - count:].transpose(1, 0, 2)
         return prime[:, -1].copy()
 
     def advance(self, x, steps, uniforms, temperature=1.0):
@@ -153,14 +179,11 @@ class IncrementalWaveNet:
         fed = np.empty(streams, np.float32)
         blocks = min(numba.get_num_threads(), streams)
         bounds = np.linspace(0, streams, blocks + 1).round().astype(np.int64)
-        # Streams are already split across cores; BLAS threads inside each block would only compete.
-        with threadpool_limits(1, user_api="blas"):
-            kernels.run(bounds, steps, self.time, np.asarray(x, np.float32), self.in_w, self.in_b, self.in_queue,
-                        self.gate_w, self.gate_b, self.out_w, self.out_b, self.has_residual, self.dilations,
-                        self.queue_offsets, self.queue_lengths, self.queues, self.post_w, self.post_b,
-                        self.logit_w, self.logit_b, np.ascontiguousarray(uniforms, np.float64), float(temperature),
-                        DISTRIBUTION_CODES[self.spec.distribution], self.spec.num_mixtures, self.table, output,
-                        fed)
+        kernels.run(bounds, steps, self.time, np.asarray(x, np.float32), self.in_w, self.in_b, self.in_queue,
+                    self.gate_w, self.gate_b, self.out_w, self.out_b, self.dilations, self.queue_offsets,
+                    self.queue_lengths, self.queues, self.post_w, self.post_b, self.logit_w, self.logit_b,
+                    self.num_outputs, np.ascontiguousarray(uniforms, np.float64), float(temperature),
+                    DISTRIBUTION_CODES[self.spec.distribution], self.spec.num_mixtures, self.table, output, fed)
         self.time += steps
         return output, fed
 

@@ -1,0 +1,58 @@
+"""The register-tiled product behind generation, against NumPy, on every tile shape and both vector widths."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models import gemm
+from tests.conftest import ROOT
+
+
+def check_against_numpy(seed=0):
+    rng = np.random.default_rng(seed)
+    # Rows 1...2 * ROWS + 1 reach every row tail; widths reach every column tail of both vector widths.
+    for m in list(range(1, 2 * gemm.ROWS + 2)) + [32]:
+        for k, n in ((1, 16), (3, 48), (64, 192), (128, 128), (37, 80), (128, 256)):
+            a = rng.standard_normal((m, k + 5), np.float32)[:, :k]  # strided rows
+            b = rng.standard_normal((k, n + 16), np.float32)  # wider than the output
+            bias = rng.standard_normal(n + 16, np.float32)
+            c = np.full((m, n), np.nan, np.float32)
+            expected = a.astype(np.float64) @ b[:, :n] + bias[:n]
+            gemm.matmul(a, b, bias, c, False)
+            np.testing.assert_allclose(c, expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+            gemm.matmul(a, b, bias, c, True)
+            np.testing.assert_allclose(c, 2 * expected, rtol=1e-4, atol=2e-4 * np.sqrt(k))
+            split = k // 2
+            gemm.matmul_pair(a[:, :split], np.ascontiguousarray(a[:, split:]), b, bias, c, False)
+            np.testing.assert_allclose(c, expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_matmul_matches_numpy_on_every_tile_shape():
+    check_against_numpy()
+
+
+def test_matmul_with_the_other_vector_width():
+    # NUMBA_CPU_NAME=generic selects the 8-lane tiles (and plain x86-64 code), as on a CPU without AVX-512.
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic", "PYTHONPATH": str(ROOT)}
+    code = ("from models import gemm; from tests.test_gemm import check_against_numpy; "
+            "assert gemm.LANES == 8, gemm.LANES; check_against_numpy(); print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_matmul_rejects_nothing_silently_for_zero_rows():
+    c = np.zeros((0, 16), np.float32)
+    gemm.matmul(np.zeros((0, 4), np.float32), np.ones((4, 16), np.float32), np.ones(16, np.float32), c, False)
+    assert c.shape == (0, 16)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_matmul_writes_only_its_output_columns(accumulate):
+    a = np.ones((3, 4), np.float32)
+    c = np.zeros((3, 48), np.float32)
+    gemm.matmul(a, np.ones((4, 64), np.float32), np.zeros(64, np.float32), c[:, :32], accumulate)
+    assert np.all(c[:, :32] == 4) and np.all(c[:, 32:] == 0)
