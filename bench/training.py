@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def forward_flops(model, batch, length=None):
-    """2 x multiply-adds of every Conv1D, Conv1DTranspose and Dense layer for one forward pass of `batch`
+    """2 x multiply-adds of every convolution and Dense layer for one forward pass of `batch`
     examples (`length` samples each where the model takes any length)."""
     total = 0
     for layer in model.layers:
         kind = type(layer).__name__
-        if kind not in ("Conv1D", "Conv1DTranspose", "Dense"):
+        if kind not in ("Conv1D", "CausalConv1D", "Conv1DTranspose", "Dense"):
             continue
         kernel = layer.get_weights()[0]
         shape = layer.output.shape if kind != "Conv1DTranspose" else layer.input.shape

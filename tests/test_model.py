@@ -27,6 +27,35 @@ def test_causality(tiny_wavenet, head, loss, channels):
     assert not np.allclose(a[:, t0:], b[:, t0:])
 
 
+@pytest.mark.parametrize("kernel_size,dilation,length", [(2, 1, 10), (2, 4, 10), (3, 2, 9), (2, 16, 5),
+                                                         (1, 8, 6), (3, 8, 12)])
+def test_causal_conv_equals_keras_conv1d_with_its_gradients(kernel_size, dilation, length):
+    """The matrix-product convolution and its hand-written gradient against Keras' causal Conv1D, including
+    dilations longer than the signal."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(kernel_size * 100 + dilation)
+    x = tf.constant(rng.standard_normal((2, length, 3)), tf.float32)
+    upstream = tf.constant(rng.standard_normal((2, length, 5)), tf.float32)
+    ours = models.CausalConv1D(5, kernel_size, dilation_rate=dilation)
+    reference = keras.layers.Conv1D(5, kernel_size, dilation_rate=dilation, padding="causal")
+    ours.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in reference.get_weights()])
+    ours.set_weights(reference.get_weights())
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * upstream)
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    for mine, theirs, what in zip(*results, ("output", "input gradient", "kernel gradient", "bias gradient")):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5, err_msg=what)
+    assert ours.get_config()["dilation_rate"] == dilation
+
+
 def test_receptive_field_formula_and_default():
     assert models.receptive_field() == 2047  # 2 x 10 layers, as the original 2048-sample frame
     default = models.build_wavenet(sample_rate=8000)
