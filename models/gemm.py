@@ -133,6 +133,15 @@ def _matmul_pair(typingctx, a1, a2, b, bias, c, accumulate):
 
 
 @numba.njit(cache=True)
+def _check(rows, depth, b, bias, c):
+    # The generated code does no bounds checks of its own: refuse shapes it would read or write past.
+    if c.shape[0] != rows or depth > b.shape[0] or c.shape[1] > b.shape[1] or c.shape[1] > bias.shape[0]:
+        raise ValueError("matmul: operand shapes do not match")
+    if c.shape[1] % LANES != 0:
+        raise ValueError("matmul: output columns must be a multiple of gemm.LANES")
+
+
+@numba.njit(cache=True)
 def matmul(a, b, bias, c, accumulate):
     """`c = a @ b[:, :n] + bias[:n]`, or `c += ...` when `accumulate`, where `n = c.shape[1]`.
 
@@ -147,10 +156,14 @@ def matmul(a, b, bias, c, accumulate):
 
     >>> matmul(x, w, b, y, False)  # y = x @ w + b
     """
+    _check(a.shape[0], a.shape[1], b, bias, c)
     _matmul(a, b, bias, c, accumulate)
 
 
 @numba.njit(cache=True)
 def matmul_pair(a1, a2, b, bias, c, accumulate):
     """`matmul(np.hstack([a1, a2]), b, bias, c, accumulate)` without building the stacked matrix."""
+    if a2.shape[0] != a1.shape[0]:
+        raise ValueError("matmul: operand shapes do not match")
+    _check(a1.shape[0], a1.shape[1] + a2.shape[1], b, bias, c)
     _matmul_pair(a1, a2, b, bias, c, accumulate)

@@ -44,10 +44,23 @@ def test_matmul_with_the_other_vector_width():
     assert result.stdout.strip() == "ok"
 
 
-def test_matmul_rejects_nothing_silently_for_zero_rows():
+def test_matmul_with_zero_rows_is_a_no_op():
     c = np.zeros((0, 16), np.float32)
     gemm.matmul(np.zeros((0, 4), np.float32), np.ones((4, 16), np.float32), np.ones(16, np.float32), c, False)
     assert c.shape == (0, 16)
+
+
+@pytest.mark.parametrize("a_shape,b_shape,bias_size,c_shape", [
+    ((3, 5), (4, 16), 16, (3, 16)),   # a deeper than b
+    ((3, 4), (4, 16), 16, (2, 16)),   # rows differ
+    ((3, 4), (4, 16), 16, (3, 32)),   # c wider than b
+    ((3, 4), (4, 32), 16, (3, 32)),   # c wider than the bias
+    ((3, 4), (4, 20), 20, (3, 20)),   # not a multiple of the vector width (8 or 16)
+])
+def test_matmul_refuses_shapes_it_would_overrun(a_shape, b_shape, bias_size, c_shape):
+    with pytest.raises(ValueError, match="matmul"):
+        gemm.matmul(np.ones(a_shape, np.float32), np.ones(b_shape, np.float32), np.ones(bias_size, np.float32),
+                    np.zeros(c_shape, np.float32), False)
 
 
 @pytest.mark.parametrize("accumulate", [False, True])
