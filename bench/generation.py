@@ -6,8 +6,8 @@
 Prints, for each model: the naive loop (a full forward pass over the receptive field per sample, what the
 original script did), and `models.generate` with 1, 8 and 64 streams. Real-time factor = seconds of audio
 made per second at 8 and 16 kHz (above 1: faster than real time). The machine's dense float32
-matrix-multiply rate (the faster of TensorFlow's and NumPy's) is measured in the same run, so the achieved
-FLOP/s reads as a share of it.
+matrix-multiply rate (the faster of TensorFlow's and NumPy's, measured as in bench/training.py) is measured in
+the same run, so the achieved FLOP/s reads as a share of it.
 Weights are random: speed does not depend on what a model has learnt.
 """
 
@@ -21,28 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-
-
-def matmul_rate(size=2048, seconds=2.0):
-    """Dense float32 matrix-multiply FLOP/s on all cores: `{"tensorflow": ..., "numpy": ...}`.
-
-    TensorFlow's oneDNN uses AVX-512 where the CPU has it; the OpenBLAS that NumPy ships may not, so the
-    faster of the two is the machine's limit.
-    """
-    import tensorflow as tf
-
-    x = np.random.default_rng(0).random((size, size), np.float32)
-    tf_x = tf.constant(x)
-    tf_matmul = tf.function(lambda a: tf.linalg.matmul(a, a), jit_compile=False)
-    rates = {}
-    for name, function in (("tensorflow", lambda: tf_matmul(tf_x).numpy()), ("numpy", lambda: x @ x)):
-        function()
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            function()
-            count += 1
-        rates[name] = 2.0 * size ** 3 * count / (time.perf_counter() - start)
-    return rates
 
 
 def flops_per_sample(model):
@@ -73,12 +51,15 @@ def main():
 
     import models
     from models import gemm
+    from training import measure_matmul  # bench/training.py, beside this script
 
-    rates = matmul_rate()
-    rate = max(rates.values())
+    # The same limit as bench/training.py: TensorFlow's oneDNN uses AVX-512 where the CPU has it, the OpenBLAS
+    # that NumPy ships may not, so the faster of the two float32 rates is the machine's.
+    rates = measure_matmul()
+    rate = max(rates["tensorflow_float32"], rates["numpy_float32"])
     print(f"machine: {os.cpu_count()} CPU cores, numba threads {numba.get_num_threads()}, "
           f"{gemm.LANES}-lane products; float32 matrix multiply 2048^3 on all cores: TensorFlow "
-          f"{rates['tensorflow'] / 1e9:.0f} GFLOP/s, NumPy {rates['numpy'] / 1e9:.0f} GFLOP/s")
+          f"{rates['tensorflow_float32'] / 1e9:.0f} GFLOP/s, NumPy {rates['numpy_float32'] / 1e9:.0f} GFLOP/s")
     print()
     print("| model | path | streams | samples/s | real-time x at 8 kHz | at 16 kHz | GFLOP/s | share of matmul |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

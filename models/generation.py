@@ -86,11 +86,12 @@ class IncrementalWaveNet:
                 for tap in range(taps) for half in (0, 1)]))
             gate_b.append(_place((2 * r,), (bias[:residual], (0,)), (bias[residual:], (r,))))
             # Skip and residual 1x1s as one product into the per-stream state [skip sum | residual path].
-            parts_w = [(matrix(f"{prefix}_skip")[0], (0, 0))]
-            parts_b = [(matrix(f"{prefix}_skip")[1], (0,))]
+            skip_kernel, skip_bias = matrix(f"{prefix}_skip")
+            parts_w, parts_b = [(skip_kernel, (0, 0))], [(skip_bias, (0,))]
             if f"{prefix}_residual" in layer_names:
-                parts_w.append((matrix(f"{prefix}_residual")[0], (0, s)))
-                parts_b.append((matrix(f"{prefix}_residual")[1], (s,)))
+                residual_kernel, residual_bias = matrix(f"{prefix}_residual")
+                parts_w.append((residual_kernel, (0, s)))
+                parts_b.append((residual_bias, (s,)))
             out_w.append(_place((r, s + r), *parts_w))
             out_b.append(_place((s + r,), *parts_b))
         self.gate_w, self.gate_b = np.stack(gate_w), np.stack(gate_b)
