@@ -2,13 +2,16 @@
 
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import TINY_FLAGS, run_script, tone, write_wav
+from tests.conftest import ROOT, TINY_FLAGS, run_script, tone, write_wav
 from tests.test_audio import BAD_KINDS, make_bad
 
 
@@ -149,3 +152,25 @@ def test_resume_continues_the_epochs(trained_run, tmp_path):
     assert (copy / "samples" / "epoch_0002.wav").is_file()
     result = run_script("train_wavenet.py", "--resume", "--output-dir", copy, "--epochs", "3", "--layers", "4")
     assert_one_line_error(result, "--layers")
+
+
+@pytest.mark.parametrize("script,flags,loss_column", [
+    ("train_wavenet.py", ["--epochs", "1", *TINY_FLAGS], "loss"),
+    ("train_gan.py", ["--slice-length", "4096", "--model-dim", "4", "--latent-dim", "16", "--epochs", "1",
+                      "--steps-per-epoch", "2", "--batch-size", "2", "--sample-every", "0"], "d_loss"),
+])
+def test_mixed_bfloat16_training_through_the_cli(tmp_path, script, flags, loss_column):
+    """bfloat16 compute (the WaveNet's hand-written convolution gradient included), float32 weights and loss."""
+    audio = write_wav(tmp_path / "tones.wav", tone(3.0, frequencies=(300, 600)))
+    run_dir = tmp_path / "run"
+    result = run_script(script, "--train", audio, "--precision", "mixed_bfloat16", "--output-dir", run_dir, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "config.json").read_text())["precision"] == "mixed_bfloat16"
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert rows and all(np.isfinite(float(row[loss_column])) for row in rows)
+    saved = "model.keras" if script == "train_wavenet.py" else "generator.keras"
+    check = ("import sys, keras, models; m = keras.saving.load_model(sys.argv[1]); "
+             "print(sorted({w.dtype for w in m.weights}))")
+    loaded = subprocess.run([sys.executable, "-c", check, str(run_dir / saved)], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert loaded.stdout.strip().splitlines()[-1] == "['float32']", loaded.stderr[-2000:]
