@@ -6,7 +6,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data.audio import replace_atomically, write_audio
+from data.audio import write_audio
+from data.files import replace_atomically
 
 
 def save_spectrogram(path, audio, sample_rate, title=None):
@@ -41,7 +42,10 @@ class SaveAudio(keras.callbacks.Callback):
     `prime` (validation audio). In `"gan"` mode the model's `generator` turns the fixed `latents`, chosen once
     at the start, into clips that are joined with short silences, so epochs sound comparable.
 
-    A folder that cannot be written gives a warning, not a crash: losing a sample must not lose the run.
+    Nothing this callback does can end a run: a sample that cannot be generated (a model that will not pack, a
+    kernel that will not build) or written (a folder that cannot be written) gives a warning and training goes
+    on. The run driver (`run.fit_run`) calls samplers after the epoch's checkpoint is written, so even an
+    interrupt during a sample loses nothing.
 
     Args:
         directory: where the samples go (created if missing).
@@ -91,10 +95,16 @@ class SaveAudio(keras.callbacks.Callback):
         if self.every <= 0 or (epoch + 1) % self.every or getattr(self.model, "stop_training", False):
             return
         path = self.directory / f"epoch_{epoch + 1:04d}.wav"
-        audio = self.sample()
+        try:
+            audio = self.sample()
+        except Exception as error:  # a lost sample must not lose the run
+            first_line = (str(error).strip().splitlines() or [""])[0][:300]
+            warnings.warn(f"SaveAudio: could not generate the sample for epoch {epoch + 1} "
+                          f"({type(error).__name__}: {first_line}); training goes on", stacklevel=2)
+            return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             write_audio(path, audio, self.sample_rate)
             save_spectrogram(path.with_suffix(".png"), audio, self.sample_rate, title=f"epoch {epoch + 1}")
-        except OSError as error:
+        except Exception as error:
             warnings.warn(f"SaveAudio: could not write {path}: {error}", stacklevel=2)

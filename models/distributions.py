@@ -52,11 +52,10 @@ def logistic_mixture_log_prob(params, lower, upper, is_lowest, is_highest):
 
 
 def mu_law_codes(samples, channels=QUANTIZATION_CHANNELS):
-    """`data.mulaw.mu_law_encode` in `keras.ops`, for use inside a graph."""
-    mu = float(channels - 1)
-    samples = ops.clip(samples, -1.0, 1.0)
-    companded = ops.sign(samples) * ops.log1p(mu * ops.abs(samples)) / math.log1p(mu)
-    return ops.cast(ops.clip(ops.floor((companded + 1.0) * (channels / 2.0)), 0, channels - 1), "int32")
+    """`data.mulaw.mu_law_encode` in `keras.ops`, for use inside a graph: the same edges, the same rule."""
+    edges = ops.convert_to_tensor(mu_law_bin_edges(channels))
+    codes = ops.searchsorted(edges, ops.reshape(ops.cast(samples, "float32"), (-1,)), side="right") - 1
+    return ops.reshape(ops.cast(ops.clip(codes, 0, channels - 1), "int32"), ops.shape(samples))
 
 
 def bits_per_sample(distribution, y_true, y_pred, num_classes=QUANTIZATION_CHANNELS):

@@ -243,6 +243,47 @@ class WaveGAN(keras.Model):
         self.gp_tracker.update_state(penalty)
         return {metric.name: metric.result() for metric in self.metrics}
 
+
+def critic_steps(loss):
+    """Discriminator steps per generator step: 5 for `"wgan-gp"` (as in WaveGAN), 1 for `"bce"`."""
+    return 5 if loss == "wgan-gp" else 1
+
+
+def build_wavegan(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=16000, phase_shuffle=2,
+                  loss="wgan-gp", learning_rate=1e-4, generator=None, discriminator=None):
+    """A compiled `WaveGAN`, around given (e.g. restored) networks or fresh ones.
+
+    Both networks get Adam with beta 0.5, 0.9, as in WaveGAN.
+
+    Args:
+        latent_dim: size of z.
+        model_dim: width multiplier of both networks.
+        slice_length: samples per clip; one of 4096, 8192, 16384, 32768, 65536.
+        sample_rate: the audio's rate, saved with the networks.
+        phase_shuffle: phase-shuffle radius in the discriminator (0: off).
+        loss: `"wgan-gp"` or `"bce"`.
+        learning_rate: Adam learning rate of both networks.
+        generator: an existing generator to train instead of a fresh one.
+        discriminator: an existing discriminator to train instead of a fresh one.
+
+    Example:
+
+    >>> gan = build_wavegan(model_dim=4, slice_length=4096)
+    >>> gan.fit(slices, epochs=10)  # slices: batches of critic_steps("wgan-gp") x batch_size real clips
+    """
+    generator = generator or build_generator(latent_dim, model_dim, slice_length, sample_rate)
+    discriminator = discriminator or build_discriminator(model_dim, slice_length, phase_shuffle, sample_rate)
+    gan = WaveGAN(generator, discriminator, latent_dim=latent_dim, loss=loss, critic_steps=critic_steps(loss))
+    adam = dict(learning_rate=learning_rate, beta_1=0.5, beta_2=0.9)
+    gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
+    return gan
+
+
+def is_gan_generator(model):
+    """Whether `model` is a WaveGAN generator: a latent vector in, audio (with its sample rate) out."""
+    return len(model.inputs[0].shape) == 2 and "audio" in {layer.name for layer in model.layers}
+
+
 def generate_clips(generator, num_clips, seed=None, batch_size=16):
     """Draws `num_clips` latent vectors (uniform in [-1, 1], seeded) and returns `(num_clips, slice_length)` audio.
 

@@ -3,31 +3,52 @@
 Generation multiplies a few dozen rows (one per stream) by weight matrices of about 128 x 128, thousands
 of times a second. BLAS libraries are tuned for large products: they copy ("pack") both operands before
 every call, and the OpenBLAS that NumPy and SciPy ship runs its AVX2 kernels on AVX-512 machines. At these
-sizes that leaves half the core idle (measured: 97-138 GFLOP/s, and 37 GFLOP/s for 8 rows, against about
-200-240 GFLOP/s here). `matmul` instead computes `c = a @ b + bias` (or `c += a @ b + bias`) straight from
+sizes that leaves much of the core idle (the README's generation section has the measurements). `matmul` instead computes `c = a @ b + bias` (or `c += a @ b + bias`) straight from
 the row-major operands: each tile of `ROWS` rows by `VECTORS` vector registers of columns keeps its sums in
 registers for the whole inner dimension, and each weight vector loaded is used once per row of the tile.
 
-Column counts must be multiples of `LANES` (the generation code pads its weights with zero columns).
+Column counts must be multiples of `LANES` (the generation code pads its weights with zero columns); operands
+must be float32 (refused when the caller is compiled) with each row's elements adjacent (checked on every call,
+as are the shapes: the generated code has no bounds checks of its own). The vector width follows numba's own
+target (`NUMBA_CPU_NAME`, `NUMBA_CPU_FEATURES`), so code built for another CPU never uses absent registers.
 """
 
 import numba
-from llvmlite import binding, ir
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 
+def _target_features():
+    """The ISA features numba compiles for: its own target settings (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES), not
+    the raw host's. An empty string when a CPU name is set without features (LLVM then takes that CPU's)."""
+    try:
+        from numba.core.registry import cpu_target
+
+        return cpu_target.target_context.codegen()._tm_features or ""
+    except Exception:  # a numba without that attribute: read its settings the way it does
+        if numba.config.CPU_FEATURES is not None:
+            return numba.config.CPU_FEATURES
+        if numba.config.CPU_NAME is not None:
+            return ""
+        from llvmlite import binding
+
+        return binding.get_host_cpu_features().flatten()
+
+
 def _register_shape():
-    """Vector width and tile shape: what fills the vector registers of this CPU (32 with AVX-512, else 16)."""
-    if numba.config.CPU_NAME is None and binding.get_host_cpu_features().get("avx512f", False):
+    """Vector width and tile shape: what fills the vector registers of the target (32 with AVX-512, else 16)."""
+    if "+avx512f" in _target_features().split(","):
         return 16, 6, 4  # 6 x 4 sums + 4 weight vectors + 1 broadcast = 29 of 32 registers
     return 8, 6, 2  # 6 x 2 sums + 2 weight vectors + 1 broadcast = 15 of 16 registers
 
 
 LANES, ROWS, VECTORS = _register_shape()
-# Every padded size is a multiple of this, whichever vector width is chosen.
+# Every padded size is a multiple of this, whichever vector width is chosen (models.generation pads to it).
 COLUMN_MULTIPLE = 16
+assert COLUMN_MULTIPLE % LANES == 0
 _I32, _I64 = ir.IntType(32), ir.IntType(64)
 
 
@@ -53,8 +74,10 @@ def _emit_tile(builder, parts, b, bias, c, r0, j0, accumulate, rows, vectors):
     """Straight-line code for one `rows` x `vectors * LANES` tile of `[parts[0], parts[1], ...] @ b`."""
     vector = ir.VectorType(ir.FloatType(), LANES)
     pointer = vector.as_pointer()
+    # fmuladd, not fma: fused where the target has FMA, a multiply and an add where it has not (llvm.fma would
+    # become scalar fmaf library calls there).
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                         f"llvm.fma.v{LANES}f32")
+                                         f"llvm.fmuladd.v{LANES}f32")
 
     def load(address):
         return builder.load(builder.bitcast(address, pointer), align=4)
@@ -122,13 +145,22 @@ def _codegen(parts):
     return codegen
 
 
+def _check_types(arrays, names):
+    """Refuse at compile time what the generated code cannot read: it assumes float32 and known dimensions."""
+    for array, (name, ndim) in zip(arrays, names):
+        if not isinstance(array, types.Array) or array.dtype != types.float32 or array.ndim != ndim:
+            raise TypingError(f"matmul: {name} must be a {ndim}-D float32 array, got {array}")
+
+
 @intrinsic
 def _matmul(typingctx, a, b, bias, c, accumulate):
+    _check_types((a, b, bias, c), (("a", 2), ("b", 2), ("bias", 1), ("c", 2)))
     return types.void(a, b, bias, c, types.boolean), _codegen(1)
 
 
 @intrinsic
 def _matmul_pair(typingctx, a1, a2, b, bias, c, accumulate):
+    _check_types((a1, a2, b, bias, c), (("a1", 2), ("a2", 2), ("b", 2), ("bias", 1), ("c", 2)))
     return types.void(a1, a2, b, bias, c, types.boolean), _codegen(2)
 
 
@@ -139,6 +171,24 @@ def _check(rows, depth, b, bias, c):
         raise ValueError("matmul: operand shapes do not match")
     if c.shape[1] % LANES != 0:
         raise ValueError("matmul: output columns must be a multiple of gemm.LANES")
+    if rows == 0 or c.shape[1] == 0:
+        return  # nothing is read or written
+    # Rows may be strided, but each row's elements must be adjacent: the code loads whole vectors from them.
+    if b.strides[1] != 4 or c.strides[1] != 4 or bias.strides[0] != 4:
+        raise ValueError("matmul: b, bias and c must have contiguous rows (unit element stride)")
+    if (b.strides[0] % 4 != 0 or c.strides[0] % 4 != 0 or (b.shape[0] > 1 and b.strides[0] < 4 * b.shape[1])
+            or (c.shape[0] > 1 and c.strides[0] < 4 * c.shape[1])):
+        raise ValueError("matmul: b and c rows must not overlap")
+
+
+@numba.njit(cache=True)
+def _check_a(a):
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return
+    if a.shape[1] > 1 and a.strides[1] != 4:
+        raise ValueError("matmul: a must have contiguous rows (unit element stride)")
+    if a.shape[0] > 1 and a.strides[0] % 4 != 0:
+        raise ValueError("matmul: a's row stride must be a whole number of elements")
 
 
 @numba.njit(cache=True)
@@ -156,6 +206,7 @@ def matmul(a, b, bias, c, accumulate):
 
     >>> matmul(x, w, b, y, False)  # y = x @ w + b
     """
+    _check_a(a)
     _check(a.shape[0], a.shape[1], b, bias, c)
     _matmul(a, b, bias, c, accumulate)
 
@@ -165,5 +216,7 @@ def matmul_pair(a1, a2, b, bias, c, accumulate):
     """`matmul(np.hstack([a1, a2]), b, bias, c, accumulate)` without building the stacked matrix."""
     if a2.shape[0] != a1.shape[0]:
         raise ValueError("matmul: operand shapes do not match")
+    _check_a(a1)
+    _check_a(a2)
     _check(a1.shape[0], a1.shape[1] + a2.shape[1], b, bias, c)
     _matmul_pair(a1, a2, b, bias, c, accumulate)

@@ -2,29 +2,74 @@
 
 A dilated causal convolution with dilation `d` needs, at step `t`, its input at `t`, `t - d`, ...: each layer
 keeps its last `(kernel_size - 1) * d` inputs in a ring buffer, so one step costs one matrix product per
-layer instead of a forward pass over the whole receptive field. The weights are read once from the Keras
-model, and a compiled loop (`models.kernels`) advances all streams together, many steps per call.
+layer instead of a forward pass over the whole receptive field. The weights are packed once from the Keras
+model, found through its `WaveNetSpec`, and a loop advances all streams together, many steps per call.
+
+Two engines run that loop on the same packed weights and give the same audio:
+- `"numba"`: the compiled kernel (`models.kernels`), tens of thousands of steps per second;
+- `"numpy"`: the portable path (`models.fallback`), NumPy with BLAS products, a few thousand.
+`engine="auto"` (the default; the environment variable `WAVEGEN_ENGINE` changes the default) takes the compiled
+kernel, and falls back to NumPy with a warning when numba is missing or the kernel cannot be built.
 
 Buffers that hold no history yet hold zeros, exactly what a causal convolution pads with, so the result is
 what the full model gives on the whole history (`generate_naive`, used by the tests and the benchmark).
 """
 
-import functools
+import math
+import os
+import warnings
+from typing import NamedTuple
 
-import numba
 import numpy as np
 
-from data.mulaw import mu_law_round_trip, mu_law_table
-from models import gemm, kernels
-from models.wavenet import dilated_layer_names, wavenet_spec
+from data.mulaw import mu_law_bin_edges, mu_law_round_trip, mu_law_table
+from models import fallback
+from models.layers import gate_halves
+from models.sampling import DISTRIBUTION_CODES, DRAWS_PER_STEP, sample
+from models.wavenet import wavenet_spec
 
-DISTRIBUTION_CODES = {"categorical": kernels.CATEGORICAL, "logistic_mixture": kernels.LOGISTIC_MIXTURE,
-                      "point": kernels.POINT}
-# Uniform numbers drawn per stream and step: the component (or class) and the logistic noise.
-DRAWS_PER_STEP = 2
+ENGINES = ("auto", "numba", "numpy")
+ENGINE_VARIABLE = "WAVEGEN_ENGINE"
+# Every packed width is a multiple of this: the widest vector of the compiled products (`models.gemm.LANES`,
+# 8 or 16 floats) divides it.
+COLUMN_MULTIPLE = 16
 
 
-def _padded(size, multiple):
+class PackedWeights(NamedTuple):
+    """A WaveNet's weights as the generation loop reads them; every width padded to `COLUMN_MULTIPLE`.
+
+    Zero weights and biases keep the padding at zero all the way through (tanh(0) * sigmoid(0) = 0, ReLU(0) = 0),
+    so the padded network computes exactly what the model does.
+    """
+
+    in_w: np.ndarray  # (input taps, residual): the input convolution, oldest tap first
+    in_b: np.ndarray  # (residual,)
+    gate_w: np.ndarray  # (layers, taps * residual, 2 * residual): the taps stacked, oldest first; filters | gates
+    gate_b: np.ndarray  # (layers, 2 * residual)
+    out_w: np.ndarray  # (layers, residual, skip + residual): skip and residual 1x1s side by side
+    out_b: np.ndarray  # (layers, skip + residual)
+    dilations: np.ndarray  # (layers,) int64
+    queue_offsets: np.ndarray  # (layers,) int64: where each layer's ring buffer starts
+    queue_lengths: np.ndarray  # (layers,) int64: (taps - 1) * dilation
+    post_w: np.ndarray  # (skip, post)
+    post_b: np.ndarray  # (post,)
+    logit_w: np.ndarray  # (post, outputs)
+    logit_b: np.ndarray  # (outputs,)
+    edges: np.ndarray  # mu-law bin edges (float32), to code the fed-back sample
+    table: np.ndarray  # mu-law decoding table (float64)
+    num_outputs: int  # the model's true number of outputs (before padding)
+    distribution: int  # models.sampling.CATEGORICAL, LOGISTIC_MIXTURE or POINT
+    mixtures: int
+
+
+class StreamState(NamedTuple):
+    """The queues of a batch of streams; updated in place by the generation loop."""
+
+    in_queue: np.ndarray  # (streams, input taps - 1): the input convolution's past inputs, oldest first
+    queues: np.ndarray  # (slots, streams, residual), time-major: one slot holds a row per stream
+
+
+def _padded(size, multiple=COLUMN_MULTIPLE):
     return -(-size // multiple) * multiple
 
 
@@ -36,11 +81,129 @@ def _place(shape, *parts):
     return out
 
 
-class IncrementalWaveNet:
-    """A WaveNet's weights packed for the compiled generation loop, and the queues of a batch of streams.
+def pack_weights(model, spec=None):
+    """Packs a WaveNet's weights for the generation loop, finding each layer by the name its spec gives it.
 
     Args:
         model: a model made by `models.build_wavenet` (built or loaded).
+        spec: its `WaveNetSpec`; read off the model when not given.
+
+    Returns:
+        `PackedWeights`.
+    """
+    spec = spec or wavenet_spec(model)
+
+    def weights(name):
+        kernel, bias = model.get_layer(name).get_weights()
+        return np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
+
+    def matrix(name):
+        """A 1x1 layer's kernel as `(inputs, outputs)`."""
+        kernel, bias = weights(name)
+        return kernel.reshape(-1, kernel.shape[-1]), bias
+
+    residual, skip, taps = spec.residual_channels, spec.skip_channels, spec.kernel_size
+    post_kernel, post_bias = matrix(spec.POST)
+    logit_kernel, logit_bias = matrix(spec.LOGITS)
+    r, s, p, c = (_padded(n) for n in (residual, skip, post_kernel.shape[1], logit_kernel.shape[1]))
+    filters, gates = gate_halves(residual)
+    padded_filters, padded_gates = gate_halves(r)
+    in_kernel, in_bias = weights(spec.INPUT_CONV)
+    gate_w, gate_b, out_w, out_b = [], [], [], []
+    for block in spec.blocks:
+        kernel, bias = weights(block.name("dilated"))  # (taps, residual, 2 * residual), tap 0 the oldest
+        gate_w.append(_place((taps * r, 2 * r), *[
+            (kernel[tap, :, half], (tap * r, padded.start))
+            for tap in range(taps) for half, padded in ((filters, padded_filters), (gates, padded_gates))]))
+        gate_b.append(_place((2 * r,), (bias[filters], (padded_filters.start,)),
+                             (bias[gates], (padded_gates.start,))))
+        # Skip and residual 1x1s as one product into the per-stream state [skip sum | residual path].
+        skip_kernel, skip_bias = matrix(block.name("skip"))
+        parts_w, parts_b = [(skip_kernel, (0, 0))], [(skip_bias, (0,))]
+        if block.has_residual:
+            residual_kernel, residual_bias = matrix(block.name("residual"))
+            parts_w.append((residual_kernel, (0, s)))
+            parts_b.append((residual_bias, (s,)))
+        out_w.append(_place((r, s + r), *parts_w))
+        out_b.append(_place((s + r,), *parts_b))
+    dilations = np.array(spec.dilations, np.int64)
+    lengths = (taps - 1) * dilations
+    return PackedWeights(
+        in_w=_place((in_kernel.shape[0], r), (in_kernel[:, 0, :], (0, 0))), in_b=_place((r,), (in_bias, (0,))),
+        gate_w=np.stack(gate_w), gate_b=np.stack(gate_b), out_w=np.stack(out_w), out_b=np.stack(out_b),
+        dilations=dilations, queue_offsets=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+        queue_lengths=lengths,
+        post_w=_place((s, p), (post_kernel, (0, 0))), post_b=_place((p,), (post_bias, (0,))),
+        logit_w=_place((p, c), (logit_kernel, (0, 0))), logit_b=_place((c,), (logit_bias, (0,))),
+        edges=mu_law_bin_edges(spec.num_classes), table=mu_law_table(spec.num_classes).astype(np.float64),
+        num_outputs=int(logit_kernel.shape[1]), distribution=DISTRIBUTION_CODES[spec.distribution],
+        mixtures=int(spec.num_mixtures))
+
+
+def _empty_state(weights, num_streams):
+    return StreamState(in_queue=np.zeros((num_streams, weights.in_w.shape[0] - 1), np.float32),
+                       queues=np.zeros((int(weights.queue_lengths.sum()), num_streams, weights.in_w.shape[1]),
+                                       np.float32))
+
+
+def _compiled_run(weights):
+    """The compiled kernel's `run`, built and tried on one step of a throwaway stream; raises if it cannot be."""
+    from models import kernels  # imports numba
+
+    state = _empty_state(weights, 1)
+    kernels.run(weights, state, 0, np.zeros(1, np.float32), np.full((1, 1, DRAWS_PER_STEP), 0.5),
+                1.0, np.empty((1, 1), np.float32), np.empty(1, np.float32))
+    return kernels.run
+
+
+_COMPILED_FAILURE = None  # why the compiled kernel could not be used, once it has failed
+
+
+def _engine_run(engine, weights):
+    """`(name, run function)` of the engine asked for."""
+    global _COMPILED_FAILURE
+    engine = engine or os.environ.get(ENGINE_VARIABLE, "auto") or "auto"
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r} (check ${ENGINE_VARIABLE})")
+    if engine == "numpy":
+        return "numpy", fallback.run
+    if engine == "numba" or _COMPILED_FAILURE is None:
+        try:
+            return "numba", _compiled_run(weights)
+        except Exception as error:  # numba missing, or LLVM cannot build the kernel for this CPU
+            if engine == "numba":
+                raise
+            first_line = (str(error).strip().splitlines() or [""])[0][:200]
+            _COMPILED_FAILURE = f"{type(error).__name__}: {first_line}"
+            warnings.warn(f"compiled generation kernel unavailable ({_COMPILED_FAILURE}); using the NumPy "
+                          f"fallback (set {ENGINE_VARIABLE}=numpy to choose it without this warning)",
+                          RuntimeWarning, stacklevel=3)
+    return "numpy", fallback.run
+
+
+def _as_audio(prime, name="prime"):
+    """`prime` as float32 samples in [-1, 1]: integer PCM is scaled by its full scale (int16 32768 -> 1.0)."""
+    array = np.asarray(prime)
+    if array.dtype.kind == "i":  # signed PCM: full scale is 2^(bits - 1)
+        array = array / float(np.iinfo(array.dtype).max + 1)
+    elif array.dtype.kind == "u":  # unsigned PCM (8-bit WAV): silence is the middle code
+        half = (np.iinfo(array.dtype).max + 1) / 2.0
+        array = (array - half) / half
+    elif array.dtype.kind != "f":
+        raise ValueError(f"{name} must hold audio samples (floats in [-1, 1] or integer PCM), got dtype {array.dtype}")
+    array = np.asarray(array, np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} holds NaN or Inf samples")
+    return array
+
+
+class IncrementalWaveNet:
+    """A WaveNet's weights packed for the generation loop, and the queues of a batch of streams.
+
+    Args:
+        model: a model made by `models.build_wavenet` (built or loaded).
+        engine: `"auto"` (compiled kernel, NumPy when it cannot be built), `"numba"` or `"numpy"`;
+            `None` reads `$WAVEGEN_ENGINE` (default `"auto"`).
 
     Example:
 
@@ -49,71 +212,23 @@ class IncrementalWaveNet:
     >>> output, x = net.advance(x, steps=100, uniforms=np.random.default_rng(0).random((100, 4, 2)))
     """
 
-    def __init__(self, model):
+    def __init__(self, model, engine=None):
         self.model = model
         self.spec = wavenet_spec(model)
-
-        def weights(name):
-            kernel, bias = model.get_layer(name).get_weights()
-            return np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
-
-        def matrix(name):
-            """A 1x1 layer's kernel as `(inputs, outputs)` (Dense, or a width-1 Conv1D)."""
-            kernel, bias = weights(name)
-            return kernel.reshape(-1, kernel.shape[-1]), bias
-
-        in_kernel, in_bias = weights("input_conv")
-        residual = in_kernel.shape[-1]
-        names = dilated_layer_names(model)
-        layer_names = {layer.name for layer in model.layers}
-        skip = matrix(f"{names[0][:-len('_dilated')]}_skip")[0].shape[-1]
-        post_kernel, post_bias = matrix("post_1")
-        logit_kernel, logit_bias = matrix("logits")
-        # Every width is padded with zeros to a multiple of the product's vector width (`models.gemm`). Zero
-        # weights and biases keep the padding at zero all the way through (tanh(0) * sigmoid(0) = 0), so the
-        # padded network computes exactly what the model does.
-        pad = functools.partial(_padded, multiple=gemm.COLUMN_MULTIPLE)
-        r, s, p, c = (pad(n) for n in (residual, skip, post_kernel.shape[1], logit_kernel.shape[1]))
-        self.in_w, self.in_b = _place((in_kernel.shape[0], r), (in_kernel[:, 0, :], (0, 0))), \
-            _place((r,), (in_bias, (0,)))
-        taps = self.spec.kernel_size
-        gate_w, gate_b, out_w, out_b = [], [], [], []
-        for name in names:
-            prefix = name[: -len("_dilated")]
-            kernel, bias = weights(name)  # (taps, residual, 2 * residual), tap 0 the oldest
-            gate_w.append(_place((taps * r, 2 * r), *[
-                (kernel[tap, :, half * residual:(half + 1) * residual], (tap * r, half * r))
-                for tap in range(taps) for half in (0, 1)]))
-            gate_b.append(_place((2 * r,), (bias[:residual], (0,)), (bias[residual:], (r,))))
-            # Skip and residual 1x1s as one product into the per-stream state [skip sum | residual path].
-            skip_kernel, skip_bias = matrix(f"{prefix}_skip")
-            parts_w, parts_b = [(skip_kernel, (0, 0))], [(skip_bias, (0,))]
-            if f"{prefix}_residual" in layer_names:
-                residual_kernel, residual_bias = matrix(f"{prefix}_residual")
-                parts_w.append((residual_kernel, (0, s)))
-                parts_b.append((residual_bias, (s,)))
-            out_w.append(_place((r, s + r), *parts_w))
-            out_b.append(_place((s + r,), *parts_b))
-        self.gate_w, self.gate_b = np.stack(gate_w), np.stack(gate_b)
-        self.out_w, self.out_b = np.stack(out_w), np.stack(out_b)
-        self.dilations = np.array(self.spec.dilations, np.int64)
-        self.queue_lengths = (taps - 1) * self.dilations
-        self.queue_offsets = np.concatenate([[0], np.cumsum(self.queue_lengths)[:-1]]).astype(np.int64)
-        self.post_w, self.post_b = _place((s, p), (post_kernel, (0, 0))), _place((p,), (post_bias, (0,)))
-        self.logit_w, self.logit_b = _place((p, c), (logit_kernel, (0, 0))), _place((c,), (logit_bias, (0,)))
-        self.num_outputs = logit_kernel.shape[1]
-        self.table = mu_law_table(self.spec.num_classes).astype(np.float64)
-        self.residual_channels, self.skip_channels = residual, skip
+        self.weights = pack_weights(model, self.spec)
+        self.engine, self._run = _engine_run(engine, self.weights)
         self.feature_model = None
+        self.state = None
         self.num_streams = 0
+        self.time = 0
 
     def _history_model(self):
         """A model that returns the input of every convolution with memory, for warming the queues."""
         if self.feature_model is None:
             import keras
 
-            layers = [self.model.get_layer("audio")] + [
-                self.model.get_layer(name) for name in dilated_layer_names(self.model)]
+            layers = [self.model.get_layer(self.spec.AUDIO)] + [
+                self.model.get_layer(block.name("dilated")) for block in self.spec.blocks]
             outputs = [layers[0].output] + [layer.input for layer in layers[1:]]
             self.feature_model = keras.Model(self.model.inputs, outputs, name="history")
         return self.feature_model
@@ -123,43 +238,47 @@ class IncrementalWaveNet:
 
         Args:
             num_streams: streams to generate.
-            prime: `None`, a 1-D signal shared by all streams, or `(num_streams, time)`; values in [-1, 1],
-                mu-law round-tripped as in training. All but its last sample fill the queues.
+            prime: `None`, a 1-D signal shared by all streams, or one row per stream, `(num_streams, time)` or
+                `(num_streams, time, 1)`; floats in [-1, 1] (louder samples are clipped) or integer PCM (scaled
+                by its full scale), mu-law round-tripped as in training. All but its last sample fill the queues.
 
         Returns:
             `(num_streams,)` float32: the input of the first step (the prime's last sample, or silence).
         """
         self.num_streams = int(num_streams)
         self.time = 0
-        k_in = self.in_w.shape[0]
-        self.in_queue = np.zeros((num_streams, k_in - 1), np.float32)
-        # Time-major, so that one slot holds a row per stream: the kernel multiplies it in place.
-        self.queues = np.zeros((int(self.queue_lengths.sum()), num_streams, self.in_w.shape[1]), np.float32)
+        w = self.weights
+        self.state = _empty_state(w, self.num_streams)
         if prime is None:
             return np.full(num_streams, mu_law_round_trip(np.zeros(1))[0], np.float32)
-        prime = np.asarray(prime, dtype=np.float32)
-        prime = np.broadcast_to(prime, (num_streams, prime.shape[-1])) if prime.ndim == 1 else prime
-        if prime.shape[0] != num_streams or prime.shape[1] < 1:
-            raise ValueError(f"prime must be 1-D or ({num_streams}, time), got shape {prime.shape}")
+        prime = _as_audio(prime)
+        if prime.ndim == 3 and prime.shape[-1] == 1:
+            prime = prime[..., 0]
+        if prime.ndim == 1:
+            prime = np.broadcast_to(prime, (num_streams, prime.shape[-1]))
+        if prime.ndim != 2 or prime.shape[0] != num_streams or prime.shape[1] < 1:
+            raise ValueError(f"prime must be 1-D (time,), ({num_streams}, time) or ({num_streams}, time, 1) with "
+                             f"at least one sample, got shape {np.shape(prime)}")
         prime = mu_law_round_trip(prime)
         history = prime[:, :-1]
         if history.shape[1] > 0:
             self.time = history.shape[1]
+            k_in = w.in_w.shape[0]
             # The queues hold the last `queue length` inputs of each layer, and each of those depends on at most
             # a receptive field of samples before it: run the model on just that much of a long prime.
-            keep = max(k_in - 1, int(self.queue_lengths.max())) + self.spec.receptive_field
+            keep = max(k_in - 1, int(w.queue_lengths.max())) + self.spec.receptive_field
             window = history[:, -min(history.shape[1], keep):]
             features = self._history_model().predict(window[..., None], verbose=0,
                                                      batch_size=max(1, min(num_streams, 64)))
             audio, features = features[0][..., 0], features[1:]
             if k_in > 1:  # the input queue is kept in time order, oldest first
                 count = min(k_in - 1, audio.shape[1])
-                self.in_queue[:, k_in - 1 - count:] = audio[:, audio.shape[1] - count:]
-            for offset, length, feature in zip(self.queue_offsets, self.queue_lengths, features):
+                self.state.in_queue[:, k_in - 1 - count:] = audio[:, audio.shape[1] - count:]
+            for offset, length, feature in zip(w.queue_offsets, w.queue_lengths, features):
                 # Ring slot of time tau is `offset + tau % length`; fill the last `length` times before now.
                 count = min(length, feature.shape[1])
                 times = np.arange(self.time - count, self.time)
-                self.queues[offset + times % length, :, :self.residual_channels] = \
+                self.state.queues[offset + times % length, :, :self.spec.residual_channels] = \
                     feature[:, feature.shape[1] - count:].transpose(1, 0, 2)
         return prime[:, -1].copy()
 
@@ -175,59 +294,65 @@ class IncrementalWaveNet:
         Returns:
             `(output, x)`: `(num_streams, steps)` float32 samples, and the input of the next step.
         """
-        streams = self.num_streams
-        output = np.empty((streams, steps), np.float32)
-        fed = np.empty(streams, np.float32)
-        blocks = min(numba.get_num_threads(), streams)
-        bounds = np.linspace(0, streams, blocks + 1).round().astype(np.int64)
-        kernels.run(bounds, steps, self.time, np.asarray(x, np.float32), self.in_w, self.in_b, self.in_queue,
-                    self.gate_w, self.gate_b, self.out_w, self.out_b, self.dilations, self.queue_offsets,
-                    self.queue_lengths, self.queues, self.post_w, self.post_b, self.logit_w, self.logit_b,
-                    self.num_outputs, np.ascontiguousarray(uniforms, np.float64), float(temperature),
-                    DISTRIBUTION_CODES[self.spec.distribution], self.spec.num_mixtures, self.table, output, fed)
+        uniforms = np.ascontiguousarray(uniforms, np.float64)
+        if uniforms.shape != (steps, self.num_streams, DRAWS_PER_STEP):
+            raise ValueError(f"uniforms must have shape ({steps}, {self.num_streams}, {DRAWS_PER_STEP}), "
+                             f"got {uniforms.shape}")
+        output = np.empty((self.num_streams, steps), np.float32)
+        fed = np.empty(self.num_streams, np.float32)
+        self._run(self.weights, self.state, self.time, np.ascontiguousarray(x, np.float32), uniforms,
+                  float(temperature), output, fed)
         self.time += steps
         return output, fed
 
 
 def _check(num_samples, num_streams, temperature):
-    if num_samples < 0 or num_streams < 1:
-        raise ValueError("num_samples must be >= 0 and num_streams >= 1")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 0:
+        raise ValueError(f"num_samples must be a whole number >= 0, got {num_samples!r}")
+    if isinstance(num_streams, bool) or int(num_streams) != num_streams or num_streams < 1:
+        raise ValueError(f"num_streams must be a whole number >= 1, got {num_streams!r}")
+    if not isinstance(temperature, (int, float, np.number)) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
 
 
 def generate_chunks(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None,
-                    chunk_size=4096):
+                    chunk_size=4096, engine=None):
     """Yields the generated audio in `(num_streams, <= chunk_size)` pieces, so long outputs need not fit in memory.
 
     Arguments as `generate`; `model` may also be an `IncrementalWaveNet`.
     """
     _check(num_samples, num_streams, temperature)
-    net = model if isinstance(model, IncrementalWaveNet) else IncrementalWaveNet(model)
+    net = model if isinstance(model, IncrementalWaveNet) else IncrementalWaveNet(model, engine=engine)
     rng = np.random.default_rng(seed)
-    x = net.reset(num_streams, prime)
+    x = net.reset(int(num_streams), prime)
     done = 0
     while done < num_samples:
-        size = min(chunk_size, num_samples - done)
-        chunk, x = net.advance(x, size, rng.random((size, num_streams, DRAWS_PER_STEP)), temperature)
+        size = min(chunk_size, int(num_samples) - done)
+        chunk, x = net.advance(x, size, rng.random((size, int(num_streams), DRAWS_PER_STEP)), temperature)
         done += size
         yield chunk
 
 
-def generate(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None):
+def generate(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None, engine=None):
     """Generates audio from a WaveNet, one sample at a time with cached state.
 
     Args:
         model: a WaveNet made by `models.build_wavenet`, or loaded from its `.keras` file.
         num_samples: samples to generate per stream.
         num_streams: independent streams, advanced together in one batch.
-        temperature: sampling temperature; 0 takes the argmax (classifier) or the most likely component's
-            mode (regressor).
-        prime: optional audio in [-1, 1] (1-D, or one row per stream) that the generation continues.
-        seed: integer seed; the same seed gives the same audio.
+        temperature: sampling temperature (finite, >= 0); 0 takes the argmax (classifier) or the most likely
+            component's mode (regressor).
+        prime: optional audio that the generation continues: 1-D, or one row per stream (see
+            `IncrementalWaveNet.reset`); floats in [-1, 1], or integer PCM scaled by its full scale.
+        seed: integer seed; the same seed gives the same audio, whichever engine runs.
+        engine: `"auto"`, `"numba"` or `"numpy"` (see the module docstring); default `$WAVEGEN_ENGINE` or auto.
 
     Returns:
         `(num_streams, num_samples)` float32 in [-1, 1].
+
+    Raises:
+        ValueError: a negative or fractional length, a temperature that is negative or not finite, a prime of
+            the wrong shape or holding NaN.
 
     Example:
 
@@ -236,33 +361,32 @@ def generate(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, 
     (2, 8000)
     """
     chunks = list(generate_chunks(model, num_samples, num_streams=num_streams, temperature=temperature,
-                                  prime=prime, seed=seed))
-    return np.concatenate(chunks, axis=1) if chunks else np.zeros((num_streams, 0), np.float32)
+                                  prime=prime, seed=seed, engine=engine))
+    return np.concatenate(chunks, axis=1) if chunks else np.zeros((int(num_streams), 0), np.float32)
 
 
 def generate_naive(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None):
     """The reference: runs the full model on the whole history for every sample. Slow; for tests and benches.
 
-    It draws the same uniform numbers as `generate` and samples with the same function, so with a seed both
-    give the same audio.
+    It draws the same uniform numbers as `generate` and samples with the same rule, so with a seed both give
+    the same audio.
     """
     _check(num_samples, num_streams, temperature)
     spec = wavenet_spec(model)
-    table = mu_law_table(spec.num_classes).astype(np.float64)
+    edges, table = mu_law_bin_edges(spec.num_classes), mu_law_table(spec.num_classes).astype(np.float64)
     code = DISTRIBUTION_CODES[spec.distribution]
     rng = np.random.default_rng(seed)
     if prime is None:
         history = np.full((num_streams, 1), mu_law_round_trip(np.zeros(1))[0], np.float32)
     else:
-        prime = np.asarray(prime, np.float32)
+        prime = _as_audio(prime)
+        prime = prime[..., 0] if prime.ndim == 3 and prime.shape[-1] == 1 else prime
         history = mu_law_round_trip(np.broadcast_to(prime, (num_streams, prime.shape[-1])).copy())
     output = np.empty((num_streams, num_samples), np.float32)
     for i in range(num_samples):
         params = np.asarray(model(history[..., None], training=False))[:, -1].astype(np.float32)
         uniforms = rng.random((1, num_streams, DRAWS_PER_STEP))[0]
-        fed = np.empty(num_streams, np.float32)
-        for stream in range(num_streams):
-            output[stream, i], fed[stream] = kernels.sample(params[stream], float(temperature), uniforms[stream],
-                                                            code, spec.num_mixtures, table)
-        history = np.concatenate([history, fed[:, None]], axis=1)
+        value, fed = sample(params, float(temperature), uniforms, code, spec.num_mixtures, edges, table)
+        output[:, i] = value
+        history = np.concatenate([history, fed[:, None].astype(np.float32)], axis=1)
     return output

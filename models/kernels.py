@@ -7,8 +7,14 @@ products are `models.gemm` register-tiled products on the whole block of streams
 these sizes); with more than one block, blocks run on separate cores (streams are independent, so nothing is
 shared between them but the weights).
 
-Sampling uses uniforms drawn beforehand by NumPy's seeded Generator, so results do not depend on the number
-of threads and `models.generation.generate_naive` can draw the very same numbers.
+The kernel takes the packed weights and the streams' state as two structured values (`models.generation`'s
+`PackedWeights` and `StreamState` named tuples), so a new per-layer input is one more field, not one more
+positional argument on every call. The gate, the output clamp and mu-law coding are the ones defined in
+`models.layers` and `data.mulaw`, compiled here; only tanh is this module's own (a vectorisable rational
+approximation). Sampling uses uniforms drawn beforehand by NumPy's seeded Generator, so results do not depend
+on the number of threads and the NumPy path (`models.fallback`) draws the very same numbers.
+
+Importing this module imports numba and compiles nothing; the first call compiles (and caches) the kernel.
 """
 
 import math
@@ -17,16 +23,16 @@ import numba
 import numpy as np
 
 from models import gemm
-from models.layers import MIN_LOG_SCALE as LAYER_MIN_LOG_SCALE
+from models.layers import floor_log_scale, gated
+from models.sampling import LOGISTIC_MIXTURE, UNIFORM_MARGIN, CATEGORICAL
 
-CATEGORICAL, LOGISTIC_MIXTURE, POINT = 0, 1, 2
-MIN_LOG_SCALE = np.float32(LAYER_MIN_LOG_SCALE)  # the same bound the model's output layer applies
 F32 = numba.float32
-
-
 # IEEE division (inf, not an exception, on zero): Python's check is a branch that stops the compiler from
 # vectorising any loop that divides, and made the gated activation 13 times slower.
-@numba.njit(cache=True, fastmath=True, inline="always", error_model="numpy")
+_JIT = dict(cache=True, fastmath=True, error_model="numpy")
+
+
+@numba.njit(inline="always", **_JIT)
 def _tanh(x):
     # The rational approximation TensorFlow's CPU kernels use (Eigen's ptanh_float): a few ulp from tanh,
     # pure arithmetic, so the compiler vectorises it, and the generated audio matches the Keras model.
@@ -46,6 +52,20 @@ def _tanh(x):
     return x * p / q
 
 
+@numba.njit(inline="always", **_JIT)
+def _sigmoid(x):
+    return F32(0.5) * _tanh(F32(0.5) * x) + F32(0.5)
+
+
+@numba.njit(inline="always", cache=True)
+def _maximum(a, b):
+    return max(a, b)
+
+
+_gated = numba.njit(inline="always", **_JIT)(gated)
+_floor_log_scale = numba.njit(inline="always", cache=True)(floor_log_scale)
+
+
 @numba.njit(cache=True, fastmath=True, inline="always")
 def _relu(x, y):
     for s in range(x.shape[0]):
@@ -54,13 +74,10 @@ def _relu(x, y):
 
 
 @numba.njit(cache=True)
-def mu_law_code(value, channels):
-    """`data.mulaw.mu_law_encode` for one sample."""
-    mu = channels - 1.0
-    value = min(max(value, -1.0), 1.0)
-    companded = math.copysign(math.log1p(mu * abs(value)) / math.log1p(mu), value)
-    code = math.floor((companded + 1.0) * (channels / 2.0))
-    return int(min(max(code, 0), channels - 1))
+def mu_law_code(value, edges):
+    """`data.mulaw.mu_law_encode` of one sample: the bin of `edges` that holds it (float32, as there)."""
+    code = np.searchsorted(edges, np.float32(value), side="right") - 1
+    return min(max(code, 0), edges.shape[0] - 2)
 
 
 @numba.njit(cache=True)
@@ -78,29 +95,19 @@ def _categorical(logits, temperature, uniform):
         total += math.exp(logits[c] / temperature - top)
         cumulative[c] = total
     draw = uniform * total
-    index = 0
+    index = 0  # the first class whose cumulative sum reaches the draw
     while index < logits.shape[0] - 1 and cumulative[index] < draw:
         index += 1
     return index
 
 
 @numba.njit(cache=True)
-def sample(params, temperature, uniforms, distribution, mixtures, table):
-    """One stream's next sample from its distribution parameters.
-
-    Args:
-        params: the model's output for this step, `(channels,)`.
-        temperature: 0 for the most likely value.
-        uniforms: two uniform [0, 1) numbers drawn for this stream and step.
-        distribution: CATEGORICAL, LOGISTIC_MIXTURE or POINT.
-        mixtures: logistic components.
-        table: the mu-law decoding table.
+def sample(params, temperature, uniforms, distribution, mixtures, edges, table):
+    """One stream's next sample: `models.sampling.sample` for one row (see there).
 
     Returns:
-        `(value written out, value fed back to the model)`; the model is trained on mu-law round-tripped
-        input, so that is what it is fed.
+        `(value written out, value fed back to the model)`.
     """
-    channels = table.shape[0]
     if distribution == CATEGORICAL:
         value = table[_categorical(params, temperature, uniforms[0])]
         return value, value
@@ -108,32 +115,32 @@ def sample(params, temperature, uniforms, distribution, mixtures, table):
         k = _categorical(params[:mixtures], temperature, uniforms[0])
         value = float(params[mixtures + k])
         if temperature > 0.0:
-            u = 1e-5 + (1.0 - 2e-5) * uniforms[1]
-            scale = math.exp(max(float(params[2 * mixtures + k]), float(MIN_LOG_SCALE)))
+            u = UNIFORM_MARGIN + (1.0 - 2 * UNIFORM_MARGIN) * uniforms[1]
+            scale = math.exp(_floor_log_scale(float(params[2 * mixtures + k]), _maximum))
             value += scale * temperature * (math.log(u) - math.log1p(-u))
     else:
         value = float(params[0])
     value = min(max(value, -1.0), 1.0)
-    return value, table[mu_law_code(value, channels)]
+    return value, table[mu_law_code(value, edges)]
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy")
-def _run_block(first, last, steps, t0, x0, in_w, in_b, in_queue, gate_w, gate_b, out_w, out_b, dilations,
-               queue_offsets, queue_lengths, queues, post_w, post_b, logit_w, logit_b, num_outputs, uniforms,
-               temperature, distribution, mixtures, table, output, fed):
+@numba.njit(**_JIT)
+def _run_block(first, last, steps, t0, weights, state, x0, uniforms, temperature, output, fed):
+    w = weights
     streams = last - first
-    k_in, residual = in_w.shape
-    layers, taps_rows, gate_channels = gate_w.shape
+    k_in, residual = w.in_w.shape
+    layers, taps_rows, gate_channels = w.gate_w.shape
     taps = taps_rows // residual
-    skip = post_w.shape[0]
+    skip = w.post_w.shape[0]
+    in_queue, queues = state.in_queue, state.queues
     # Per stream: the sum of the skip outputs, then the residual path's current value.
-    state = np.empty((streams, skip + residual), np.float32)
+    hidden_state = np.empty((streams, skip + residual), np.float32)
     no_bias = np.zeros(gate_channels, np.float32)
     gate = np.empty((streams, gate_channels), np.float32)
     z = np.empty((streams, residual), np.float32)
     skips = np.empty((streams, skip), np.float32)
-    hidden = np.empty((streams, post_w.shape[1]), np.float32)
-    params = np.empty((streams, logit_w.shape[1]), np.float32)
+    hidden = np.empty((streams, w.post_w.shape[1]), np.float32)
+    params = np.empty((streams, w.logit_w.shape[1]), np.float32)
     x = np.empty(streams, np.float32)
     for s in range(streams):
         x[s] = x0[first + s]
@@ -142,32 +149,32 @@ def _run_block(first, last, steps, t0, x0, in_w, in_b, in_queue, gate_w, gate_b,
         # Input convolution: its queue holds the last k_in - 1 inputs, oldest first.
         for s in range(streams):
             for c in range(skip):
-                state[s, c] = 0.0
+                hidden_state[s, c] = 0.0
             for c in range(residual):
-                acc = in_b[c] + x[s] * in_w[k_in - 1, c]
+                acc = w.in_b[c] + x[s] * w.in_w[k_in - 1, c]
                 for tap in range(k_in - 1):
-                    acc += in_queue[first + s, tap] * in_w[tap, c]
-                state[s, skip + c] = acc
+                    acc += in_queue[first + s, tap] * w.in_w[tap, c]
+                hidden_state[s, skip + c] = acc
             for tap in range(k_in - 2):
                 in_queue[first + s, tap] = in_queue[first + s, tap + 1]
             if k_in > 1:
                 in_queue[first + s, k_in - 2] = x[s]
-        h = state[:, skip:]
+        h = hidden_state[:, skip:]
         for layer in range(layers):
-            d = dilations[layer]
-            offset = queue_offsets[layer]
-            length = queue_lengths[layer]
-            weights = gate_w[layer]
+            d = w.dilations[layer]
+            offset = w.queue_offsets[layer]
+            length = w.queue_lengths[layer]
+            layer_w = w.gate_w[layer]
             # The gate reads the past taps straight from the queues (time-major, so a block's streams are
             # contiguous rows) and the current input from the state: no gathering copy.
             if taps == 1:
-                gemm.matmul(h, weights, gate_b[layer], gate, False)
+                gemm.matmul(h, layer_w, w.gate_b[layer], gate, False)
             else:
                 past = queues[offset + (t - d) % length, first:last]
-                gemm.matmul_pair(past, h, weights[(taps - 2) * residual:], gate_b[layer], gate, False)
+                gemm.matmul_pair(past, h, layer_w[(taps - 2) * residual:], w.gate_b[layer], gate, False)
                 for tap in range(taps - 2):
                     past = queues[offset + (t - (taps - 1 - tap) * d) % length, first:last]
-                    gemm.matmul(past, weights[tap * residual:(tap + 1) * residual], no_bias, gate, True)
+                    gemm.matmul(past, layer_w[tap * residual:(tap + 1) * residual], no_bias, gate, True)
                 # Then this step's input replaces the oldest entry, which no tap needs any more.
                 newest = queues[offset + t % length]
                 for s in range(streams):
@@ -175,36 +182,45 @@ def _run_block(first, last, steps, t0, x0, in_w, in_b, in_queue, gate_w, gate_b,
                         newest[first + s, c] = h[s, c]
             for s in range(streams):
                 g, zs = gate[s], z[s]
-                for c in range(residual):
-                    zs[c] = _tanh(g[c]) * (F32(0.5) * _tanh(F32(0.5) * g[residual + c]) + F32(0.5))
+                for c in range(residual):  # filters in the first half, gates in the second (layers.gate_halves)
+                    zs[c] = _gated(g[c], g[residual + c], _tanh, _sigmoid)
             # Skip and residual outputs added to the state in the same product.
-            gemm.matmul(z, out_w[layer], out_b[layer], state, True)
-        _relu(state, skips)
-        gemm.matmul(skips, post_w, post_b, hidden, False)
+            gemm.matmul(z, w.out_w[layer], w.out_b[layer], hidden_state, True)
+        _relu(hidden_state, skips)
+        gemm.matmul(skips, w.post_w, w.post_b, hidden, False)
         _relu(hidden, hidden)
-        gemm.matmul(hidden, logit_w, logit_b, params, False)
+        gemm.matmul(hidden, w.logit_w, w.logit_b, params, False)
         for s in range(streams):
-            if distribution == LOGISTIC_MIXTURE:
-                for c in range(2 * mixtures, 3 * mixtures):
-                    params[s, c] = max(params[s, c], MIN_LOG_SCALE)
-            value, x[s] = sample(params[s, :num_outputs], temperature, uniforms[step, first + s], distribution,
-                                 mixtures, table)
+            value, x[s] = sample(params[s, :w.num_outputs], temperature, uniforms[step, first + s], w.distribution,
+                                 w.mixtures, w.edges, w.table)
             output[first + s, step] = value
     for s in range(streams):
         fed[first + s] = x[s]
 
 
 @numba.njit(cache=True, parallel=True)
-def run(bounds, steps, t0, x0, in_w, in_b, in_queue, gate_w, gate_b, out_w, out_b, dilations, queue_offsets,
-        queue_lengths, queues, post_w, post_b, logit_w, logit_b, num_outputs, uniforms, temperature, distribution,
-        mixtures, table, output, fed):
-    """Advances every stream `steps` steps; blocks of streams `bounds[i]:bounds[i + 1]` run in parallel.
-
-    Every width of the weights is padded to a multiple of `models.gemm.COLUMN_MULTIPLE`; `num_outputs` is the
-    model's true number of outputs. `queues` is `(slots, streams, channels)`: layer `i` keeps its input of time
-    `t` in slot `queue_offsets[i] + t % queue_lengths[i]`.
-    """
+def _run(bounds, steps, t0, weights, state, x0, uniforms, temperature, output, fed):
     for block in numba.prange(bounds.shape[0] - 1):
-        _run_block(bounds[block], bounds[block + 1], steps, t0, x0, in_w, in_b, in_queue, gate_w, gate_b, out_w,
-                   out_b, dilations, queue_offsets, queue_lengths, queues, post_w, post_b, logit_w, logit_b,
-                   num_outputs, uniforms, temperature, distribution, mixtures, table, output, fed)
+        _run_block(bounds[block], bounds[block + 1], steps, t0, weights, state, x0, uniforms, temperature, output,
+                   fed)
+
+
+def run(weights, state, t0, x0, uniforms, temperature, output, fed):
+    """Advances every stream `len(uniforms)` steps from inputs `x0`; blocks of streams run on separate cores.
+
+    Args:
+        weights: `models.generation.PackedWeights`; every width padded to a multiple of
+            `models.generation.COLUMN_MULTIPLE`.
+        state: `models.generation.StreamState`; `queues` is `(slots, streams, channels)`: layer `i` keeps its
+            input of time `t` in slot `queue_offsets[i] + t % queue_lengths[i]`. Updated in place.
+        t0: the time of the first step.
+        x0: `(streams,)` float32 inputs of the first step.
+        uniforms: `(steps, streams, DRAWS_PER_STEP)` float64.
+        temperature: sampling temperature.
+        output: `(streams, steps)` float32, written.
+        fed: `(streams,)` float32, written: the input of the next step.
+    """
+    streams = output.shape[0]
+    blocks = max(1, min(numba.get_num_threads(), streams))
+    bounds = np.linspace(0, streams, blocks + 1).round().astype(np.int64)
+    _run(bounds, uniforms.shape[0], t0, weights, state, x0, uniforms, float(temperature), output, fed)

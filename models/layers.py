@@ -9,6 +9,24 @@ DISTRIBUTIONS = ("categorical", "logistic_mixture", "point")
 MIN_LOG_SCALE = -7.0
 
 
+# The formulas below are written once and take their element-wise primitives as arguments, so the Keras layers,
+# the NumPy generation path and the compiled kernel (`models.kernels`, which passes its vectorisable tanh) all
+# compute the same thing from the same definition.
+def gate_halves(channels):
+    """`(filters, gates)` slices of a dilated convolution's `2 * channels` outputs: filters first."""
+    return slice(0, channels), slice(channels, 2 * channels)
+
+
+def gated(filters, gates, tanh, sigmoid):
+    """WaveNet's gated activation `tanh(filters) * sigmoid(gates)`."""
+    return tanh(filters) * sigmoid(gates)
+
+
+def floor_log_scale(log_scale, maximum):
+    """A logistic component's log scale, bounded below by `MIN_LOG_SCALE` (the output clamp)."""
+    return maximum(log_scale, MIN_LOG_SCALE)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class AudioInput(keras.layers.Layer):
     """Clips a waveform to [-1, 1] and records the sample rate it was trained at.
@@ -140,8 +158,8 @@ class GatedActivation(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        filters, gates = ops.split(inputs, 2, axis=-1)
-        return ops.tanh(filters) * ops.sigmoid(gates)
+        filters, gates = gate_halves(inputs.shape[-1] // 2)
+        return gated(inputs[..., filters], inputs[..., gates], ops.tanh, ops.sigmoid)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] // 2)
@@ -180,7 +198,7 @@ class OutputDistribution(keras.layers.Layer):
         if self.distribution != "logistic_mixture":
             return inputs
         logits, means, log_scales = ops.split(inputs, 3, axis=-1)
-        return ops.concatenate([logits, means, ops.maximum(log_scales, MIN_LOG_SCALE)], axis=-1)
+        return ops.concatenate([logits, means, floor_log_scale(log_scales, ops.maximum)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -25,6 +25,101 @@ def receptive_field(stacks=2, layers=10, kernel_size=2, input_kernel_size=1):
     return 1 + (input_kernel_size - 1) + stacks * (kernel_size - 1) * (2 ** layers - 1)
 
 
+@dataclass(frozen=True)
+class Block:
+    """One gated residual block of a WaveNet, and the names of its layers.
+
+    Args:
+        stack: which repetition of the dilation pattern.
+        layer: position in the stack; the dilation is `2 ** layer`.
+        has_residual: whether a 1x1 residual convolution follows (the last block has none: nothing reads it).
+    """
+
+    stack: int
+    layer: int
+    has_residual: bool
+
+    @property
+    def dilation(self):
+        return 2 ** self.layer
+
+    def name(self, part):
+        """The layer name of one part of the block: `"dilated"`, `"gate"`, `"skip"`, `"residual"` or `"add"`."""
+        return f"s{self.stack}_l{self.layer}_{part}"
+
+
+@dataclass(frozen=True)
+class WaveNetSpec:
+    """The one description of a WaveNet's structure.
+
+    `build_wavenet` builds a model from it, `wavenet_spec` reads it back off a built or loaded model, and
+    generation (`models.generation`) and evaluation find every weight through it, by the layer names it gives.
+
+    Args:
+        distribution: `"categorical"`, `"logistic_mixture"` or `"point"`.
+        stacks: repetitions of the dilation pattern.
+        layers: blocks per stack; dilations 1, 2, ..., 2^(layers-1).
+        residual_channels: channels of the residual stream.
+        skip_channels: channels of the skip connections and the post-processing.
+        kernel_size: taps of each dilated convolution.
+        input_kernel_size: taps of the input convolution.
+        num_classes: mu-law classes (and the bins bits per sample are counted over).
+        num_mixtures: logistic components.
+        sample_rate: the training audio's rate.
+
+    Example:
+
+    >>> spec = WaveNetSpec(stacks=1, layers=3)
+    >>> [block.name("dilated") for block in spec.blocks]
+    ['s0_l0_dilated', 's0_l1_dilated', 's0_l2_dilated']
+    """
+
+    distribution: str = "categorical"
+    stacks: int = 2
+    layers: int = 10
+    residual_channels: int = 64
+    skip_channels: int = 128
+    kernel_size: int = 2
+    input_kernel_size: int = 1
+    num_classes: int = 256
+    num_mixtures: int = 10
+    sample_rate: int = 16000
+
+    # Names of the layers outside the blocks.
+    WAVEFORM = "waveform"
+    AUDIO = "audio"
+    INPUT_CONV = "input_conv"
+    SKIP_SUM = "skip_sum"
+    SKIP_RELU = "skip_relu"
+    POST = "post_1"
+    LOGITS = "logits"
+    OUTPUT = "distribution"
+
+    @property
+    def blocks(self):
+        """Every block, in the order the signal passes them."""
+        last = (self.stacks - 1, self.layers - 1)
+        return tuple(Block(stack, layer, (stack, layer) != last)
+                     for stack in range(self.stacks) for layer in range(self.layers))
+
+    @property
+    def dilations(self):
+        return tuple(block.dilation for block in self.blocks)
+
+    @property
+    def receptive_field(self):
+        return receptive_field(self.stacks, self.layers, self.kernel_size, self.input_kernel_size)
+
+    @property
+    def head(self):
+        return "classifier" if self.distribution == "categorical" else "regressor"
+
+    @property
+    def output_channels(self):
+        return {"categorical": self.num_classes, "logistic_mixture": 3 * self.num_mixtures, "point": 1}[
+            self.distribution]
+
+
 def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_channels=64, skip_channels=128,
                   kernel_size=2, input_kernel_size=1, quantization_channels=256, num_mixtures=10,
                   sample_rate=16000, name="wavenet"):
@@ -36,10 +131,8 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
     Layout: causal input convolution -> `stacks` x `layers` gated residual blocks (dilated causal convolution to
     `2 * residual_channels`, `tanh * sigmoid`, 1x1 skip to `skip_channels`, 1x1 residual added back), dilations
     1, 2, ..., 2^(layers-1) in each stack -> sum of skips -> ReLU -> 1x1 -> ReLU -> 1x1 -> distribution.
-    The last block has no residual convolution: nothing reads it.
-
-    Layer names (`input_conv`, `s{stack}_l{layer}_dilated`, `..._gate`, `..._skip`, `..._residual`, `post_1`,
-    `logits`, ...) are stable: `models.generation` reads the weights by name.
+    The last block has no residual convolution: nothing reads it. The structure is a `WaveNetSpec`, which
+    names every layer; `build_from_spec` builds it.
 
     Args:
         head: `"classifier"` (mu-law classes) or `"regressor"` (continuous samples).
@@ -61,81 +154,73 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
     >>> model(np.zeros((2, 100, 1), "float32")).shape
     TensorShape([2, 100, 256])
     """
-    distribution = distribution_for(head, loss)
     for argument, value in (("stacks", stacks), ("layers", layers), ("residual_channels", residual_channels),
                             ("skip_channels", skip_channels), ("kernel_size", kernel_size),
                             ("input_kernel_size", input_kernel_size), ("sample_rate", sample_rate)):
         if int(value) <= 0:
             raise ValueError(f"{argument} must be positive, got {value}")
-    # The distribution (and so the loss) stays float32 under a mixed-precision policy.
-    output = OutputDistribution(distribution, num_classes=quantization_channels, num_mixtures=num_mixtures,
-                                name="distribution", dtype="float32")
+    spec = WaveNetSpec(distribution=distribution_for(head, loss), stacks=int(stacks), layers=int(layers),
+                       residual_channels=int(residual_channels), skip_channels=int(skip_channels),
+                       kernel_size=int(kernel_size), input_kernel_size=int(input_kernel_size),
+                       num_classes=int(quantization_channels), num_mixtures=int(num_mixtures),
+                       sample_rate=int(sample_rate))
+    return build_from_spec(spec, name=name)
 
-    waveform = keras.Input(shape=(None, 1), name="waveform")
-    x = AudioInput(sample_rate, name="audio")(waveform)
-    x = keras.layers.Conv1D(residual_channels, input_kernel_size, padding="causal", name="input_conv")(x)
+
+def build_from_spec(spec, name="wavenet"):
+    """Builds the functional `keras.Model` a `WaveNetSpec` describes (see `build_wavenet`)."""
+    # The distribution (and so the loss) stays float32 under a mixed-precision policy.
+    output = OutputDistribution(spec.distribution, num_classes=spec.num_classes, num_mixtures=spec.num_mixtures,
+                                name=spec.OUTPUT, dtype="float32")
+    waveform = keras.Input(shape=(None, 1), name=spec.WAVEFORM)
+    x = AudioInput(spec.sample_rate, name=spec.AUDIO)(waveform)
+    x = keras.layers.Conv1D(spec.residual_channels, spec.input_kernel_size, padding="causal",
+                            name=spec.INPUT_CONV)(x)
     skips = []
-    for stack in range(stacks):
-        for layer in range(layers):
-            prefix = f"s{stack}_l{layer}"
-            h = CausalConv1D(2 * residual_channels, kernel_size, dilation_rate=2 ** layer,
-                             name=f"{prefix}_dilated")(x)
-            z = GatedActivation(name=f"{prefix}_gate")(h)
-            # 1x1 convolutions as Dense layers: the same product, run as one plain matrix multiply (faster).
-            skips.append(keras.layers.Dense(skip_channels, name=f"{prefix}_skip")(z))
-            if (stack, layer) != (stacks - 1, layers - 1):
-                residual = keras.layers.Dense(residual_channels, name=f"{prefix}_residual")(z)
-                x = keras.layers.Add(name=f"{prefix}_add")([x, residual])
-    h = keras.layers.Add(name="skip_sum")(skips) if len(skips) > 1 else skips[0]
-    h = keras.layers.ReLU(name="skip_relu")(h)
-    h = keras.layers.Dense(skip_channels, activation="relu", name="post_1")(h)
-    h = keras.layers.Dense(output.channels, name="logits")(h)
+    for block in spec.blocks:
+        h = CausalConv1D(2 * spec.residual_channels, spec.kernel_size, dilation_rate=block.dilation,
+                         name=block.name("dilated"))(x)
+        z = GatedActivation(name=block.name("gate"))(h)
+        # 1x1 convolutions as Dense layers: the same product, run as one plain matrix multiply (faster).
+        skips.append(keras.layers.Dense(spec.skip_channels, name=block.name("skip"))(z))
+        if block.has_residual:
+            residual = keras.layers.Dense(spec.residual_channels, name=block.name("residual"))(z)
+            x = keras.layers.Add(name=block.name("add"))([x, residual])
+    h = keras.layers.Add(name=spec.SKIP_SUM)(skips) if len(skips) > 1 else skips[0]
+    h = keras.layers.ReLU(name=spec.SKIP_RELU)(h)
+    h = keras.layers.Dense(spec.skip_channels, activation="relu", name=spec.POST)(h)
+    h = keras.layers.Dense(spec.output_channels, name=spec.LOGITS)(h)
     return keras.Model(waveform, output(h), name=name)
 
 
-@dataclass(frozen=True)
-class WaveNetSpec:
-    """What generation and evaluation need to know about a built or loaded WaveNet."""
-
-    sample_rate: int
-    distribution: str
-    num_classes: int
-    num_mixtures: int
-    dilations: tuple
-    kernel_size: int
-    input_kernel_size: int
-
-    @property
-    def receptive_field(self):
-        return 1 + (self.input_kernel_size - 1) + (self.kernel_size - 1) * sum(self.dilations)
-
-    @property
-    def head(self):
-        return "classifier" if self.distribution == "categorical" else "regressor"
-
-
-def dilated_layer_names(model):
-    """Names of the dilated convolutions, in the order the signal passes them."""
-    return [layer.name for layer in model.layers if layer.name.endswith("_dilated")]
-
-
 def wavenet_spec(model):
-    """Reads a `WaveNetSpec` off a model made by `build_wavenet`.
+    """Reads the `WaveNetSpec` off a model made by `build_wavenet` (built or loaded).
 
     Raises:
         ValueError: the model is not a WaveNet of this project.
     """
-    try:
-        audio = model.get_layer("audio")
-        output = model.get_layer("distribution")
-        input_conv = model.get_layer("input_conv")
-    except ValueError:
-        raise ValueError(f"model {model.name!r} is not a WaveNet built by models.build_wavenet") from None
-    dilated = [model.get_layer(name) for name in dilated_layer_names(model)]
-    if not dilated:
+    names = {layer.name for layer in model.layers}
+    if not {WaveNetSpec.AUDIO, WaveNetSpec.OUTPUT, WaveNetSpec.INPUT_CONV, WaveNetSpec.POST} <= names:
+        raise ValueError(f"model {model.name!r} is not a WaveNet built by models.build_wavenet")
+    stacks = 0
+    while Block(stacks, 0, True).name("dilated") in names:
+        stacks += 1
+    layers = 0
+    while Block(0, layers, True).name("dilated") in names:
+        layers += 1
+    if not stacks or not layers:
         raise ValueError(f"model {model.name!r} has no dilated convolutions")
-    return WaveNetSpec(sample_rate=audio.sample_rate, distribution=output.distribution,
+    first = model.get_layer(Block(0, 0, True).name("dilated"))
+    output = model.get_layer(WaveNetSpec.OUTPUT)
+    spec = WaveNetSpec(distribution=output.distribution, stacks=stacks, layers=layers,
+                       residual_channels=int(model.get_layer(WaveNetSpec.INPUT_CONV).filters),
+                       skip_channels=int(model.get_layer(WaveNetSpec.POST).units),
+                       kernel_size=int(first.kernel_size),
+                       input_kernel_size=int(model.get_layer(WaveNetSpec.INPUT_CONV).kernel_size[0]),
                        num_classes=output.num_classes, num_mixtures=output.num_mixtures,
-                       dilations=tuple(layer.dilation_rate for layer in dilated),
-                       kernel_size=dilated[0].kernel_size,
-                       input_kernel_size=int(input_conv.kernel_size[0]))
+                       sample_rate=model.get_layer(WaveNetSpec.AUDIO).sample_rate)
+    for block in spec.blocks:  # every block the spec names is there, with the dilation it says
+        layer = model.get_layer(block.name("dilated")) if block.name("dilated") in names else None
+        if layer is None or layer.dilation_rate != block.dilation:
+            raise ValueError(f"model {model.name!r} does not have the blocks of a {stacks} x {layers} WaveNet")
+    return spec

@@ -37,3 +37,21 @@ def test_folder_that_is_a_file_warns_instead_of_crashing(tmp_path, tiny_wavenet)
         callback.on_epoch_end(0)
     assert any("could not write" in str(w.message) for w in caught)
 
+
+
+def test_a_generation_failure_is_a_warning_and_writes_nothing(tmp_path, tiny_wavenet, monkeypatch):
+    from models import generation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel exploded\nsecond line")
+
+    monkeypatch.setattr(generation, "pack_weights", broken)
+    callback = SaveAudio(tmp_path / "samples", 8000, seconds=0.01)
+    callback.set_model(tiny_wavenet())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callback.on_epoch_end(0)
+    messages = [str(w.message) for w in caught if "SaveAudio" in str(w.message)]
+    assert messages == ["SaveAudio: could not generate the sample for epoch 1 (RuntimeError: kernel exploded); "
+                        "training goes on"]
+    assert not (tmp_path / "samples").exists()

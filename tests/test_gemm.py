@@ -44,10 +44,70 @@ def test_matmul_with_the_other_vector_width():
     assert result.stdout.strip() == "ok"
 
 
-def test_matmul_with_zero_rows_is_a_no_op():
-    c = np.zeros((0, 16), np.float32)
-    gemm.matmul(np.zeros((0, 4), np.float32), np.ones((4, 16), np.float32), np.ones(16, np.float32), c, False)
-    assert c.shape == (0, 16)
+def test_matmul_with_zero_rows_writes_nothing():
+    buffer = np.full((2, 16), 7.0, np.float32)
+    gemm.matmul(np.zeros((0, 4), np.float32), np.ones((4, 16), np.float32), np.ones(16, np.float32), buffer[:0],
+                True)
+    assert np.all(buffer == 7.0)  # the empty output starts where the buffer does: any write would show
+
+
+@pytest.mark.parametrize("environment,lanes", [
+    ({"NUMBA_CPU_NAME": "generic"}, 8),  # portable code (numba then enables no extra features)
+    ({"NUMBA_CPU_FEATURES": "+avx2,+fma,-avx512f"}, 8),  # the host's CPU with AVX-512 switched off
+    ({}, None),  # the host: 16 lanes exactly when it has AVX-512
+])
+def test_vector_width_follows_numbas_target(environment, lanes):
+    if lanes is None:
+        flags = open("/proc/cpuinfo").read().split()
+        lanes = 16 if "avx512f" in flags else 8
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    env.update(environment, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", "from models import gemm; print(gemm.LANES)"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip()) == lanes
+
+
+def test_products_use_fmuladd_not_fma():
+    """llvm.fma becomes scalar fmaf library calls on CPUs without FMA; llvm.fmuladd fuses only where it can."""
+    import numba
+
+    @numba.njit  # not cached, so its code can be inspected
+    def product(a, b, bias, c):
+        gemm._matmul(a, b, bias, c, False)
+
+    a, b, bias, c = (np.ones((2, 4), np.float32), np.ones((4, 16), np.float32), np.zeros(16, np.float32),
+                     np.zeros((2, 16), np.float32))
+    product(a, b, bias, c)
+    np.testing.assert_array_equal(c, 4.0)
+    ir = "\n".join(product.inspect_llvm().values())
+    assert "llvm.fmuladd.v" in ir and "llvm.fma.v" not in ir
+
+
+def test_matmul_refuses_other_dtypes_at_compile_time():
+    from numba.core.errors import TypingError
+
+    with pytest.raises(TypingError, match="float32"):
+        gemm.matmul(np.ones((2, 4)), np.ones((4, 16)), np.ones(16), np.zeros((2, 16)), False)
+    with pytest.raises(TypingError, match="float32"):
+        gemm.matmul(np.ones((2, 4), np.float32), np.ones((4, 16), np.int32), np.ones(16, np.float32),
+                    np.zeros((2, 16), np.float32), False)
+
+
+@pytest.mark.parametrize("which", ["b transposed", "c every other column", "a every other column", "bias strided"])
+def test_matmul_refuses_rows_that_are_not_contiguous(which):
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 16), np.float32)
+    bias, c = np.zeros(16, np.float32), np.zeros((3, 16), np.float32)
+    if which == "b transposed":
+        b = np.ones((16, 4), np.float32).T
+    elif which == "c every other column":
+        c = np.zeros((3, 32), np.float32)[:, ::2]
+    elif which == "a every other column":
+        a = np.ones((3, 8), np.float32)[:, ::2]
+    else:
+        bias = np.zeros(32, np.float32)[::2]
+    with pytest.raises(ValueError, match="contiguous rows"):
+        gemm.matmul(a, b, bias, c, False)
 
 
 @pytest.mark.parametrize("a_shape,b_shape,bias_size,c_shape", [

@@ -56,3 +56,100 @@ def test_bad_arguments(tiny_wavenet):
     with pytest.raises(ValueError, match="prime"):
         models.generate(model, 5, num_streams=2, prime=np.zeros((3, 10), np.float32))
     assert models.generate(model, 0).shape == (1, 0)
+
+
+@pytest.mark.parametrize("head,loss", HEADS)
+def test_numpy_fallback_gives_the_same_audio_as_the_compiled_kernel(tiny_wavenet, head, loss):
+    model = tiny_wavenet(head, loss, kernel_size=3, input_kernel_size=2)
+    prime = tone(0.01, frequencies=(300,))
+    for temperature, seed in ((0.0, None), (1.0, 11)):
+        compiled = models.generate(model, 60, num_streams=3, temperature=temperature, prime=prime, seed=seed,
+                                   engine="numba")
+        portable = models.generate(model, 60, num_streams=3, temperature=temperature, prime=prime, seed=seed,
+                                   engine="numpy")
+        np.testing.assert_allclose(portable, compiled, atol=1e-5)
+        assert np.abs(compiled).max() > 0
+
+
+def test_engine_is_chosen_by_argument_or_environment(tiny_wavenet, monkeypatch):
+    model = tiny_wavenet()
+    assert models.IncrementalWaveNet(model, engine="numpy").engine == "numpy"
+    assert models.IncrementalWaveNet(model, engine="numba").engine == "numba"
+    monkeypatch.setenv("WAVEGEN_ENGINE", "numpy")
+    assert models.IncrementalWaveNet(model).engine == "numpy"
+    monkeypatch.setenv("WAVEGEN_ENGINE", "fast")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        models.IncrementalWaveNet(model)
+
+
+def test_kernel_mu_law_matches_data_mulaw_on_every_code_and_edge():
+    from data.mulaw import mu_law_bin_edges, mu_law_encode, mu_law_table
+    from models import kernels
+
+    edges, table = mu_law_bin_edges(), mu_law_table()
+    # Every bin's centre, both its edges and the floats right beside them, and a dense sweep.
+    values = np.concatenate([table, edges, np.nextafter(edges, np.float32(-2)), np.nextafter(edges, np.float32(2)),
+                             np.linspace(-1, 1, 20_001, dtype=np.float32), [-1.5, 1.5]]).astype(np.float32)
+    expected = mu_law_encode(values)
+    assert set(expected.tolist()) == set(range(256))
+    compiled = np.array([kernels.mu_law_code(float(v), edges) for v in values])
+    np.testing.assert_array_equal(compiled, expected)
+    from models.distributions import mu_law_codes
+
+    normal = np.abs(values) >= np.finfo(np.float32).tiny  # TensorFlow's CPU kernels flush subnormals to zero
+    np.testing.assert_array_equal(np.asarray(mu_law_codes(values[normal])), expected[normal])
+
+
+def test_packing_follows_the_spec_not_layer_name_suffixes(tiny_wavenet):
+    """Packed weights come from the layers the spec names, taps and gate halves where the kernel reads them."""
+    model = tiny_wavenet()
+    spec = models.wavenet_spec(model)
+    weights = models.pack_weights(model)
+    assert weights.gate_w.shape[0] == len(spec.blocks) == 6
+    np.testing.assert_array_equal(weights.dilations, [1, 2, 4, 1, 2, 4])
+    first = model.get_layer("s0_l0_dilated").get_weights()[0]  # (taps, 8, 16): filters 0-7, gates 8-15
+    np.testing.assert_array_equal(weights.gate_w[0][:8, :8], first[0, :, :8])
+    np.testing.assert_array_equal(weights.gate_w[0][16:24, 16:24], first[1, :, 8:])
+    assert weights.num_outputs == 256 and weights.in_w.shape == (1, 16)  # 8 residual channels padded to 16
+
+
+@pytest.mark.parametrize("prime,message", [
+    (np.zeros((1, 50, 2), np.float32), "prime must be"),
+    (np.zeros((3, 50), np.float32), "prime must be"),
+    (np.zeros((2, 0), np.float32), "prime must be"),
+    (np.array([0.1, np.nan], np.float32), "NaN"),
+    (np.array(["a", "b"]), "audio samples"),
+])
+def test_bad_primes_are_clear_value_errors(tiny_wavenet, prime, message):
+    model = tiny_wavenet()
+    with pytest.raises(ValueError, match=message):
+        models.generate(model, 5, num_streams=2, prime=prime)
+
+
+def test_prime_conversions(tiny_wavenet):
+    """`(streams, time, 1)` primes are squeezed; integer PCM is scaled by its full scale, as read from a file."""
+    model = tiny_wavenet()
+    floats = tone(0.01, frequencies=(300,))
+    pcm = np.round(floats * 32768).astype(np.int16)
+    reference = models.generate(model, 20, num_streams=2, temperature=0, prime=pcm.astype(np.float32) / 32768)
+    np.testing.assert_array_equal(models.generate(model, 20, num_streams=2, temperature=0, prime=pcm), reference)
+    stacked = np.stack([floats, floats])[..., None]
+    np.testing.assert_array_equal(models.generate(model, 20, num_streams=2, temperature=0, prime=stacked),
+                                  models.generate(model, 20, num_streams=2, temperature=0, prime=floats))
+    uint8 = np.array([0, 128, 255], np.uint8)  # 8-bit WAV: 128 is silence, 255 is 127/128 of full scale
+    from data.mulaw import mu_law_round_trip
+
+    first = models.IncrementalWaveNet(model).reset(1, uint8)[0]
+    assert first == mu_law_round_trip(np.array([127 / 128], np.float32))[0]
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -0.5, "hot"])
+def test_temperature_must_be_finite_and_non_negative(tiny_wavenet, temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        models.generate(tiny_wavenet(), 5, temperature=temperature)
+
+
+@pytest.mark.parametrize("num_samples,num_streams", [(-1, 1), (2.5, 1), (5, 0), (5, 1.5)])
+def test_lengths_and_stream_counts_must_be_whole(tiny_wavenet, num_samples, num_streams):
+    with pytest.raises(ValueError, match="must be a whole number"):
+        models.generate(tiny_wavenet(), num_samples, num_streams=num_streams)

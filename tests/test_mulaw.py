@@ -43,3 +43,21 @@ def test_graph_encoder_matches_numpy():
 
     x = np.random.default_rng(2).uniform(-1, 1, 50_000).astype(np.float32)
     assert np.array_equal(np.asarray(mu_law_codes(x)), mu_law_encode(x))
+
+
+@pytest.mark.parametrize("channels", [256, 16])
+def test_expansion_is_librosas(channels):
+    import librosa
+
+    from data.mulaw import mu_law_expand
+
+    companded = np.linspace(-1, 1, 1001)
+    np.testing.assert_array_equal(mu_law_expand(companded, channels),
+                                  librosa.mu_expand(companded, mu=channels - 1.0, quantize=False))
+    # and encoding inverts librosa's compression: the companded value of each code lies inside its bin
+    codes = mu_law_encode(mu_law_decode(np.arange(channels), channels), channels)
+    assert np.array_equal(codes, np.arange(channels))
+    x = np.random.default_rng(3).uniform(-1, 1, 10_000).astype(np.float32)
+    companded = librosa.mu_compress(x, mu=channels - 1.0, quantize=False)
+    expected = np.clip(np.floor((companded + 1.0) * channels / 2.0), 0, channels - 1)
+    assert np.mean(mu_law_encode(x, channels) == expected) > 0.999  # equal but for rounding at bin edges

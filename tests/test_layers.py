@@ -1,0 +1,100 @@
+"""Every custom layer, keras-hub style: config round trip, serialisation, eager and symbolic calls, weights, and
+mixed-precision dtypes (float32 variables, half-precision compute)."""
+
+import keras
+import numpy as np
+import pytest
+
+import models
+from models.gan import PhaseShuffle
+
+
+def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape, expected_num_trainable_weights,
+                   call_kwargs=None, input_dtype="float32"):
+    """What keras-hub's `TestCase.run_layer_test` checks, for one layer."""
+    call_kwargs = call_kwargs or {}
+    rng = np.random.default_rng(0)
+    data = rng.uniform(-1.5, 1.5, input_shape).astype(input_dtype)
+
+    # Config round trip: every constructor argument is in the config, and from_config rebuilds the same layer.
+    layer = layer_class(**init_kwargs)
+    config = layer.get_config()
+    for name, value in init_kwargs.items():
+        assert config[name] == value, name
+    clone = layer_class.from_config(config)
+    assert clone.get_config() == config
+    # Serialisation through Keras' registry (what .keras files use), safe mode on.
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer), safe_mode=True)
+    assert type(revived) is layer_class and revived.get_config() == config
+
+    # Eager call: shape and trainable weights; a clone with the same weights computes the same thing.
+    output = layer(data, **call_kwargs)
+    assert tuple(output.shape) == tuple(expected_output_shape)
+    assert len(layer.trainable_weights) == expected_num_trainable_weights
+    clone(data, **call_kwargs)
+    clone.set_weights(layer.get_weights())
+    if not call_kwargs.get("training"):
+        np.testing.assert_allclose(np.asarray(clone(data, **call_kwargs)), np.asarray(output), rtol=1e-6)
+
+    # Symbolic call, with an unknown batch (and time) dimension.
+    symbolic = keras.KerasTensor((None,) * (len(input_shape) - 1) + (input_shape[-1],), dtype=input_dtype)
+    symbolic_output = layer_class(**init_kwargs)(symbolic, **call_kwargs)
+    assert symbolic_output.shape[-1] == expected_output_shape[-1]
+    assert len(symbolic_output.shape) == len(expected_output_shape)
+
+    # Mixed precision: variables stay float32, compute (and output) in the policy's half precision.
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        mixed = layer_class(**{**init_kwargs, "dtype": policy})
+        result = mixed(data, **call_kwargs)
+        compute = keras.DTypePolicy(policy).compute_dtype
+        assert keras.backend.standardize_dtype(result.dtype) == compute, (policy, result.dtype)
+        for weight in mixed.weights:
+            assert weight.dtype == "float32", (policy, weight.path)
+        assert np.all(np.isfinite(np.asarray(keras.ops.cast(result, "float32"))))
+        # The half-precision result is the float32 one to within half precision.
+        if not call_kwargs.get("training"):
+            mixed.set_weights(layer.get_weights())
+            np.testing.assert_allclose(np.asarray(keras.ops.cast(mixed(data, **call_kwargs), "float32")),
+                                       np.asarray(output), rtol=5e-2, atol=5e-2)
+
+
+def test_audio_input():
+    run_layer_test(models.AudioInput, {"sample_rate": 8000}, (2, 10, 1), (2, 10, 1), 0)
+    clipped = models.AudioInput(8000)(np.array([[[2.0], [-0.5], [-3.0]]], np.float32))
+    assert np.asarray(clipped).ravel().tolist() == [1.0, -0.5, -1.0]
+
+
+@pytest.mark.parametrize("kernel_size,dilation_rate", [(2, 1), (3, 4)])
+def test_causal_conv(kernel_size, dilation_rate):
+    run_layer_test(models.CausalConv1D, {"filters": 6, "kernel_size": kernel_size, "dilation_rate": dilation_rate},
+                   (2, 12, 3), (2, 12, 6), 2)
+
+
+def test_gated_activation():
+    run_layer_test(models.GatedActivation, {}, (2, 7, 8), (2, 7, 4), 0)
+    x = np.random.default_rng(1).normal(size=(1, 3, 8)).astype(np.float32)
+    expected = np.tanh(x[..., :4]) / (1 + np.exp(-x[..., 4:]))  # filters first, gates second
+    np.testing.assert_allclose(np.asarray(models.GatedActivation()(x)), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("distribution,channels", [("categorical", 16), ("logistic_mixture", 12), ("point", 1)])
+def test_output_distribution(distribution, channels):
+    run_layer_test(models.OutputDistribution, {"distribution": distribution, "num_classes": 16, "num_mixtures": 4},
+                   (2, 5, channels), (2, 5, channels), 0)
+
+
+def test_output_distribution_clamps_only_log_scales():
+    x = np.full((1, 1, 6), -20.0, np.float32)  # 2 mixtures: logits, means, log scales
+    y = np.asarray(models.OutputDistribution("logistic_mixture", num_mixtures=2)(x))
+    assert y.ravel().tolist() == [-20.0, -20.0, -20.0, -20.0, -7.0, -7.0]
+    with pytest.raises(ValueError, match="distribution must be one of"):
+        models.OutputDistribution("gaussian")
+
+
+def test_phase_shuffle():
+    run_layer_test(PhaseShuffle, {"radius": 2, "seed": 3}, (4, 20, 3), (4, 20, 3), 0, call_kwargs={"training": True})
+    x = np.arange(20, dtype=np.float32).reshape(1, 20, 1)
+    np.testing.assert_array_equal(np.asarray(PhaseShuffle(2)(x, training=False)), x)  # identity at inference
+    shifted = np.asarray(PhaseShuffle(2, seed=0)(np.repeat(x, 16, axis=0), training=True))[..., 0]
+    offsets = {int(row[5] - 5) for row in shifted}
+    assert offsets <= {-2, -1, 0, 1, 2} and len(offsets) > 1
