@@ -1,15 +1,13 @@
-"""What the command-line scripts share: argument types, one-line errors with exit status 2, run folders."""
+"""What the command-line scripts share: argument types and parsers, and errors printed as one line.
+
+It imports nothing of the project: an error raised anywhere reaches `run` with its own `exit_status`.
+"""
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
-import time
 import typing
-from pathlib import Path
-
-from data.audio import AudioError, replace_atomically
 
 
 @dataclasses.dataclass
@@ -40,13 +38,7 @@ RUN_CHOICES = {"precision": ("float32", "mixed_bfloat16", "mixed_float16"), "on_
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit status 2."""
 
-
-class TrainingFailed(Exception):
-    """Training cannot go on (a NaN loss); the message says where and what was kept. Exit status 1."""
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal after writing a checkpoint; the message says how to resume. Exit status 130."""
+    exit_status = 2
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -104,54 +96,33 @@ def quiet_tensorflow():
 
 
 def run(main, prog):
-    """Runs `main()`: bad input becomes one line on stderr and exit status 2, a failed training (NaN) exit
-    status 1, an interrupt exit status 130 (after the trainers' checkpoint and resume hint)."""
+    """Runs `main()`, turning an exception that has an `exit_status` into its message on stderr and that status.
+
+    Bad input (`UsageError`, `data.AudioError`, `run.RunFolderError`) exits with 2, a failed training (NaN,
+    `run.TrainingFailed`) with 1, an interrupt with 130, after the trainers' checkpoint and resume hint
+    (`run.TrainingInterrupted`). The class attribute is all that is looked at, so this module need not import
+    the packages that raise them. Any other exception is a bug and keeps its traceback.
+    """
     try:
         return main()
-    except (AudioError, UsageError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingFailed as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except TrainingInterrupted as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        sys.exit(130)
+    except Exception as error:
+        status = getattr(type(error), "exit_status", None)
+        if status is None:
+            raise
+        # 130 is a stop the user asked for, reported as what happened rather than as an error.
+        print(f"{prog}: {'' if status == 130 else 'error: '}{error}", file=sys.stderr)
+        sys.exit(status)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-def new_run_dir(output_dir, prefix):
-    """The run folder: `output_dir` if given, else `runs/<prefix>-<timestamp>` in the working directory."""
-    if output_dir:
-        return Path(output_dir)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{prefix}-{stamp}"
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path("runs") / f"{prefix}-{stamp}-{suffix}"
-    return path
-
-
-def write_json(path, data):
-    """Writes `data` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, default=str) + "\n"
-    replace_atomically(lambda tmp: Path(tmp).write_text(text), path)
-
-
-def save_model(model, path):
-    """Saves a Keras model to `path` (a `.keras` file) atomically: a crash never leaves half a file there."""
-    replace_atomically(lambda tmp: model.save(tmp), path)
 
 
 def config_parser(config_class, prog, description, helps, types, choices, defaults_shown=None):
     """An argument parser with one `--flag` per field of a config dataclass (a `RunSettings`), model settings
     first, then the run settings every trainer shares.
 
-    Flags default to "not given" (argparse.SUPPRESS), so `resolve_config` can tell a flag the user typed
-    from a default: a resumed run keeps its saved settings unless a flag overrides them.
+    Flags default to "not given" (argparse.SUPPRESS), so `vars(parser.parse_args())` holds only the flags the
+    user typed: `run.resolve_config` lays them over a resumed run's saved settings.
     """
     parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     helps, choices = {**helps, **RUN_HELP}, {**choices, **RUN_CHOICES}
@@ -170,64 +141,7 @@ def config_parser(config_class, prog, description, helps, types, choices, defaul
     return parser
 
 
-def resolve_config(config_class, parser, argv, prefix, shape_settings):
-    """Parses flags over the config's defaults; with `--resume`, over the run's saved config.json instead.
-
-    Resuming with a different value of any of `shape_settings` is refused: the checkpoint cannot hold it.
-
-    Returns:
-        `(config, run_dir)`.
-    """
-    given = vars(parser.parse_args(argv))
-    if not given.get("resume"):
-        config = config_class(**given)
-        run_dir = new_run_dir(config.output_dir, prefix)
-        if (run_dir / "checkpoints" / "latest.json").exists():
-            raise UsageError(f"{run_dir} already holds a run: continue it with --resume, or choose another "
-                             "--output-dir")
-        return config, run_dir
-    if not given.get("output_dir"):
-        raise UsageError("--resume needs --output-dir, the run folder to continue")
-    run_dir = Path(given["output_dir"])
-    saved_path = run_dir / "config.json"
-    if not (run_dir / "checkpoints" / "latest.json").is_file() or not saved_path.is_file():
-        raise UsageError(f"{run_dir}: no checkpoint to resume from (checkpoints/latest.json, config.json)")
-    saved = json.loads(saved_path.read_text())
-    for name in shape_settings:
-        if name in given and given[name] != saved.get(name):
-            raise UsageError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
-                             f"the run was trained with {saved.get(name)}")
-    fields = {field.name for field in dataclasses.fields(config_class)}
-    return config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given}), run_dir
-
-
 def report_skipped(corpus):
     """Names each unusable file of an `AudioCorpus` once, on stderr."""
     for _, reason in corpus.skipped:
         print(f"warning: skipped {reason}", file=sys.stderr)
-
-
-def checkpoint_to_resume(config, run_dir):
-    """`(folder, state)` of the checkpoint a `--resume` run continues from, or `None` for a fresh run.
-
-    Raises:
-        UsageError: the run already trained `--epochs` epochs.
-    """
-    if not config.resume:
-        return None
-    from callbacks.run import latest_checkpoint
-
-    found = latest_checkpoint(run_dir)
-    if found and found[1]["epoch"] >= config.epochs:
-        raise UsageError(f"{run_dir} already trained {found[1]['epoch']} epochs; ask for more with --epochs")
-    return found
-
-
-def lower_learning_rate(config, run_dir, optimizers):
-    """Divides the run's learning rate by 10 in `config`, in each optimiser and in config.json; returns it."""
-    config.learning_rate *= 0.1
-    for optimizer in optimizers:
-        optimizer.learning_rate.assign(config.learning_rate)
-    write_json(Path(run_dir) / "config.json", {**json.loads((Path(run_dir) / "config.json").read_text()),
-                                               "learning_rate": config.learning_rate})
-    return config.learning_rate

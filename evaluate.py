@@ -36,34 +36,13 @@ def build_parser():
     return parser
 
 
-def signal_bits(model, spec, signal, chunk):
-    """Bits of each sample of `signal` after the first, given its past; one forward pass per `chunk` targets."""
-    import models
-    from data.mulaw import mu_law_encode, mu_law_round_trip
-
-    inputs = mu_law_round_trip(signal[:-1], spec.num_classes)
-    targets = signal[1:]
-    context = spec.receptive_field - 1
-    bits = []
-    for start in range(0, len(targets), chunk):
-        stop = min(start + chunk, len(targets))
-        left = max(0, start - context)
-        params = model.predict_on_batch(inputs[None, left:stop, None])[:, start - left:]
-        if spec.distribution == "categorical":
-            y_true = mu_law_encode(targets[start:stop], spec.num_classes)[None]
-        else:
-            y_true = targets[None, start:stop, None]
-        bits.append(np.asarray(models.bits_per_sample(spec.distribution, y_true, params, spec.num_classes))[0])
-    return np.concatenate(bits)
-
-
 def evaluate_generator(generator, args):
     """Frechet distance, NDB and nearest-neighbour distance of generated, held-out real and noise clips."""
     from pathlib import Path
 
     import models
     from data.audio import load_audio
-    from data.similarity import compare, random_clips
+    from evaluation import compare, random_clips
 
     sample_rate = generator.get_layer("audio").sample_rate
     length = generator.output_shape[1]
@@ -95,14 +74,15 @@ def evaluate_generator(generator, args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
-    from data.audio import AudioError, load_audio
-    from generate import load_model
-
-    model = load_model(args.model)
     import models
-    from generate import is_gan_generator
+    from data.audio import AudioError, load_audio
+    from evaluation import signal_bits
 
-    if is_gan_generator(model):
+    try:
+        model = models.load_model(args.model)
+    except models.ModelFileError as error:
+        raise UsageError(str(error)) from None
+    if models.is_gan_generator(model):
         return evaluate_generator(model, args)
     try:
         spec = models.wavenet_spec(model)

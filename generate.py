@@ -51,27 +51,6 @@ def output_paths(args):
     return paths
 
 
-def load_model(path):
-    """Loads a `.keras` file, or raises `UsageError` saying why it cannot be used."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such model file")
-    import keras
-
-    import models  # noqa: F401  (registers the custom layers)
-
-    try:
-        return keras.saving.load_model(path)
-    except Exception as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UsageError(f"{path}: not a loadable .keras model ({first_line})") from None
-
-
-def is_gan_generator(model):
-    """A generator from train_gan.py: a latent vector in, audio (with its sample rate) out."""
-    return len(model.inputs[0].shape) == 2 and "audio" in {layer.name for layer in model.layers}
-
-
 def write_clips(generator, paths, seed):
     """Writes one GAN clip per path."""
     import models
@@ -94,12 +73,16 @@ def main(argv=None):
     import soundfile as sf
 
     import models
-    from data.audio import atomic_path, read_audio
+    from data.audio import read_audio
+    from data.files import atomic_path
 
-    model = load_model(args.model)
+    try:
+        model = models.load_model(args.model)
+    except models.ModelFileError as error:
+        raise UsageError(str(error)) from None
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-    if is_gan_generator(model):
+    if models.is_gan_generator(model):
         return write_clips(model, paths, args.seed)
     try:
         spec = models.wavenet_spec(model)

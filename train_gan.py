@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (RunSettings, checkpoint_to_resume, config_parser, lower_learning_rate, non_negative_int,
-                 positive_float, positive_int, quiet_tensorflow, report_skipped, resolve_config, run, save_model,
-                 write_json)
+from cli import (RunSettings, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
+                 report_skipped, run)
+from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_optimizer_state, save_model,
+                 save_optimizer_state, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
@@ -69,28 +70,22 @@ def build_parser():
 
 
 def critic_steps(config):
-    return 5 if config.loss == "wgan-gp" else 1
+    """Discriminator steps per generator step of a config (see `models.critic_steps`)."""
+    import models
+
+    return models.critic_steps(config.loss)
 
 
 def build_gan(config, generator=None, discriminator=None):
     """The compiled `WaveGAN` of a config, around given (restored) networks or fresh ones."""
-    import keras
-
     import models
 
-    generator = generator or models.build_generator(config.latent_dim, config.model_dim, config.slice_length,
-                                                    config.sample_rate)
-    discriminator = discriminator or models.build_discriminator(config.model_dim, config.slice_length,
-                                                                config.phase_shuffle, config.sample_rate)
-    gan = models.WaveGAN(generator, discriminator, latent_dim=config.latent_dim, loss=config.loss,
-                         critic_steps=critic_steps(config))
-    adam = dict(learning_rate=config.learning_rate, beta_1=0.5, beta_2=0.9)
-    gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
-    return gan
+    return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
+                                config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator)
 
 
 def main(argv=None):
-    config, run_dir = resolve_config(GANConfig, build_parser(), argv, "gan", SHAPE_SETTINGS)
+    config, run_dir = resolve_config(GANConfig, vars(build_parser().parse_args(argv)), "gan", SHAPE_SETTINGS)
     quiet_tensorflow()
     from data.audio import load_audio
 
@@ -103,9 +98,9 @@ def main(argv=None):
     import numpy as np
 
     import models  # noqa: F401  (registers the custom layers before checkpoints load)
-    from callbacks import SaveAudio, Throughput, fit_run
-    from callbacks.training import restore_optimizer_state, save_optimizer_state
+    from callbacks import SaveAudio, Throughput
     from data.frames import FrameGenerator
+    from run import fit_run
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
@@ -153,13 +148,11 @@ def main(argv=None):
 
     # The same latent vectors every epoch (and after a resume), so samples are comparable.
     latents = np.random.default_rng(config.seed).uniform(-1, 1, (config.sample_clips, config.latent_dim))
-    callbacks = [
-        Throughput(config.batch_size, unit="clips"),
-        SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="gan",
-                  latents=latents.astype(np.float32)),
-    ]
+    samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="gan",
+                        latents=latents.astype(np.float32))
     gan = fit_run(gan, slices, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
-                  callbacks=callbacks, loss_keys=("d_loss", "g_loss"), time_limit=config.time_limit,
+                  callbacks=[Throughput(config.batch_size, unit="clips")], after_checkpoint=[samples],
+                  loss_keys=("d_loss", "g_loss"), time_limit=config.time_limit,
                   on_nan=config.on_nan, lower_learning_rate=lower,
                   resume_command=f"python train_gan.py --resume --output-dir {run_dir}",
                   verbose=1 if sys.stdout.isatty() else 2)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (RunSettings, UsageError, checkpoint_to_resume, config_parser, lower_learning_rate,
-                 non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow,
-                 report_skipped, resolve_config, run, save_model, write_json)
+from cli import (RunSettings, UsageError, config_parser, non_negative_float, non_negative_int, positive_float,
+                 positive_int, quiet_tensorflow, report_skipped, run)
+from run import checkpoint_to_resume, lower_learning_rate, resolve_config, save_model, write_json
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
@@ -82,7 +82,7 @@ def build_parser():
 
 def resolve(argv=None):
     """`(config, run_dir)` from the command line (and, with `--resume`, the run's saved config)."""
-    return resolve_config(WaveNetConfig, build_parser(), argv, "wavenet", SHAPE_SETTINGS)
+    return resolve_config(WaveNetConfig, vars(build_parser().parse_args(argv)), "wavenet", SHAPE_SETTINGS)
 
 
 def load_corpora(config):
@@ -118,8 +118,9 @@ def main(argv=None):
     import keras
 
     import models
-    from callbacks import CrossEntropyBits, SaveAudio, Throughput, fit_run
+    from callbacks import CrossEntropyBits, SaveAudio, Throughput
     from data.frames import FrameGenerator
+    from run import fit_run
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
@@ -169,14 +170,13 @@ def main(argv=None):
           f"receptive field {rf} samples ({1000.0 * rf / config.sample_rate:.0f} ms)", flush=True)
 
     prime = next(s for s in validation.signals if len(s) > 0)[:rf]
-    callbacks = [
-        Throughput(config.batch_size * config.frame_size),
-        *([CrossEntropyBits()] if distribution == "categorical" else []),
-        SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
-                  seconds=config.sample_seconds, prime=prime, temperature=config.temperature, seed=config.seed),
-    ]
+    logged = [Throughput(config.batch_size * config.frame_size),
+              *([CrossEntropyBits()] if distribution == "categorical" else [])]
+    samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
+                        seconds=config.sample_seconds, prime=prime, temperature=config.temperature, seed=config.seed)
     model = fit_run(model, train_frames, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
-                    callbacks=callbacks, validation_data=validation_frames, time_limit=config.time_limit,
+                    callbacks=logged, after_checkpoint=[samples], validation_data=validation_frames,
+                    time_limit=config.time_limit,
                     on_nan=config.on_nan, lower_learning_rate=lower,
                     resume_command=f"python train_wavenet.py --resume --output-dir {run_dir}",
                     verbose=1 if sys.stdout.isatty() else 2)

@@ -1,9 +1,9 @@
-"""Training callbacks: SaveAudio samples, throughput, and the run guard, checkpoints and history of `run`."""
+"""Keras callbacks for training on audio: SaveAudio samples, throughput and bits per sample.
 
-from callbacks.run import (Checkpoint, Guard, RunLog, TrainingFailed, TrainingInterrupted, fit_run, latest_checkpoint,
-                           write_checkpoint)
+The run machinery (guard, checkpoints, history, the training driver) is the `run` package.
+"""
+
 from callbacks.save_audio import SaveAudio, save_spectrogram
-from callbacks.training import CrossEntropyBits, Throughput, restore_optimizer_state, save_optimizer_state
+from callbacks.training import CrossEntropyBits, Throughput
 
-__all__ = ["Checkpoint", "CrossEntropyBits", "Guard", "RunLog", "SaveAudio", "TrainingFailed", "TrainingInterrupted", "fit_run", "Throughput", "latest_checkpoint", "restore_optimizer_state",
-           "save_optimizer_state", "save_spectrogram", "write_checkpoint"]
+__all__ = ["CrossEntropyBits", "SaveAudio", "Throughput", "save_spectrogram"]

@@ -1,11 +1,9 @@
-"""Throughput for history.csv, and saving optimiser state (for checkpoints of models saved in parts)."""
+"""Callbacks that add to the epoch logs: throughput, and bits per sample from the cross-entropy loss."""
 
 import math
 import time
 
 import keras
-
-from data.audio import replace_atomically
 
 
 class Throughput(keras.callbacks.Callback):
@@ -54,29 +52,3 @@ class CrossEntropyBits(keras.callbacks.Callback):
         for prefix in ("", "val_"):
             if logs is not None and f"{prefix}loss" in logs:
                 logs[f"{prefix}bits_per_sample"] = float(logs[f"{prefix}loss"]) / math.log(2.0)
-
-
-def save_optimizer_state(path, optimizers):
-    """Saves the variables of named optimisers (`{"d": opt, "g": opt}`) to one `.npz` file, atomically."""
-    import numpy as np
-
-    arrays = {f"{name}/{i}": np.asarray(v) for name, optimizer in optimizers.items()
-              for i, v in enumerate(optimizer.variables)}
-    replace_atomically(lambda tmp: np.savez(tmp, **arrays), path)
-
-
-def restore_optimizer_state(path, optimizers_and_variables):
-    """Builds each optimiser for its variables, then loads its state saved by `save_optimizer_state`.
-
-    Args:
-        path: the `.npz` file.
-        optimizers_and_variables: `{"d": (optimizer, trainable_variables), ...}`.
-    """
-    import numpy as np
-
-    with np.load(path) as saved:
-        for name, (optimizer, variables) in optimizers_and_variables.items():
-            optimizer.build(variables)
-            for i, variable in enumerate(optimizer.variables):
-                variable.assign(saved[f"{name}/{i}"])
-

@@ -4,14 +4,14 @@ Everything a trainer reads goes through `load_audio`, so every script rejects ba
 `AudioError` whose message names the file and the problem in one line.
 """
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from data.files import replace_atomically
 
 # Extensions soundfile (libsndfile) reads; a folder is searched recursively for these.
 AUDIO_EXTENSIONS = frozenset(
@@ -22,6 +22,8 @@ AUDIO_EXTENSIONS = frozenset(
 
 class AudioError(ValueError):
     """Bad input audio; the message is one line naming the file and the problem."""
+
+    exit_status = 2  # what `cli.run` exits with after printing the message
 
 
 @dataclass
@@ -156,26 +158,6 @@ def split_validation(corpus, fraction=0.1):
         validation.append(signal[cut:])
     return (AudioCorpus(train, corpus.sample_rate, list(corpus.files)),
             AudioCorpus(validation, corpus.sample_rate, list(corpus.files)))
-
-
-def atomic_path(path):
-    """Returns a temporary sibling of `path` with the same suffix, for writing before `os.replace`."""
-    path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def replace_atomically(write, path):
-    """Calls `write(temporary_path)` and renames the result onto `path`, so readers never see a partial file."""
-    path = Path(path)
-    temporary = atomic_path(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def write_audio(path, signal, sample_rate, subtype="PCM_16"):

@@ -173,8 +173,8 @@ def test_fit_run_recovers_from_one_bad_batch(tmp_path):
     import keras
 
     import models
-    from callbacks import fit_run, latest_checkpoint
     from data.frames import FrameGenerator
+    from run import fit_run, latest_checkpoint
 
     class Poisoned(FrameGenerator):
         poisoned = False

@@ -1,0 +1,175 @@
+"""The run's own callbacks: `Guard` (signals, NaN, deadline), `RunLog` (history.csv, TensorBoard) and
+`Checkpoint`. `fit_run` puts them around the caller's callbacks; they work with any `keras.Model.fit` too.
+
+history.csv is rewritten atomically each epoch, before the checkpoint, and a resume drops any rows past the
+checkpoint, so epochs are never missing or repeated.
+"""
+
+import csv
+import io
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from data.files import replace_atomically
+from run.checkpoints import write_checkpoint
+
+
+class Guard(keras.callbacks.Callback):
+    """Stops training cleanly on SIGINT / SIGTERM, on a NaN or Inf loss, and at a deadline; put it first.
+
+    First signal: the current step finishes, training stops, and `status` becomes `"interrupted"` with
+    `stopped_at = (epoch, steps done)`. A second signal exits at once (checkpoints are atomic, so the last one
+    stays good). A non-finite value of any of `loss_keys` in a batch's logs sets `status = "nan"`; passing
+    `deadline` (a `time.monotonic()` value) sets `status = "time_limit"`.
+
+    Args:
+        loss_keys: the log entries to watch (`("loss",)` for a WaveNet, `("d_loss", "g_loss")` for a GAN).
+        deadline: stop after this `time.monotonic()` value; `None` for no limit.
+    """
+
+    def __init__(self, loss_keys=("loss",), deadline=None):
+        super().__init__()
+        self.loss_keys = tuple(loss_keys)
+        self.deadline = deadline
+        self.status = "ok"
+        self.stopped_at = None
+        self.signalled = False
+        self.previous_handlers = {}
+
+    @property
+    def ok(self):
+        return self.status == "ok"
+
+    def _handle(self, signum, frame):
+        if self.signalled:
+            print("\nsecond interrupt: exiting now; the last checkpoint is intact", file=sys.stderr, flush=True)
+            sys.stderr.flush()
+            os._exit(130)
+        self.signalled = True
+        print(f"\n{signal.Signals(signum).name}: finishing the current step, then writing a checkpoint "
+              "(interrupt again to exit at once)", file=sys.stderr, flush=True)
+
+    def on_train_begin(self, logs=None):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous_handlers[signum] = signal.signal(signum, self._handle)
+
+    def on_train_end(self, logs=None):
+        for signum, handler in self.previous_handlers.items():
+            signal.signal(signum, handler)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key in self.loss_keys:
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                self.status, self.stopped_at = "nan", (self.epoch, batch + 1)
+                self.model.stop_training = True
+                return
+        # Stopping after the epoch's last step leaves a whole epoch: it is checkpointed and logged as one.
+        stopped_at = (self.epoch + 1, 0) if batch + 1 >= self.params.get("steps", 0) else (self.epoch, batch + 1)
+        if self.signalled:
+            self.status, self.stopped_at = "interrupted", stopped_at
+            self.model.stop_training = True
+        elif self.deadline is not None and time.monotonic() >= self.deadline:
+            self.status, self.stopped_at = "time_limit", stopped_at
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.signalled and self.ok:  # the signal came during validation or callbacks: the epoch is whole
+            self.status, self.stopped_at = "interrupted", (epoch + 1, 0)
+            self.model.stop_training = True
+
+    def partial_epoch(self):
+        """True when an epoch was cut short (interrupt, bad loss, time limit): it must not be logged as whole."""
+        return self.status == "nan" or (self.status != "ok" and self.stopped_at[1] != 0)
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """After every epoch, and at an interrupt, writes a checkpoint with `save(model, folder)`; never after a NaN.
+
+    Args:
+        run_dir: the run folder.
+        save: `save(model, folder)` writes the model's state into a checkpoint folder.
+        guard: the run's `Guard`.
+        steps_before: steps of the first epoch already done before this fit (resuming mid-epoch).
+    """
+
+    def __init__(self, run_dir, save, guard, steps_before=0):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.save = save
+        self.guard = guard
+        self.steps_before = steps_before
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.status == "nan":
+            return
+        def save(folder):
+            self.save(self.model, folder)
+
+        if self.guard.partial_epoch():
+            write_checkpoint(self.run_dir, save, epoch, self.guard.stopped_at[1] + self.steps_before)
+        else:
+            write_checkpoint(self.run_dir, save, epoch + 1)
+        self.steps_before = 0
+
+
+class RunLog(keras.callbacks.Callback):
+    """Writes each whole epoch's logs to history.csv (atomically) and to TensorBoard scalars.
+
+    Epoch rows are keyed by number: a resumed run first drops rows at or past its starting epoch, so the file
+    never has a gap or a repeat. Cut-short epochs (interrupt, NaN) are not logged.
+
+    Args:
+        run_dir: the run folder (history.csv and logs/ go there).
+        guard: the run's `Guard`.
+        first_epoch: the epoch this fit starts at.
+    """
+
+    def __init__(self, run_dir, guard, first_epoch=0):
+        super().__init__()
+        self.path = Path(run_dir) / "history.csv"
+        self.log_dir = Path(run_dir) / "logs"
+        self.guard = guard
+        self.rows = []
+        if self.path.is_file():
+            with self.path.open(newline="") as file:
+                self.rows = [row for row in csv.DictReader(file) if int(row["epoch"]) < first_epoch]
+        self.writers = None
+
+    def _scalar(self, split, name, value, step):
+        import tensorflow as tf
+
+        if self.writers is None:
+            self.writers = {s: tf.summary.create_file_writer(str(self.log_dir / s)) for s in ("train", "validation")}
+        with self.writers[split].as_default():
+            tf.summary.scalar(name, value, step=step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.partial_epoch() or not logs:
+            return
+        values = {key: float(value) for key, value in logs.items()}
+        self.rows.append({"epoch": epoch, **values})
+        keys = ["epoch"] + sorted({key for row in self.rows for key in row if key != "epoch"})
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=keys, restval="")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        replace_atomically(lambda tmp: Path(tmp).write_text(text.getvalue()), self.path)
+        for key, value in values.items():
+            split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            self._scalar(split, f"epoch_{name}", value, epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in (self.writers or {}).values():
+            writer.close()

@@ -1,0 +1,94 @@
+"""`fit_run`: the training driver that keeps a run's folder consistent through Ctrl-C, kill -9 and NaN losses."""
+
+import sys
+import time
+
+import keras
+
+from run.callbacks import Checkpoint, Guard, RunLog
+from run.checkpoints import latest_checkpoint, remove_stale_temporaries, write_checkpoint
+from run.errors import TrainingFailed, TrainingInterrupted
+
+
+def _dataset(frames):
+    """A `FrameGenerator` as a tf.data pipeline on the TensorFlow backend (see `FrameGenerator.as_dataset`)."""
+    if frames is not None and keras.backend.backend() == "tensorflow" and hasattr(frames, "as_dataset"):
+        return frames.as_dataset()
+    return frames
+
+
+def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), after_checkpoint=(),
+            validation_data=None, loss_keys=("loss",), time_limit=None, on_nan="stop", lower_learning_rate=None,
+            resume_command="", max_nan_retries=3, verbose=2):
+    """Fits `model` from the run's latest checkpoint (or from scratch) to `epochs`, surviving what can happen.
+
+    - Starts from `checkpoints/latest.json` when there is one, mid-epoch included; otherwise writes an epoch-0
+      checkpoint first, so there always is a last good state.
+    - SIGINT / SIGTERM: the step finishes, a checkpoint is written, `TrainingInterrupted` is raised.
+    - NaN or Inf loss: nothing is written; with `on_nan="lower-lr"` the model is restored from the last good
+      checkpoint, `lower_learning_rate(model)` is called and training goes on (at most `max_nan_retries`
+      times), else `TrainingFailed` is raised.
+
+    Args:
+        model: the compiled model (restored from the latest checkpoint when resuming).
+        frames: the training `FrameGenerator` (its position in the stream is set here).
+        run_dir: the run folder.
+        epochs: the epoch to train up to.
+        save: `save(model, folder)` writes the model's state into a checkpoint folder.
+        restore: `restore(folder)` returns a compiled model from a checkpoint folder.
+        callbacks: callbacks that add to the epoch's logs (throughput, bits per sample); they run between the
+            guard and the log, so history.csv records what they add.
+        after_checkpoint: callbacks that run after the epoch's checkpoint is written (samplers such as
+            `SaveAudio`), so one that fails cannot cost the run that checkpoint.
+        validation_data: as for `fit`.
+        loss_keys: the logs to watch for NaN.
+        time_limit: minutes of training before stopping (the run then ends normally).
+        on_nan: `"stop"` or `"lower-lr"`.
+        lower_learning_rate: `lower_learning_rate(model)` lowers it and returns the new rate.
+        resume_command: the command line that resumes this run, for the interrupt message.
+        max_nan_retries: NaN recoveries before giving up.
+        verbose: as for `fit`.
+
+    Returns:
+        The trained model (a restored one after a NaN recovery).
+    """
+    remove_stale_temporaries(run_dir)
+    found = latest_checkpoint(run_dir)
+    epoch, step = (found[1]["epoch"], found[1]["step"]) if found else (0, 0)
+    if not found:
+        write_checkpoint(run_dir, lambda folder: save(model, folder), 0)
+    deadline = None if time_limit is None else time.monotonic() + 60.0 * time_limit
+    retries = 0
+    while epoch < epochs:
+        guard = Guard(loss_keys, deadline)
+        frames.epochs, frames.position = epochs, epoch * frames.steps_per_epoch + step
+        model.fit(_dataset(frames), validation_data=_dataset(validation_data), initial_epoch=epoch,
+                  validation_steps=len(validation_data) if validation_data is not None else None,
+                  epochs=epoch + 1 if step else epochs,
+                  steps_per_epoch=frames.steps_per_epoch - step, shuffle=False,
+                  callbacks=[guard, *callbacks, RunLog(run_dir, guard, epoch), Checkpoint(run_dir, save, guard, step),
+                             *after_checkpoint],
+                  verbose=verbose)
+        if guard.status == "nan":
+            bad_epoch, bad_step = guard.stopped_at
+            folder, state = latest_checkpoint(run_dir)
+            where = (f"loss became NaN or Inf at epoch {bad_epoch + 1}, step {bad_step + (step if bad_epoch == epoch else 0)};"
+                     f" the last good checkpoint {folder.name} is kept and nothing newer was written")
+            if on_nan != "lower-lr" or retries >= max_nan_retries:
+                hint = "" if on_nan == "lower-lr" else "; add --on-nan lower-lr to continue at a lower learning rate"
+                raise TrainingFailed(where + hint)
+            retries += 1
+            model = restore(folder)
+            rate = lower_learning_rate(model)
+            print(f"{where}; continuing from it with learning rate {rate:g}", file=sys.stderr, flush=True)
+            epoch, step = state["epoch"], state["step"]
+            continue
+        if guard.status == "interrupted":
+            folder, state = latest_checkpoint(run_dir)
+            raise TrainingInterrupted(f"interrupted; checkpoint {folder.name} written (epoch {state['epoch']}"
+                                      f"{', step ' + str(state['step']) if state['step'] else ''}). "
+                                      f"Resume with:\n  {resume_command}")
+        if guard.status == "time_limit":
+            break
+        epoch, step = (epoch + 1, 0) if step else (epochs, 0)
+    return model
