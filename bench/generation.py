@@ -2,13 +2,19 @@
 
     python bench/generation.py                 # default model and one twice as deep, 1 / 8 / 64 streams
     python bench/generation.py --seconds 2     # longer timing runs
+    python bench/generation.py --quick         # one stream, brief timings: checks that it runs
 
 Prints, for each model: the naive loop (a full forward pass over the receptive field per sample, what the
 original script did), and `models.generate` with 1, 8 and 64 streams. Real-time factor = seconds of audio
 made per second at 8 and 16 kHz (above 1: faster than real time). The machine's dense float32
-matrix-multiply rate (the faster of TensorFlow's and NumPy's, measured as in bench/training.py) is measured in
-the same run, so the achieved FLOP/s reads as a share of it.
+matrix-multiply rate (the faster of TensorFlow's and NumPy's, `measure_matmul` in bench/machine.py, as
+bench/training.py measures it) is measured in the same run, so the achieved FLOP/s reads as a share of it;
+TensorFlow's bfloat16 rate is printed beside it.
 Weights are random: speed does not depend on what a model has learnt.
+
+Prints the machine first (CPU model, CPU count, AVX2 / AVX-512 / AVX-512 BF16 / AMX, library versions; see
+bench/machine.py), then the matmul rates, then the table under a "CPU: ..." caption. `--quick` only checks
+that the bench runs (its figures mean nothing).
 """
 
 import argparse
@@ -19,8 +25,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py
 
 import numpy as np  # noqa: E402
+
+from machine import caption, float32_limit, matmul_line, measure_matmul, print_machine, quiet_tensorflow  # noqa: E402
 
 
 def flops_per_sample(model):
@@ -40,28 +49,66 @@ def timed(function, minimum_seconds):
     return steps / elapsed
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=1.0, help="minimum timing per measurement")
-    parser.add_argument("--streams", default="1,8,64", help="stream counts, comma-separated")
-    args = parser.parse_args()
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def stream_counts(text):
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"positive whole numbers, comma-separated, got {text!r}")
+    return counts
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="bench/generation.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=positive_float, default=1.0,
+                        help="minimum timing per models.generate measurement (default: 1)")
+    parser.add_argument("--streams", type=stream_counts, default=[1, 8, 64],
+                        help="stream counts, comma-separated (default: 1,8,64)")
+    parser.add_argument("--naive-samples", type=positive_int, default=16,
+                        help="samples timed through the naive loop (default: 16)")
+    parser.add_argument("--matmul-seconds", type=positive_float, default=2.0,
+                        help="timing per matrix-multiply rate, split into 4 blocks (default: 2)")
+    parser.add_argument("--quick", action="store_true",
+                        help="check that the bench runs: --seconds 0.05 --streams 1 --naive-samples 2 "
+                             "--matmul-seconds 0.2; the figures mean nothing")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.streams, args.naive_samples, args.matmul_seconds = 0.05, [1], 2, 0.2
+
+    print_machine()
+    quiet_tensorflow()
     import keras
     import numba
 
     import models
     from models import gemm
-    from training import measure_matmul  # bench/training.py, beside this script
 
     # The same limit as bench/training.py: TensorFlow's oneDNN uses AVX-512 where the CPU has it, the OpenBLAS
     # that NumPy ships may not, so the faster of the two float32 rates is the machine's.
-    rates = measure_matmul()
-    rate = max(rates["tensorflow_float32"], rates["numpy_float32"])
-    print(f"machine: {os.cpu_count()} CPU cores, numba threads {numba.get_num_threads()}, "
-          f"{gemm.LANES}-lane products; float32 matrix multiply 2048^3 on all cores: TensorFlow "
-          f"{rates['tensorflow_float32'] / 1e9:.0f} GFLOP/s, NumPy {rates['numpy_float32'] / 1e9:.0f} GFLOP/s")
+    rates = measure_matmul(args.matmul_seconds)
+    rate = float32_limit(rates)
+    print(matmul_line(rates))
+    print(f"numba threads {numba.get_num_threads()}, {getattr(gemm, 'LANES', '?')}-lane products; share below: of "
+          f"{rate / 1e9:,.0f} GFLOP/s (the faster float32 rate)")
     print()
-    print("| model | path | streams | samples/s | real-time x at 8 kHz | at 16 kHz | GFLOP/s | share of matmul |")
+    print(caption())
+    print("| model | path | streams | samples/s | real-time x at 8 kHz | at 16 kHz | GFLOP/s | share of f32 matmul |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, stacks in (("default 2x10, 64/128 ch", 2), ("twice as deep 4x10", 4)):
         keras.utils.set_random_seed(0)
@@ -71,10 +118,10 @@ def main():
         prime = np.random.default_rng(0).uniform(-0.5, 0.5, models.wavenet_spec(model).receptive_field)
         models.generate_naive(model, 2, prime=prime, seed=0)  # warm up
         start = time.perf_counter()
-        models.generate_naive(model, 16, prime=prime, seed=0)
-        rows.append(("naive full forward", 1, 16 / (time.perf_counter() - start)))
+        models.generate_naive(model, args.naive_samples, prime=prime, seed=0)
+        rows.append(("naive full forward", 1, args.naive_samples / (time.perf_counter() - start)))
         net = models.IncrementalWaveNet(model)
-        for streams in (int(s) for s in args.streams.split(",")):
+        for streams in args.streams:
             per_step = timed(lambda n, k=streams: models.generate(net, n, num_streams=k, seed=0), args.seconds)
             rows.append(("models.generate", streams, per_step * streams))
         for path, streams, samples in rows:

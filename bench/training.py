@@ -1,19 +1,27 @@
-"""Training throughput against the machine's limit, the data pipeline's rate, and memory on long files.
+"""Training throughput against the machine's limit and against the original script, the data pipeline's rate,
+and memory on long files.
 
     python bench/training.py                   # everything (about 6 minutes on 2 CPU cores)
     python bench/training.py --skip-gan --skip-scale
+    python bench/training.py --quick           # every measurement once, briefly: checks the bench runs
 
-Each measurement runs in a fresh process, so peak memory belongs to it alone. Rates are the best of several
-timed blocks (matrix multiply: 4 blocks of 0.5 s; WaveNet: 3 runs of --steps steps), since other tenants of a
-shared machine can only slow a block down:
-- the machine's dense matrix-multiply rate (TensorFlow and NumPy, float32 and bfloat16, all cores);
+Prints the machine first (CPU model, CPU count, AVX2 / AVX-512 / AVX-512 BF16 / AMX, library versions), and
+a "CPU: ..." caption above each table. Each measurement runs in a fresh process, so peak memory belongs to it
+alone. Rates are the best of several timed blocks (matrix multiply: 4 blocks of --matmul-seconds / 4; models:
+--repeats runs of their timed steps), since other tenants of a shared machine can only slow a block down:
+- the machine's dense matrix-multiply rate (TensorFlow float32 and bfloat16, NumPy float32, all cores);
+  the faster float32 rate is the limit the shares below are taken of;
 - the default WaveNet (2 x 10 layers, 64/128 channels, 256 classes, batch 4 x 4096) in float32 and
   mixed_bfloat16: targets/s, FLOPs per step, achieved FLOP/s and its share of the float32 matmul rate,
   peak memory;
+- the original script's network (bench/original_wavenet.py: 21 gated blocks over 2048-sample frames, batches
+  of 20 frames with ONE target each, SGD), timed the same way on random data shaped as the original feeds it,
+  and how many times its targets/s our float32 WaveNet trains;
 - the data pipeline alone (FrameGenerator, no model): windows/s, and how many times faster than training
   consumes them;
 - the default WaveGAN (d = 64, 16384-sample clips, batch 4, WGAN-GP with 5 critic steps);
-- scale: peak memory of a short WaveNet run on a 6-minute and on a 60-minute training file.
+- scale: peak memory (RSS) of `train_wavenet.py`, run as its own process, for three steps on a 6-minute and
+  on a 60-minute training file.
 
 FLOPs count the products of every convolution and dense layer (2 per multiply-add); one training step is
 counted as three forward passes (forward, and the two products of the backward pass). For WGAN-GP one step is
@@ -32,6 +40,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, bench/original_wavenet.py
+
+# best_rate and measure_matmul live in bench/machine.py; imported here they stay importable from training too.
+from machine import best_rate, caption, float32_limit, matmul_line, measure_matmul, print_machine  # noqa: E402,F401
+
+WAVENET_BATCH, WAVENET_FRAME = 4, 4096
 
 
 def forward_flops(model, batch, length=None):
@@ -56,53 +70,30 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def timed_fit(model, data, steps, repeats=1):
-    """Seconds per step of `model.fit` after a two-step warm-up (which compiles): the fastest of `repeats`
-    runs of `steps` steps (other tenants of a shared machine slow some runs down, never speed one up)."""
-    model.fit(data.as_dataset(), epochs=1, steps_per_epoch=2, verbose=0)  # as the trainers feed it
+def timed_fit(model, fit, steps, repeats=1):
+    """Seconds per step of `fit(model, steps)` after a two-step warm-up (which compiles): the fastest of
+    `repeats` runs of `steps` steps (other tenants of a shared machine slow some runs down, never speed one up)."""
+    fit(model, 2)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        model.fit(data.as_dataset(), epochs=1, steps_per_epoch=steps, verbose=0)
+        fit(model, steps)
         best = min(best, (time.perf_counter() - start) / steps)
     return best
 
 
-def best_rate(function, flops, seconds=2.0, blocks=4):
-    """FLOP/s of `function` (doing `flops` each call): the fastest of `blocks` blocks of repeated calls."""
-    function()
-    best = 0.0
-    for _ in range(blocks):
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / blocks:
-            function()
-            count += 1
-        best = max(best, flops * count / (time.perf_counter() - start))
-    return best
+def fit_frames(data):
+    """`fit` as the trainers feed it: the FrameGenerator's batches through its tf.data pipeline."""
+    return lambda model, steps: model.fit(data.as_dataset(), epochs=1, steps_per_epoch=steps, verbose=0)
 
 
-def measure_matmul():
-    import numpy as np
-    import tensorflow as tf
-
-    results = {}
-    for dtype in ("float32", "bfloat16"):
-        a = tf.cast(tf.random.normal((2048, 2048), dtype=tf.float32), dtype)
-        matmul = tf.function(lambda x: tf.linalg.matmul(x, x), jit_compile=False)
-        results[f"tensorflow_{dtype}"] = best_rate(lambda: matmul(a).numpy(), 2 * 2048 ** 3)
-    x = np.random.default_rng(0).random((2048, 2048), np.float32)
-    results["numpy_float32"] = best_rate(lambda: x @ x, 2 * 2048 ** 3)
-    return results
-
-
-def speech(seconds=None):
+def speech():
     from data.audio import read_audio
 
-    path = ROOT / "assets" / "speech" / "demo.wav"
-    return read_audio(path)[0]
+    return read_audio(ROOT / "assets" / "speech" / "demo.wav")[0]
 
 
-def measure_wavenet(precision, steps):
+def measure_wavenet(precision, steps, repeats):
     import keras
 
     import models
@@ -112,50 +103,75 @@ def measure_wavenet(precision, steps):
     keras.utils.set_random_seed(0)
     model = models.build_wavenet(sample_rate=8000)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=models.loss_for("categorical"))  # as the trainer
-    batch, frame = 4, 4096
+    batch, frame = WAVENET_BATCH, WAVENET_FRAME
     data = FrameGenerator([speech()], frame, batch, 1000, seed=0)  # batches are a function of their index
-    seconds = timed_fit(model, data, steps, repeats=3)
+    seconds = timed_fit(model, fit_frames(data), steps, repeats)
     flops = 3 * forward_flops(model, batch, frame)
     return {"step_seconds": seconds, "targets_per_second": batch * frame / seconds, "flops_per_step": flops,
             "flops_per_second": flops / seconds, "jit_compile": bool(model.jit_compile),
             "peak_memory_mb": peak_memory_mb()}
 
 
-def measure_pipeline():
-    from data.frames import FrameGenerator
-
-    data = FrameGenerator([speech()], 4096, 4, 100000, seed=0)
-    data[0]
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 2.0:
-        data[count]
-        count += 1
-    return {"batches_per_second": count / (time.perf_counter() - start),
-            "windows_per_second": 4 * count / (time.perf_counter() - start)}
-
-
-def measure_gan(precision, steps):
+def measure_original(steps, repeats):
+    """The original script's network (bench/original_wavenet.py) trained as the original trains it: batches of
+    20 frames of 2048 samples, one target per frame, SGD; random data of that shape, as NumPy arrays."""
     import keras
 
+    from original_wavenet import BATCH_SIZE, FRAME_SIZE, build_original_wavenet, random_batches
+
+    keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(0)
+    model = build_original_wavenet(FRAME_SIZE)
+    x, y = random_batches(steps, FRAME_SIZE, BATCH_SIZE)
+
+    def fit(model, count):
+        model.fit(x[:count * BATCH_SIZE], y[:count * BATCH_SIZE], batch_size=BATCH_SIZE, epochs=1, shuffle=False,
+                  verbose=0)
+
+    seconds = timed_fit(model, fit, steps, repeats)
+    flops = 3 * forward_flops(model, BATCH_SIZE)
+    return {"step_seconds": seconds, "targets_per_second": BATCH_SIZE / seconds, "flops_per_step": flops,
+            "flops_per_second": flops / seconds, "jit_compile": bool(model.jit_compile),
+            "parameters": model.count_params(), "peak_memory_mb": peak_memory_mb()}
+
+
+def measure_pipeline(seconds):
     from data.frames import FrameGenerator
-    from train_gan import GANConfig, build_gan
+
+    data = FrameGenerator([speech()], WAVENET_FRAME, WAVENET_BATCH, 100000, seed=0)
+    data[0]
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        data[count]
+        count += 1
+    elapsed = time.perf_counter() - start
+    return {"batches_per_second": count / elapsed, "windows_per_second": WAVENET_BATCH * count / elapsed}
+
+
+def measure_gan(precision, steps, repeats):
+    import keras
+
+    import models
+    from data.frames import FrameGenerator
 
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
-    config = GANConfig(sample_rate=8000)
-    gan = build_gan(config)
-    critic = gan.critic_steps
-    data = FrameGenerator([speech()], config.slice_length, config.batch_size * critic, 1000, mode="slice")
-    seconds = timed_fit(gan, data, steps)
-    b = config.batch_size
+    loss, batch, slice_length = "wgan-gp", 4, 16384  # train_gan.py's defaults
+    gan = models.build_wavegan(latent_dim=100, model_dim=64, slice_length=slice_length, sample_rate=8000,
+                               phase_shuffle=2, loss=loss, learning_rate=1e-4)
+    critic = models.critic_steps(loss)
+    data = FrameGenerator([speech()], slice_length, batch * critic, 1000, mode="slice")
+    seconds = timed_fit(gan, fit_frames(data), steps, repeats)
     g, d = forward_flops(gan.generator, 1), forward_flops(gan.discriminator, 1)
-    flops = critic * b * (g + 3 * d * 2 + 6 * d) + b * (3 * g + 3 * d)
-    return {"step_seconds": seconds, "steps_per_second": 1 / seconds, "clips_per_second": b / seconds,
+    flops = critic * batch * (g + 3 * d * 2 + 6 * d) + batch * (3 * g + 3 * d)
+    return {"step_seconds": seconds, "steps_per_second": 1 / seconds, "clips_per_second": batch / seconds,
             "flops_per_step": flops, "flops_per_second": flops / seconds, "peak_memory_mb": peak_memory_mb()}
 
 
 def measure_scale(minutes):
-    """Peak memory of three WaveNet training steps on a `minutes`-long 8 kHz file (16-bit on disk)."""
+    """Peak memory of `train_wavenet.py` (its own process) training three steps on a `minutes`-long 8 kHz file
+    (16-bit on disk). This wrapper is a fresh process whose only child is the trainer, so the children's peak
+    RSS that the kernel reports is the trainer's."""
     import numpy as np
     import soundfile as sf
 
@@ -163,89 +179,159 @@ def measure_scale(minutes):
         path = Path(tmp) / "long.wav"
         rng = np.random.default_rng(0)
         with sf.SoundFile(str(path), "w", 8000, 1, "PCM_16") as file:
-            for _ in range(int(minutes)):  # a minute at a time: the bench itself stays small
+            for _ in range(int(round(minutes))):  # a minute at a time: the wrapper itself stays small
                 file.write((0.3 * np.sin(np.arange(480000) * 0.05) + 0.05 * rng.standard_normal(480000)) * 0.8)
-        before = peak_memory_mb()
-        from train_wavenet import main
+        command = [sys.executable, str(ROOT / "train_wavenet.py"), "--train", str(path), "--epochs", "1",
+                   "--steps-per-epoch", "3", "--validation-steps", "1", "--sample-every", "0",
+                   "--output-dir", str(Path(tmp) / "run")]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"train_wavenet.py exited with {done.returncode}:\n{done.stderr[-2000:]}")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+        return {"minutes": minutes, "audio_float32_mb": minutes * 480000 * 4 / 2 ** 20, "peak_memory_mb": peak}
 
-        main(["--train", str(path), "--epochs", "1", "--steps-per-epoch", "3", "--validation-steps", "1",
-              "--sample-every", "0", "--output-dir", str(Path(tmp) / "run")])
-        return {"minutes": minutes, "audio_float32_mb": minutes * 480000 * 4 / 2 ** 20,
-                "peak_memory_mb": peak_memory_mb(), "baseline_mb": before}
 
-
-def child(what, precision, steps, minutes):
+def child(what, options):
     sys.path.insert(0, str(ROOT))
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    from cli import quiet_tensorflow
+    if what != "scale":  # the scale wrapper only writes a file and waits for train_wavenet.py
+        from machine import quiet_tensorflow
 
-    quiet_tensorflow()
-    result = {"matmul": measure_matmul, "wavenet": lambda: measure_wavenet(precision, steps),
-              "pipeline": measure_pipeline, "gan": lambda: measure_gan(precision, steps),
-              "scale": lambda: measure_scale(minutes)}[what]()
+        quiet_tensorflow()
+    o = options
+    result = {"matmul": lambda: measure_matmul(o["matmul_seconds"]),
+              "wavenet": lambda: measure_wavenet(o["precision"], o["steps"], o["repeats"]),
+              "original": lambda: measure_original(o["original_steps"], o["repeats"]),
+              "pipeline": lambda: measure_pipeline(o["pipeline_seconds"]),
+              "gan": lambda: measure_gan(o["precision"], o["gan_steps"], o["gan_repeats"]),
+              "scale": lambda: measure_scale(o["minutes"])}[what]()
     print("RESULT " + json.dumps(result))
 
 
-def run_child(*args):
-    output = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], check=True, cwd=ROOT,
-                            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
-    return json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
+def run_child(what, **options):
+    done = subprocess.run([sys.executable, __file__, "--child", what, json.dumps(options)], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"bench/training.py: the {what} measurement failed (exit status {done.returncode}):\n"
+                 f"{done.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="bench/training.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=positive_int, default=20,
+                        help="timed WaveNet steps per run (default: 20)")
+    parser.add_argument("--original-steps", type=positive_int, default=50,
+                        help="timed steps per run of the original script's network (default: 50)")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed runs per model; the fastest counts (default: 3)")
+    parser.add_argument("--gan-steps", type=positive_int, default=3,
+                        help="timed WaveGAN steps (one run; default: 3)")
+    parser.add_argument("--matmul-seconds", type=positive_float, default=2.0,
+                        help="timing per matrix-multiply rate, split into 4 blocks (default: 2)")
+    parser.add_argument("--pipeline-seconds", type=positive_float, default=2.0,
+                        help="timing of the data pipeline alone (default: 2)")
+    parser.add_argument("--scale-minutes", default="6,60",
+                        help="lengths in minutes of the training files for the memory table, comma-separated "
+                             "(default: 6,60)")
+    parser.add_argument("--skip-gan", action="store_true", help="leave out the WaveGAN rows (the slowest part)")
+    parser.add_argument("--skip-scale", action="store_true", help="leave out the memory-at-scale table")
+    parser.add_argument("--quick", action="store_true",
+                        help="check that the bench runs: 2 WaveNet / 2 original / 1 GAN steps, one run each, "
+                             "0.2 s timings, 1- and 2-minute files; the figures mean nothing")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    return parser
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20, help="timed WaveNet steps")
-    parser.add_argument("--gan-steps", type=int, default=3, help="timed GAN steps")
-    parser.add_argument("--skip-gan", action="store_true")
-    parser.add_argument("--skip-scale", action="store_true")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = build_parser().parse_args()
     if args.child:
-        what, precision, steps, minutes = args.child
-        return child(what, precision, int(steps), float(minutes))
+        return child(args.child[0], json.loads(args.child[1]))
+    if args.quick:
+        args.steps, args.original_steps, args.gan_steps, args.repeats = 2, 2, 1, 1
+        args.matmul_seconds = args.pipeline_seconds = 0.2
+        args.scale_minutes = "1,2"
+    try:
+        scale_minutes = [int(m) for m in args.scale_minutes.split(",")]
+        assert scale_minutes and min(scale_minutes) >= 1
+    except (ValueError, AssertionError):
+        build_parser().error(f"--scale-minutes: whole minutes, comma-separated, got {args.scale_minutes!r}")
 
-    matmul = run_child("matmul", "-", 0, 0)
-    limit = max(matmul["tensorflow_float32"], matmul["numpy_float32"])
-    print(f"machine: {os.cpu_count()} CPU cores; dense matmul 2048^3: TensorFlow float32 "
-          f"{matmul['tensorflow_float32'] / 1e9:.0f} GFLOP/s, bfloat16 {matmul['tensorflow_bfloat16'] / 1e9:.0f} "
-          f"GFLOP/s; NumPy float32 {matmul['numpy_float32'] / 1e9:.0f} GFLOP/s")
-    print(f"limit used below: {limit / 1e9:.0f} GFLOP/s (the faster float32 rate)\n")
+    print_machine()
+    matmul = run_child("matmul", matmul_seconds=args.matmul_seconds)
+    limit = float32_limit(matmul)
+    print(matmul_line(matmul))
+    print(f"limit used below: {limit / 1e9:,.0f} GFLOP/s (the faster float32 rate)\n", flush=True)
+
+    print(caption())
     print("| model | precision | step (s) | throughput | GFLOP/step | GFLOP/s | share of f32 matmul | peak memory |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     wavenet = {}
     for precision in ("float32", "mixed_bfloat16"):
-        r = wavenet[precision] = run_child("wavenet", precision, args.steps, 0)
+        r = wavenet[precision] = run_child("wavenet", precision=precision, steps=args.steps, repeats=args.repeats)
         print(f"| WaveNet 2x10 (jit_compile={r['jit_compile']}) | {precision} | {r['step_seconds']:.3f} | "
               f"{r['targets_per_second']:,.0f} targets/s | {r['flops_per_step'] / 1e9:.1f} | "
               f"{r['flops_per_second'] / 1e9:.0f} | {r['flops_per_second'] / limit:.0%} | "
               f"{r['peak_memory_mb']:,.0f} MB |", flush=True)
+    original = run_child("original", original_steps=args.original_steps, repeats=args.repeats)
+    r = original
+    print(f"| original script's network (21 blocks, 20 x 2048, 1 target/frame) | float32 | {r['step_seconds']:.3f} "
+          f"| {r['targets_per_second']:,.0f} targets/s | {r['flops_per_step'] / 1e9:.2f} | "
+          f"{r['flops_per_second'] / 1e9:.0f} | {r['flops_per_second'] / limit:.0%} | "
+          f"{r['peak_memory_mb']:,.0f} MB |", flush=True)
     if not args.skip_gan:
         for precision in ("float32", "mixed_bfloat16"):
-            r = run_child("gan", precision, args.gan_steps, 0)
+            r = run_child("gan", precision=precision, gan_steps=args.gan_steps, gan_repeats=1)
             print(f"| WaveGAN d=64, 16384, WGAN-GP | {precision} | {r['step_seconds']:.2f} | "
                   f"{r['steps_per_second']:.3f} steps/s, {r['clips_per_second']:.2f} clips/s | "
                   f"{r['flops_per_step'] / 1e9:.0f} | {r['flops_per_second'] / 1e9:.0f} | "
                   f"{r['flops_per_second'] / limit:.0%} | {r['peak_memory_mb']:,.0f} MB |", flush=True)
-    pipeline = run_child("pipeline", "-", 0, 0)
-    consumed = wavenet["float32"]["targets_per_second"] / 4096
-    print(f"\ndata pipeline alone (FrameGenerator, batch 4 x 4096): {pipeline['windows_per_second']:,.0f} windows/s; "
-          f"training consumes {consumed:,.1f} windows/s: the pipeline is {pipeline['windows_per_second'] / consumed:,.0f}"
-          f" times faster")
-    print(f"the original script scored about 52 targets/s here: float32 training is "
-          f"{wavenet['float32']['targets_per_second'] / 52:,.0f} times that")
+    print()
+    ours = wavenet["float32"]["targets_per_second"]
+    print(f"- the original script's network (re-created in Keras 3, bench/original_wavenet.py; "
+          f"{original['parameters']:,} parameters, random data) trains {original['targets_per_second']:,.1f} "
+          f"targets/s in this run; our float32 WaveNet {ours:,.0f}: {ours / original['targets_per_second']:,.0f} "
+          f"times as many")
+    pipeline = run_child("pipeline", pipeline_seconds=args.pipeline_seconds)
+    consumed = ours / WAVENET_FRAME
+    print(f"- data pipeline alone (FrameGenerator, batch {WAVENET_BATCH} x {WAVENET_FRAME}): "
+          f"{pipeline['windows_per_second']:,.0f} windows/s; training consumes {consumed:,.1f} windows/s: the "
+          f"pipeline is {pipeline['windows_per_second'] / consumed:,.0f} times faster", flush=True)
     if not args.skip_scale:
-        print("\n| training file | audio as float32 | peak memory | growth over the 6-minute run |")
+        first = scale_minutes[0]
+        print()
+        print(caption())
+        print(f"| training file | audio as float32 | peak memory of train_wavenet.py | growth over the {first}-minute "
+              f"run |")
         print("|---|---:|---:|---:|")
         short = None
-        for minutes in (6, 60):
-            r = run_child("scale", "float32", 0, minutes)
-            short = short or r
+        for minutes in scale_minutes:
+            r = run_child("scale", minutes=minutes)
+            row = f"| {minutes} min at 8 kHz | {r['audio_float32_mb']:,.0f} MB | {r['peak_memory_mb']:,.0f} MB |"
+            if short is None:
+                short = r
+                print(row + " - |", flush=True)
+                continue
             growth = r["peak_memory_mb"] - short["peak_memory_mb"]
             audio_growth = r["audio_float32_mb"] - short["audio_float32_mb"]
-            print(f"| {minutes} min at 8 kHz | {r['audio_float32_mb']:,.0f} MB | {r['peak_memory_mb']:,.0f} MB | "
-                  f"{growth:,.0f} MB ({growth / audio_growth:.2f} x the extra audio) |" if minutes > 6 else
-                  f"| {minutes} min at 8 kHz | {r['audio_float32_mb']:,.0f} MB | {r['peak_memory_mb']:,.0f} MB | - |",
-                  flush=True)
+            ratio = f" ({growth / audio_growth:.2f} x the extra audio)" if audio_growth > 0 else ""
+            print(f"{row} {growth:,.0f} MB{ratio} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ and prints, on the same scale (bits per sample over the 256 mu-law bins of valid
 - linear prediction: an order-32 LPC filter fitted on train.wav, residual modelled as a Gaussian and as a
   Laplacian whose widths are fitted on train.wav,
 - the WaveNet.
+
+The machine (CPU model, CPU count, AVX2 / AVX-512 / AVX-512 BF16 / AMX, library versions; bench/machine.py) is
+printed first, and a "CPU: ..." caption above the final table, since the training budget is CPU time. To
+check only that the bench runs (the figures mean nothing):
+
+    python bench/wavenet_quality.py --minutes 0.5 --output-dir /tmp/q --extra "--steps-per-epoch 2"
 """
 
 import argparse
@@ -26,6 +32,9 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # bench/machine.py
+
+from machine import caption, print_machine  # noqa: E402
 
 from data.audio import read_audio  # noqa: E402
 from data.mulaw import mu_law_bin_edges, mu_law_encode, mu_law_round_trip  # noqa: E402
@@ -68,7 +77,8 @@ def lpc_bits(train, validate, order=32):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="bench/wavenet_quality.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget")
     parser.add_argument("--train", default=str(SPEECH / "train.wav"))
     parser.add_argument("--validate", default=str(SPEECH / "validate.wav"))
@@ -76,11 +86,13 @@ def main():
     parser.add_argument("--extra", default="", help="more train_wavenet.py flags, in one string")
     args = parser.parse_args()
 
+    print_machine()
     train, rate = read_audio(args.train)
     validate, _ = read_audio(args.validate, rate)
     codes = mu_law_encode(validate[1:])
-    print(f"validate.wav: {len(validate) / rate:.0f} s at {rate} Hz")
-    print(f"{'unigram entropy of its mu-law codes':<44} {unigram_entropy(codes):6.3f} bits/sample")
+    print(f"{Path(args.validate).name}: {len(validate) / rate:.0f} s at {rate} Hz")
+    unigram = unigram_entropy(codes)
+    print(f"{'unigram entropy of its mu-law codes':<44} {unigram:6.3f} bits/sample")
     lpc = lpc_bits(train, validate)
     print(f"{'linear prediction (LPC-32), Gaussian residual':<44} {lpc['gaussian']:6.3f} bits/sample")
     print(f"{'linear prediction (LPC-32), Laplace residual':<44} {lpc['laplace']:6.3f} bits/sample")
@@ -94,6 +106,8 @@ def main():
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
+    if not (Path(args.output_dir) / "history.csv").is_file():
+        sys.exit(f"bench/wavenet_quality.py: no epoch finished within --minutes {args.minutes:g}: give it longer")
     history = (Path(args.output_dir) / "history.csv").read_text().splitlines()
     evaluation = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), str(Path(args.output_dir) / "model.keras"),
                                  args.validate, "--json"], check=True, env=env, cwd=ROOT, capture_output=True,
@@ -101,10 +115,22 @@ def main():
     bits = json.loads(evaluation.stdout)["bits_per_sample"]
     config = json.loads((Path(args.output_dir) / "config.json").read_text())
     tps = [float(row.split(",")[history[0].split(",").index("targets_per_second")]) for row in history[1:]]
-    print(f"WaveNet trained {seconds / 60:.1f} min wall ({len(history) - 1} epochs, "
+    epochs = len(history) - 1
+    print(f"WaveNet trained {seconds / 60:.1f} min wall ({epochs} epochs, "
           f"{config['parameters']:,} parameters, median {np.median(tps):,.0f} targets/s)")
     print(f"{'WaveNet (default model), whole validate.wav':<44} {bits:6.3f} bits/sample")
-    print(f"({math.log2(256):.3f} bits/sample: a uniform guess over the 256 codes)")
+    print()
+    print(caption())
+    name = Path(args.validate).name
+    print(f"| predictor | bits/sample on {name} |")
+    print("|---|---:|")
+    print(f"| uniform guess over 256 codes | {math.log2(256):.3f} |")
+    print(f"| unigram entropy of {name}'s own mu-law codes | {unigram:.3f} |")
+    for residual in ("Gaussian", "Laplace"):
+        print(f"| linear prediction (LPC-32 fitted on {Path(args.train).name}), {residual} residual | "
+              f"{lpc[residual.lower()]:.3f} |")
+    print(f"| **WaveNet, default model, {args.minutes:g} min training ({epochs} epochs, {np.median(tps):,.0f} "
+          f"targets/s)** | **{bits:.3f}** |")
 
 
 if __name__ == "__main__":
