@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py
 
 import numpy as np  # noqa: E402
 
+from cli import positive_float, positive_int  # noqa: E402
 from machine import caption, float32_limit, matmul_line, measure_matmul, print_machine, quiet_tensorflow  # noqa: E402
 
 
@@ -47,20 +48,6 @@ def timed(function, minimum_seconds):
         function(steps)
         elapsed = time.perf_counter() - start
     return steps / elapsed
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def stream_counts(text):

@@ -12,7 +12,13 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project root: benches measure its packages
+
+from cli import quiet_tensorflow  # noqa: E402,F401  (re-exported for the benches)
 
 # Vector extensions worth naming, as /proc/cpuinfo spells their flags.
 EXTENSIONS = (("AVX2", ("avx2",)), ("AVX-512", ("avx512f",)), ("AVX-512 BF16", ("avx512_bf16",)),
@@ -156,27 +162,6 @@ def matmul_line(rates, size=2048):
             f"GFLOP/s, bfloat16 {rates['tensorflow_bfloat16'] / 1e9:,.0f} GFLOP/s "
             f"({rates['tensorflow_bfloat16'] / rates['tensorflow_float32']:.2f} x float32); NumPy float32 "
             f"{rates['numpy_float32'] / 1e9:,.0f} GFLOP/s")
-
-
-def quiet_tensorflow():
-    """Imports TensorFlow with its C++ start-up chatter (written to file descriptor 2 before its log level
-    applies) sent to /dev/null; a no-op once TensorFlow is imported or when TF_CPP_MIN_LOG_LEVEL is not 3."""
-    import sys
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3" or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, be
 
 # best_rate and measure_matmul live in bench/machine.py; imported here they stay importable from training too.
 from machine import best_rate, caption, float32_limit, matmul_line, measure_matmul, print_machine  # noqa: E402,F401
+from cli import positive_float, positive_int  # noqa: E402  (machine puts the project root on the path)
 
 WAVENET_BATCH, WAVENET_FRAME = 4, 4096
 
@@ -216,20 +217,6 @@ def run_child(what, **options):
         sys.exit(f"bench/training.py: the {what} measurement failed (exit status {done.returncode}):\n"
                  f"{done.stderr[-3000:]}")
     return json.loads(lines[-1][7:])
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
 
 
 def build_parser():

@@ -287,6 +287,8 @@ def is_gan_generator(model):
 def generate_clips(generator, num_clips, seed=None, batch_size=16):
     """Draws `num_clips` latent vectors (uniform in [-1, 1], seeded) and returns `(num_clips, slice_length)` audio.
 
+    `num_clips=0` gives an empty `(0, slice_length)` array; a negative or fractional count is a `ValueError`.
+
     Example:
 
     >>> generator = keras.saving.load_model("runs/gan-.../generator.keras")
@@ -294,6 +296,11 @@ def generate_clips(generator, num_clips, seed=None, batch_size=16):
     """
     import numpy as np
 
+    if isinstance(num_clips, bool) or int(num_clips) != num_clips or num_clips < 0:
+        raise ValueError(f"num_clips must be a whole number >= 0, got {num_clips!r}")
+    num_clips = int(num_clips)
     latent_dim = generator.input_shape[-1]
+    if num_clips == 0:
+        return np.zeros((0, generator.output_shape[1]), np.float32)
     z = np.random.default_rng(seed).uniform(-1.0, 1.0, (num_clips, latent_dim)).astype(np.float32)
     return np.asarray(generator.predict(z, batch_size=batch_size, verbose=0))[..., 0]

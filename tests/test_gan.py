@@ -160,3 +160,14 @@ def test_train_gan_cli_generate_and_evaluate(tmp_path):
     result = run_script("train_gan.py", "--resume", "--output-dir", run_dir, "--epochs", "3")
     assert result.returncode == 0, result.stderr[-2000:]
     assert [row.split(",")[0] for row in (run_dir / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+
+
+def test_generate_clips_counts():
+    generator = models.build_generator(latent_dim=8, model_dim=2, slice_length=4096, sample_rate=8000)
+    assert models.generate_clips(generator, 0).shape == (0, 4096)
+    clips = models.generate_clips(generator, 3, seed=1)
+    assert clips.shape == (3, 4096) and clips.dtype == np.float32
+    np.testing.assert_array_equal(clips, models.generate_clips(generator, 3, seed=1))
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="num_clips"):
+            models.generate_clips(generator, bad)
