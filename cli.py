@@ -4,8 +4,10 @@ It imports nothing of the project: an error raised anywhere reaches `run` with i
 """
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import typing
 
@@ -39,6 +41,29 @@ class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit status 2."""
 
     exit_status = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread inside `sigterm_interrupts()` as Ctrl-C raises KeyboardInterrupt, so
+    that `finally` blocks remove temporary files; `run` prints one line and exits with 143 (128 + SIGTERM)."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Within this block SIGTERM raises `Terminated`, so a killed script cleans up as after Ctrl-C.
+
+    (By default SIGTERM ends the process at once, leaving whatever it was writing.) A second SIGTERM during
+    the clean-up is ignored. The previous handler comes back when the block ends.
+    """
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -100,8 +125,9 @@ def run(main, prog):
 
     Bad input (`UsageError`, `data.AudioError`, `run.RunFolderError`) exits with 2, a failed training (NaN,
     `run.TrainingFailed`) with 1, an interrupt with 130, after the trainers' checkpoint and resume hint
-    (`run.TrainingInterrupted`). The class attribute is all that is looked at, so this module need not import
-    the packages that raise them. Any other exception is a bug and keeps its traceback.
+    (`run.TrainingInterrupted`), and SIGTERM inside `sigterm_interrupts()` with 143. The class attribute is all
+    that is looked at, so this module need not import the packages that raise them. Any other exception is a
+    bug and keeps its traceback.
     """
     try:
         return main()
@@ -112,6 +138,9 @@ def run(main, prog):
         # 130 is a stop the user asked for, reported as what happened rather than as an error.
         print(f"{prog}: {'' if status == 130 else 'error: '}{error}", file=sys.stderr)
         sys.exit(status)
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)

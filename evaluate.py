@@ -5,7 +5,8 @@
 Prints the negative log-likelihood of every sample (after the first of each file) given all samples before it,
 in bits per sample over the 256 mu-law bins, per file and overall; the last line is `X.XXX bits/sample`.
 A model that knows nothing scores 8.000; the regressor heads are reported on the same scale. `--json` prints
-one JSON object instead, for scripts.
+one JSON object instead, for scripts. Audio at another rate than the model's is resampled to it, with one note
+per such file on stderr.
 
     python evaluate.py runs/gan-.../generator.keras held_out.wav [--train train.wav] [--num 64]
 
@@ -16,6 +17,7 @@ next to the same measures for held-out real clips and for white noise.
 
 import argparse
 import json
+import sys
 
 import numpy as np
 
@@ -36,6 +38,17 @@ def build_parser():
     return parser
 
 
+def note_resampled(corpus, sample_rate):
+    """Prints one note on stderr for each file of `corpus` that was resampled to the model's rate: scores of
+    resampled audio are not those of the recording itself."""
+    import soundfile as sf
+
+    for file in corpus.files:
+        original = sf.info(str(file)).samplerate
+        if original != sample_rate:
+            print(f"note: {file} resampled from {original} Hz to {sample_rate} Hz, the model's rate", file=sys.stderr)
+
+
 def evaluate_generator(generator, args):
     """Frechet distance, NDB and nearest-neighbour distance of generated, held-out real and noise clips."""
     from pathlib import Path
@@ -54,7 +67,11 @@ def evaluate_generator(generator, args):
         train_path = json.loads(config.read_text())["train_files"]
     train = [s for path in ([train_path] if isinstance(train_path, str) else train_path)
              for s in load_audio(path, sample_rate).signals]
-    held_out = [s for path in args.audio for s in load_audio(path, sample_rate).signals]
+    held_out = []
+    for path in args.audio:
+        corpus = load_audio(path, sample_rate)
+        note_resampled(corpus, sample_rate)
+        held_out.extend(corpus.signals)
     rng = np.random.default_rng(args.seed)
     sets = {"generated": models.generate_clips(generator, args.num, seed=args.seed),
             "held-out real": random_clips(held_out, length, args.num, seed=args.seed),
@@ -91,6 +108,7 @@ def main(argv=None):
     results, total_bits, total_count = [], 0.0, 0
     for path in args.audio:
         corpus = load_audio(path, spec.sample_rate, min_samples=2)
+        note_resampled(corpus, spec.sample_rate)
         for file, signal in zip(corpus.files, corpus.signals):
             bits = signal_bits(model, spec, signal, args.chunk)
             if not np.all(np.isfinite(bits)):

@@ -16,8 +16,8 @@ from typing import Optional
 
 from cli import (RunSettings, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
                  report_skipped, run)
-from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_optimizer_state, save_model,
-                 save_optimizer_state, write_json)
+from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, restore_optimizer_state,
+                 save_model, save_optimizer_state, time_limit_note, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
@@ -43,7 +43,8 @@ class GANConfig(RunSettings):
 
 
 HELP = {
-    "train": "training audio: a file or a folder searched recursively; default: the bundled 40 s speech clip",
+    "train": "training audio: a file or a folder searched recursively, each file at least a quarter of a clip; "
+             "default: the bundled 40 s speech clip",
     "sample_rate": "resample all audio to this rate in Hz; default: the first training file's rate",
     "slice_length": "samples per generated clip: 4096, 8192, 16384, 32768 or 65536",
     "latent_dim": "size of the latent vector z",
@@ -84,15 +85,29 @@ def build_gan(config, generator=None, discriminator=None):
                                 config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator)
 
 
+def load_training_audio(config):
+    """The training audio, refusing what is too short to learn clips from (`AudioError`, exit 2).
+
+    Files shorter than a slice are padded with silence, so a file must hold at least a quarter of a slice (the
+    rest of its clips is then at most three quarters silence), and the audio as a whole at least one slice.
+    """
+    from data.audio import AudioError, load_audio
+
+    quarter = config.slice_length // 4
+    train = load_audio(config.train, config.sample_rate, min_samples=quarter, skip_bad_files=True,
+                       too_short_for=f"a quarter of a clip of --slice-length {config.slice_length}")
+    report_skipped(train)
+    if train.num_samples < config.slice_length:
+        raise AudioError(f"{config.train}: {train.num_samples} samples in all is less than one clip "
+                         f"(--slice-length {config.slice_length}); give more audio or a shorter --slice-length")
+    return train
+
+
 def main(argv=None):
     config, run_dir = resolve_config(GANConfig, vars(build_parser().parse_args(argv)), "gan", SHAPE_SETTINGS)
-    quiet_tensorflow()
-    from data.audio import load_audio
-
-    # Clips shorter than a slice are padded, so any clip of some length is usable.
-    train = load_audio(config.train, config.sample_rate, min_samples=1, skip_bad_files=True)
-    report_skipped(train)
+    train = load_training_audio(config)  # before anything slow: bad audio fails in a second
     config.sample_rate = train.sample_rate
+    quiet_tensorflow()
 
     import keras
     import numpy as np
@@ -130,13 +145,13 @@ def main(argv=None):
 
     found = checkpoint_to_resume(config, run_dir)
     if found:
-        gan = restore(found[0])
+        gan = restore_checkpoint(run_dir, restore, found)  # or the one before a damaged checkpoint
     else:
         gan = build_gan(config)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"generator": gan.generator.count_params(), "discriminator": gan.discriminator.count_params()}
-    write_json(run_dir / "config.json", {**dataclasses.asdict(config), "parameters": parameters,
+    write_json(run_dir / "config.json", {**dataclasses.asdict(config), "trainer": "gan", "parameters": parameters,
                                          "slice_seconds": config.slice_length / config.sample_rate,
                                          "train_files": [str(f) for f in train.files],
                                          "train_seconds": train.seconds})
@@ -158,6 +173,9 @@ def main(argv=None):
                   verbose=1 if sys.stdout.isatty() else 2)
     save_model(gan.generator, run_dir / "generator.keras")
     save_model(gan.discriminator, run_dir / "discriminator.keras")
+    note = time_limit_note(run_dir, config.epochs, "train_gan.py")
+    if note:
+        print(note)
     print(f"saved {run_dir / 'generator.keras'}; generate clips with:\n"
           f"  python generate.py {run_dir / 'generator.keras'} --num 8 --output-dir clips/")
     return run_dir

@@ -8,6 +8,7 @@ history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
 """
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,15 @@ from typing import Optional
 
 from cli import (RunSettings, UsageError, config_parser, non_negative_float, non_negative_int, positive_float,
                  positive_int, quiet_tensorflow, report_skipped, run)
-from run import checkpoint_to_resume, lower_learning_rate, resolve_config, save_model, write_json
+from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, save_model,
+                 time_limit_note, write_json)
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
 SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip_channels", "sample_rate")
+# A loss (nats per sample) beyond this is a diverged run, treated like NaN: a model that knows nothing scores
+# ln 256 = 5.5, and no sane run comes within orders of magnitude of it.
+DIVERGED_LOSS = 1e4
 
 
 @dataclass
@@ -86,12 +91,15 @@ def resolve(argv=None):
 
 
 def load_corpora(config):
-    """Loads training and validation audio. Raises `AudioError` (exit 2) on anything unusable."""
+    """Loads training and validation audio: `(train, validation, (longest file, its samples))`, the longest
+    training file as read (before validation is held out). Raises `AudioError` (exit 2) on anything unusable."""
     from data.audio import AudioError, load_audio, split_validation
 
     window = config.frame_size + 1
     train = load_audio(config.train, config.sample_rate, min_samples=window, skip_bad_files=True)
     report_skipped(train)
+    longest = max(range(len(train.signals)), key=lambda i: len(train.signals[i]))
+    longest = (train.files[longest], len(train.signals[longest]))
     if config.validate:
         validation = load_audio(config.validate, train.sample_rate, min_samples=window, skip_bad_files=True)
         report_skipped(validation)
@@ -102,13 +110,65 @@ def load_corpora(config):
                              f"({window} samples); give --validate or a smaller --frame-size")
         if not any(len(s) >= window for s in train.signals):
             raise AudioError(f"{config.train}: shorter than one frame ({window} samples) once 10% is held out")
-    return train, validation
+    return train, validation, longest
+
+
+def machine_memory():
+    """Bytes of memory this process can have: the machine's, or its container's limit (cgroup v2) when lower;
+    `None` where neither can be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = ""
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def _count(number):
+    """A sample or byte count for a message; astronomically large ones as a power of ten."""
+    return f"{number:,}" if number < 10 ** 15 else f"about 10^{len(str(number)) - 1}"
+
+
+def shape_problem(config, receptive_field, longest_file, longest_samples, memory_bytes):
+    """Why a WaveNet of `config`'s shape cannot train on this audio and machine, or `None`.
+
+    The rules, checked before anything is written:
+    - the receptive field (stacks x (2^layers - 1) + 1 samples) must fit in the longest training file: beyond
+      it the network could only ever see silence;
+    - what the largest dilation costs must fit in half the machine's memory: each dilated convolution pads
+      its input by its dilation, so the largest padded activation is batch x (frame + largest dilation) x
+      residual channels x 4 bytes, and generation keeps receptive field x residual channels x 4 bytes of
+      queues per stream.
+
+    Args:
+        config: the run's `WaveNetConfig`.
+        receptive_field: the model's receptive field in samples.
+        longest_file: the longest training file, for the message.
+        longest_samples: its length in samples.
+        memory_bytes: the machine's memory (`machine_memory()`); `None` skips the memory rule.
+    """
+    shape = f"--stacks {config.stacks} --layers {config.layers}"
+    if receptive_field > longest_samples:
+        return (f"{longest_file}: {_count(longest_samples)} samples cannot hold the receptive field of {shape} "
+                f"({_count(receptive_field)} samples = stacks x (2^layers - 1) + 1), which must fit in the longest "
+                "training file; use fewer --layers or --stacks")
+    padded = config.batch_size * (config.frame_size + 2 ** (config.layers - 1)) * config.residual_channels * 4
+    queues = receptive_field * config.residual_channels * 4
+    if memory_bytes and padded + queues > memory_bytes / 2:
+        return (f"{shape}: the largest dilation needs {(padded + queues) / 2 ** 30:.1f} GiB (padded activations "
+                "batch x (frame + dilation) x residual channels x 4 bytes, plus the generation queues), more than "
+                f"half of this machine's {memory_bytes / 2 ** 30:.1f} GiB; use fewer --layers, or a smaller "
+                "--batch-size or --residual-channels")
+    return None
 
 
 def main(argv=None):
     config, run_dir = resolve(argv)
+    train, validation, longest = load_corpora(config)  # before anything slow: bad audio fails in a second
     quiet_tensorflow()
-    train, validation = load_corpora(config)  # before anything slow: bad audio fails in a second
     try:
         distribution = distribution_check(config)
     except ValueError as error:
@@ -122,9 +182,12 @@ def main(argv=None):
     from data.frames import FrameGenerator
     from run import fit_run
 
+    rf = models.receptive_field(config.stacks, config.layers)
+    problem = shape_problem(config, rf, *longest, machine_memory())
+    if problem:
+        raise UsageError(problem)
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
-    rf = models.receptive_field(config.stacks, config.layers)
     train_frames = FrameGenerator(train.signals, config.frame_size, config.batch_size, config.steps_per_epoch,
                                   mode=config.head, seed=config.seed)
     train_seconds = train.seconds
@@ -148,7 +211,7 @@ def main(argv=None):
 
     found = checkpoint_to_resume(config, run_dir)
     if found:
-        model = restore(found[0])
+        model = restore_checkpoint(run_dir, restore, found)  # or the one before a damaged checkpoint
     else:
         model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
                                      residual_channels=config.residual_channels,
@@ -158,7 +221,7 @@ def main(argv=None):
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {
-        **dataclasses.asdict(config), "receptive_field": rf,
+        **dataclasses.asdict(config), "trainer": "wavenet", "receptive_field": rf,
         "receptive_field_ms": 1000.0 * rf / config.sample_rate, "parameters": model.count_params(),
         "train_files": [str(f) for f in train.files], "train_seconds": train_seconds,
         "validate_files": [str(f) for f in validation.files], "validate_seconds": validation.seconds,
@@ -169,7 +232,7 @@ def main(argv=None):
     print(f"WaveNet: {config.stacks} x {config.layers} layers, {model.count_params():,} parameters, "
           f"receptive field {rf} samples ({1000.0 * rf / config.sample_rate:.0f} ms)", flush=True)
 
-    prime = next(s for s in validation.signals if len(s) > 0)[:rf]
+    prime = next(s for s in validation.signals if len(s) > config.frame_size)[:rf]
     logged = [Throughput(config.batch_size * config.frame_size),
               *([CrossEntropyBits()] if distribution == "categorical" else [])]
     samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
@@ -177,7 +240,7 @@ def main(argv=None):
     model = fit_run(model, train_frames, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
                     callbacks=logged, after_checkpoint=[samples], validation_data=validation_frames,
                     time_limit=config.time_limit,
-                    on_nan=config.on_nan, lower_learning_rate=lower,
+                    on_nan=config.on_nan, lower_learning_rate=lower, loss_limit=DIVERGED_LOSS,
                     resume_command=f"python train_wavenet.py --resume --output-dir {run_dir}",
                     verbose=1 if sys.stdout.isatty() else 2)
     save_model(model, run_dir / "model.keras")
@@ -185,6 +248,11 @@ def main(argv=None):
     if len(rows) > 1:
         last = dict(zip(rows[0].split(","), rows[-1].split(",")))
         print(f"validation: {float(last.get('val_bits_per_sample') or 'nan'):.3f} bits/sample")
+    else:  # only a time limit ends a run before its first whole epoch
+        print("no whole epoch was trained, so there is no validation score yet")
+    note = time_limit_note(run_dir, config.epochs, "train_wavenet.py")
+    if note:
+        print(note)
     print(f"saved {run_dir / 'model.keras'}; generate audio with:\n"
           f"  python generate.py {run_dir / 'model.keras'} --seconds 5 --output generated.wav")
     return run_dir

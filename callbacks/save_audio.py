@@ -6,6 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from data import faults
 from data.audio import write_audio
 from data.files import replace_atomically
 
@@ -106,5 +107,6 @@ class SaveAudio(keras.callbacks.Callback):
             self.directory.mkdir(parents=True, exist_ok=True)
             write_audio(path, audio, self.sample_rate)
             save_spectrogram(path.with_suffix(".png"), audio, self.sample_rate, title=f"epoch {epoch + 1}")
+            faults.reached("sample-written")
         except Exception as error:
             warnings.warn(f"SaveAudio: could not write {path}: {error}", stacklevel=2)

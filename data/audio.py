@@ -74,7 +74,8 @@ def read_audio(path, sample_rate=None):
         `(signal, sample_rate)`.
 
     Raises:
-        AudioError: unreadable, empty, silent, or holding NaN or Inf samples.
+        AudioError: unreadable, empty, silent, or holding NaN or Inf samples; or multichannel audio whose
+            channels cancel out when mixed to mono (opposite phase).
     """
     path = Path(path)
     if not path.is_file():
@@ -89,7 +90,9 @@ def read_audio(path, sample_rate=None):
         raise AudioError(f"{path}: file holds no samples")
     if not np.all(np.isfinite(signal)):
         raise AudioError(f"{path}: file holds NaN or Inf samples")
+    channels_peak = None
     if signal.ndim == 2:
+        channels_peak = max(signal.max(), -signal.min())  # no temporary: files can be long
         signal = signal.mean(axis=1, dtype=np.float32)
     if sample_rate is not None and int(sample_rate) != int(file_rate):
         import librosa  # imported here: it is slow to import and only resampling needs it.
@@ -101,11 +104,14 @@ def read_audio(path, sample_rate=None):
     signal = np.ascontiguousarray(signal, dtype=np.float32)
     np.clip(signal, -1.0, 1.0, out=signal)
     if max(signal.max(), -signal.min()) <= 1.0 / 32768:
+        if channels_peak is not None and channels_peak > 1.0 / 32768:
+            raise AudioError(f"{path}: the channels cancel out when mixed to mono (they are in opposite phase); "
+                             "keep one channel, e.g. sox in.wav out.wav remix 1")
         raise AudioError(f"{path}: audio is silent (every sample is zero at 16-bit resolution)")
     return signal, int(file_rate)
 
 
-def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False):
+def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False, too_short_for="one frame"):
     """Loads a file, or every audio file below a folder, at one sample rate.
 
     Args:
@@ -113,6 +119,7 @@ def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False):
         sample_rate: resample everything to this rate; default: the rate of the first file.
         min_samples: files shorter than this (after resampling) are unusable.
         skip_bad_files: in a folder, report and skip unusable files instead of failing on the first one.
+        too_short_for: what `min_samples` is, for the message about a file shorter than that.
 
     Returns:
         An `AudioCorpus`.
@@ -130,7 +137,7 @@ def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False):
             signal, rate = read_audio(file, rate)
             if len(signal) < min_samples:
                 raise AudioError(
-                    f"{file}: {len(signal)} samples ({len(signal) / rate:.3f} s) is shorter than one frame "
+                    f"{file}: {len(signal)} samples ({len(signal) / rate:.3f} s) is shorter than {too_short_for} "
                     f"({min_samples} samples)"
                 )
         except AudioError as error:
@@ -146,18 +153,36 @@ def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False):
 
 
 def split_validation(corpus, fraction=0.1):
-    """Splits the last `fraction` of each signal off as validation audio.
+    """Holds out the last `fraction` of the corpus's total duration as validation audio.
+
+    The split is taken from the corpus as a whole, in file order: the files at the end go to validation whole,
+    and one file is cut where the held-out part begins. So a folder of many short files keeps whole files on
+    each side instead of cutting every one of them below a frame. A single file loses its last `fraction`.
+    The pieces are views of the signals (no copy); an empty piece is left out, with its file.
 
     Returns:
         `(train_corpus, validation_corpus)`.
+
+    Example:
+
+    >>> corpus = AudioCorpus([np.zeros(60, "float32"), np.zeros(40, "float32")], 8000, ["a.wav", "b.wav"])
+    >>> train, validation = split_validation(corpus, 0.5)
+    >>> [len(s) for s in train.signals], [len(s) for s in validation.signals], validation.files
+    ([50], [10, 40], ['a.wav', 'b.wav'])
     """
-    train, validation = [], []
-    for signal in corpus.signals:
-        cut = int(round(len(signal) * (1.0 - fraction)))
-        train.append(signal[:cut])
-        validation.append(signal[cut:])
-    return (AudioCorpus(train, corpus.sample_rate, list(corpus.files)),
-            AudioCorpus(validation, corpus.sample_rate, list(corpus.files)))
+    lengths = [len(signal) for signal in corpus.signals]
+    cut = int(round(sum(lengths) * (1.0 - fraction)))  # where validation begins, in the joined corpus
+    train, validation = ([], []), ([], [])
+    start = 0
+    for signal, file, length in zip(corpus.signals, corpus.files, lengths):
+        here = min(max(cut - start, 0), length)  # this signal's samples before the cut
+        for part, piece in ((train, signal[:here]), (validation, signal[here:])):
+            if len(piece):
+                part[0].append(piece)
+                part[1].append(file)
+        start += length
+    return (AudioCorpus(train[0], corpus.sample_rate, train[1]),
+            AudioCorpus(validation[0], corpus.sample_rate, validation[1]))
 
 
 def write_audio(path, signal, sample_rate, subtype="PCM_16"):

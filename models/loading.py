@@ -1,5 +1,6 @@
 """Loading a saved model, with one line saying why a file cannot be used."""
 
+import zipfile
 from pathlib import Path
 
 
@@ -17,15 +18,21 @@ def load_model(path):
         path: the `.keras` file.
 
     Raises:
-        ModelFileError: the file is missing, or is not a model this package can load.
+        ModelFileError: the file is missing or a folder, or is not a model this package can load (a `.keras`
+            file that is not even a zip archive is said to be so, where Keras would say "File not found").
 
     Example:
 
     >>> model = load_model("runs/wavenet-.../model.keras")
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a .keras model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a loadable .keras model (the file is not a zip archive, as every .keras "
+                             "model is: damaged, or not a model)")
     import keras
 
     try:

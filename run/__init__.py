@@ -18,7 +18,8 @@ from data.files import write_json
 from run.checkpoints import (latest_checkpoint, remove_stale_temporaries, restore_optimizer_state, save_model,
                              save_optimizer_state, write_checkpoint)
 from run.errors import RunFolderError, TrainingFailed, TrainingInterrupted
-from run.folder import checkpoint_to_resume, lower_learning_rate, new_run_dir, resolve_config
+from run.folder import (check_writable, checkpoint_to_resume, lower_learning_rate, new_run_dir, resolve_config,
+                        restore_checkpoint, run_trainer, time_limit_note)
 
 
 def __getattr__(name):
@@ -36,6 +37,7 @@ def __getattr__(name):
 
 
 __all__ = ["Checkpoint", "Guard", "RunFolderError", "RunLog", "TrainingFailed", "TrainingInterrupted",
-           "checkpoint_to_resume", "fit_run", "latest_checkpoint", "lower_learning_rate", "new_run_dir",
-           "remove_stale_temporaries", "resolve_config", "restore_optimizer_state", "save_model",
-           "save_optimizer_state", "write_checkpoint", "write_json"]
+           "check_writable", "checkpoint_to_resume", "fit_run", "latest_checkpoint", "lower_learning_rate",
+           "new_run_dir", "remove_stale_temporaries", "resolve_config", "restore_checkpoint",
+           "restore_optimizer_state", "run_trainer", "save_model", "save_optimizer_state", "time_limit_note",
+           "write_checkpoint", "write_json"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 
+from data import faults
 from data.files import replace_atomically
 from run.checkpoints import write_checkpoint
 
@@ -25,18 +26,23 @@ class Guard(keras.callbacks.Callback):
 
     First signal: the current step finishes, training stops, and `status` becomes `"interrupted"` with
     `stopped_at = (epoch, steps done)`. A second signal exits at once (checkpoints are atomic, so the last one
-    stays good). A non-finite value of any of `loss_keys` in a batch's logs sets `status = "nan"`; passing
-    `deadline` (a `time.monotonic()` value) sets `status = "time_limit"`.
+    stays good). A non-finite value of any of `loss_keys` in a batch's logs, or of their `val_` versions at the
+    end of an epoch, sets `status = "nan"`; so does a value beyond `loss_limit` (a diverged run: the weights are
+    as useless as after a NaN), and `reason` says which. Passing `deadline` (a `time.monotonic()` value) sets
+    `status = "time_limit"`.
 
     Args:
         loss_keys: the log entries to watch (`("loss",)` for a WaveNet, `("d_loss", "g_loss")` for a GAN).
         deadline: stop after this `time.monotonic()` value; `None` for no limit.
+        loss_limit: a loss whose size passes this counts as diverged; `None` for no limit.
     """
 
-    def __init__(self, loss_keys=("loss",), deadline=None):
+    def __init__(self, loss_keys=("loss",), deadline=None, loss_limit=None):
         super().__init__()
         self.loss_keys = tuple(loss_keys)
         self.deadline = deadline
+        self.loss_limit = loss_limit
+        self.reason = None
         self.status = "ok"
         self.stopped_at = None
         self.signalled = False
@@ -65,14 +71,30 @@ class Guard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        faults.reached("epoch-begin")
+
+    def _bad_loss(self, logs, prefix=""):
+        """Whether a watched loss in `logs` is NaN, Inf or beyond `loss_limit`; sets `reason` if so."""
+        for key in self.loss_keys:
+            value = (logs or {}).get(prefix + key)
+            if value is None:
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                self.reason = f"{'validation ' if prefix else ''}loss became NaN or Inf"
+            elif self.loss_limit is not None and abs(value) > self.loss_limit:
+                self.reason = f"training diverged ({prefix + key} {value:.3g}, beyond the limit of {self.loss_limit:g})"
+            else:
+                continue
+            return True
+        return False
 
     def on_train_batch_end(self, batch, logs=None):
-        for key in self.loss_keys:
-            value = (logs or {}).get(key)
-            if value is not None and not math.isfinite(float(value)):
-                self.status, self.stopped_at = "nan", (self.epoch, batch + 1)
-                self.model.stop_training = True
-                return
+        faults.reached("step-end")
+        if self._bad_loss(logs):
+            self.status, self.stopped_at = "nan", (self.epoch, batch + 1)
+            self.model.stop_training = True
+            return
         # Stopping after the epoch's last step leaves a whole epoch: it is checkpointed and logged as one.
         stopped_at = (self.epoch + 1, 0) if batch + 1 >= self.params.get("steps", 0) else (self.epoch, batch + 1)
         if self.signalled:
@@ -83,6 +105,10 @@ class Guard(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.status != "nan" and self._bad_loss(logs, "val_"):  # the last step's update broke the weights
+            self.status, self.stopped_at = "nan", (epoch, self.params.get("steps") or 0)
+            self.model.stop_training = True
+            return
         if self.signalled and self.ok:  # the signal came during validation or callbacks: the epoch is whole
             self.status, self.stopped_at = "interrupted", (epoch + 1, 0)
             self.model.stop_training = True
@@ -164,6 +190,7 @@ class RunLog(keras.callbacks.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         replace_atomically(lambda tmp: Path(tmp).write_text(text.getvalue()), self.path)
+        faults.reached("history-written")
         for key, value in values.items():
             split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             self._scalar(split, f"epoch_{name}", value, epoch)

@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from data import faults
 from data.files import replace_atomically, write_json
 
 POINTER = "latest.json"
@@ -43,7 +44,9 @@ def write_checkpoint(run_dir, save, epoch, step=0):
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     save(folder)
+    faults.reached("checkpoint-saved")
     write_json(checkpoints / POINTER, {"folder": name, "epoch": epoch, "step": step, "time": time.time()})
+    faults.reached("pointer-switched")
     keep = {name, previous[0].name if previous else name}
     for old in checkpoints.iterdir():
         if old.is_dir() and old.name.startswith("epoch_") and old.name not in keep:

@@ -19,7 +19,7 @@ def _dataset(frames):
 
 def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), after_checkpoint=(),
             validation_data=None, loss_keys=("loss",), time_limit=None, on_nan="stop", lower_learning_rate=None,
-            resume_command="", max_nan_retries=3, verbose=2):
+            resume_command="", max_nan_retries=3, verbose=2, loss_limit=None):
     """Fits `model` from the run's latest checkpoint (or from scratch) to `epochs`, surviving what can happen.
 
     - Starts from `checkpoints/latest.json` when there is one, mid-epoch included; otherwise writes an epoch-0
@@ -27,7 +27,8 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
     - SIGINT / SIGTERM: the step finishes, a checkpoint is written, `TrainingInterrupted` is raised.
     - NaN or Inf loss: nothing is written; with `on_nan="lower-lr"` the model is restored from the last good
       checkpoint, `lower_learning_rate(model)` is called and training goes on (at most `max_nan_retries`
-      times), else `TrainingFailed` is raised.
+      times), else `TrainingFailed` is raised. A loss beyond `loss_limit` (training or validation) is a
+      diverged run, handled the same way.
 
     Args:
         model: the compiled model (restored from the latest checkpoint when resuming).
@@ -48,6 +49,8 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
         resume_command: the command line that resumes this run, for the interrupt message.
         max_nan_retries: NaN recoveries before giving up.
         verbose: as for `fit`.
+        loss_limit: a loss (of `loss_keys`, or its validation value) larger than this counts as diverged;
+            `None` for no limit.
 
     Returns:
         The trained model (a restored one after a NaN recovery).
@@ -60,7 +63,7 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
     deadline = None if time_limit is None else time.monotonic() + 60.0 * time_limit
     retries = 0
     while epoch < epochs:
-        guard = Guard(loss_keys, deadline)
+        guard = Guard(loss_keys, deadline, loss_limit)
         frames.epochs, frames.position = epochs, epoch * frames.steps_per_epoch + step
         model.fit(_dataset(frames), validation_data=_dataset(validation_data), initial_epoch=epoch,
                   validation_steps=len(validation_data) if validation_data is not None else None,
@@ -72,7 +75,7 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
         if guard.status == "nan":
             bad_epoch, bad_step = guard.stopped_at
             folder, state = latest_checkpoint(run_dir)
-            where = (f"loss became NaN or Inf at epoch {bad_epoch + 1}, step {bad_step + (step if bad_epoch == epoch else 0)};"
+            where = (f"{guard.reason} at epoch {bad_epoch + 1}, step {bad_step + (step if bad_epoch == epoch else 0)};"
                      f" the last good checkpoint {folder.name} is kept and nothing newer was written")
             if on_nan != "lower-lr" or retries >= max_nan_retries:
                 hint = "" if on_nan == "lower-lr" else "; add --on-nan lower-lr to continue at a lower learning rate"

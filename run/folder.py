@@ -2,17 +2,28 @@
 
 A run folder holds one run. A fresh run refuses a folder that already holds one; a resumed run takes its
 settings from the folder's config.json (flags given again override them, except those that fix the model's
-shape) and continues from its latest checkpoint.
+shape) and continues from its latest checkpoint that loads. A run folder must be one where files can be
+created, and a run of one trainer is never resumed by the other.
 """
 
 import dataclasses
 import json
+import re
+import sys
 import time
+import zipfile
 from pathlib import Path
 
-from data.files import write_json
-from run.checkpoints import latest_checkpoint
+from data.files import folder_problem, write_json
+from run.checkpoints import POINTER, latest_checkpoint
 from run.errors import RunFolderError
+
+# The trainers whose runs a folder can hold (the `prefix` of `resolve_config`, recorded as config.json's
+# "trainer"): the name messages use, a file only their checkpoints hold (which tells runs made before the
+# trainer was recorded), and the script that continues such a run.
+TRAINERS = {"wavenet": ("WaveNet", "model.keras", "train_wavenet.py"),
+            "gan": ("GAN", "generator.keras", "train_gan.py")}
+CHECKPOINT_NAME = re.compile(r"epoch_(\d+)(?:_step_(\d+))?")
 
 
 def new_run_dir(output_dir, prefix):
@@ -44,7 +55,8 @@ def resolve_config(config_class, given, prefix, shape_settings):
         `(config, run_dir)`.
 
     Raises:
-        RunFolderError: a fresh run in a folder that holds one, or a resume with nothing to resume.
+        RunFolderError: a fresh run in a folder that holds one, a resume with nothing to resume or of another
+            trainer's run, or a run folder that is a file or cannot be written.
 
     Example:
 
@@ -58,6 +70,7 @@ def resolve_config(config_class, given, prefix, shape_settings):
         if (run_dir / "checkpoints" / "latest.json").exists():
             raise RunFolderError(f"{run_dir} already holds a run: continue it with --resume, or choose another "
                                  "--output-dir")
+        check_writable(run_dir)
         return config, run_dir
     if not given.get("output_dir"):
         raise RunFolderError("--resume needs --output-dir, the run folder to continue")
@@ -66,12 +79,43 @@ def resolve_config(config_class, given, prefix, shape_settings):
     if not (run_dir / "checkpoints" / "latest.json").is_file() or not saved_path.is_file():
         raise RunFolderError(f"{run_dir}: no checkpoint to resume from (checkpoints/latest.json, config.json)")
     saved = json.loads(saved_path.read_text())
+    trainer = run_trainer(run_dir, saved)
+    if prefix in TRAINERS and trainer in TRAINERS and trainer != prefix:
+        name, _, script = TRAINERS[trainer]
+        raise RunFolderError(f"{run_dir} is a {name} run, not a {TRAINERS[prefix][0]} run: resume it with {script}")
+    check_writable(run_dir)
     for name in shape_settings:
         if name in given and given[name] != saved.get(name):
             raise RunFolderError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
                                  f"the run was trained with {saved.get(name)}")
     fields = {field.name for field in dataclasses.fields(config_class)}
     return config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given}), run_dir
+
+
+def check_writable(run_dir):
+    """Refuses a run folder that is a file, or in which (or, when missing, where) nothing can be created.
+
+    Raises:
+        RunFolderError: naming the folder and the problem.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: is a file, not a run folder; choose another --output-dir")
+    problem = folder_problem(run_dir)
+    if problem:
+        raise RunFolderError(f"{run_dir}: cannot write the run folder there: {problem}")
+
+
+def run_trainer(run_dir, saved):
+    """The trainer that made a run (a key of `TRAINERS`): config.json's "trainer", or for a run made before it
+    was recorded, the one whose file its latest checkpoint holds; `None` when neither tells."""
+    if saved.get("trainer"):
+        return saved["trainer"]
+    found = latest_checkpoint(run_dir)
+    for trainer, (_, marker, _) in TRAINERS.items():
+        if found and (found[0] / marker).is_file():
+            return trainer
+    return None
 
 
 def checkpoint_to_resume(config, run_dir):
@@ -86,6 +130,83 @@ def checkpoint_to_resume(config, run_dir):
     if found and found[1]["epoch"] >= config.epochs:
         raise RunFolderError(f"{run_dir} already trained {found[1]['epoch']} epochs; ask for more with --epochs")
     return found
+
+
+def restore_checkpoint(run_dir, restore, found):
+    """Restores the newest checkpoint that loads, from `found` (what `checkpoint_to_resume` returned) back.
+
+    A checkpoint whose files do not load (damaged on disk, truncated by a full disk) is passed over for the one
+    before it (`write_checkpoint` keeps two), with a one-line warning on stderr; `latest.json` is then pointed
+    (atomically) at the one that loaded, so the run continues from its epoch and step, and `history.csv` drops
+    the rows past it, as for any resume.
+
+    Args:
+        run_dir: the run folder.
+        restore: `restore(folder)` returns the model of a checkpoint folder, raising if it cannot.
+        found: `(folder, state)` of the latest checkpoint.
+
+    Returns:
+        The restored model.
+
+    Raises:
+        RunFolderError: no checkpoint loads; the message names each one and why.
+    """
+    failures = []
+    for folder, state in [found, *_older_checkpoints(run_dir, found[1])]:
+        try:
+            model = restore(folder)
+        except Exception as error:  # a damaged file raises anything from BadZipFile to ValueError
+            failures.append(_load_failure(folder, error))
+            continue
+        if failures:
+            write_json(Path(run_dir) / "checkpoints" / POINTER, {**state, "time": time.time()})
+            where = f"epoch {state['epoch']}" + (f", step {state['step']}" if state["step"] else "")
+            print(f"warning: {'; '.join(failures)}; resuming from the checkpoint before it, {folder.name} ({where})",
+                  file=sys.stderr, flush=True)
+        return model
+    raise RunFolderError(f"{run_dir}: no checkpoint loads: {'; '.join(failures)}")
+
+
+def _older_checkpoints(run_dir, state):
+    """`(folder, state)` of every checkpoint folder older than `state`, newest first."""
+    older = []
+    for folder in (Path(run_dir) / "checkpoints").iterdir():
+        match = CHECKPOINT_NAME.fullmatch(folder.name)
+        if match and folder.is_dir():
+            epoch, step = int(match[1]), int(match[2] or 0)
+            if (epoch, step) < (state["epoch"], state["step"]):
+                older.append((folder, {"folder": folder.name, "epoch": epoch, "step": step}))
+    return sorted(older, key=lambda item: (item[1]["epoch"], item[1]["step"]), reverse=True)
+
+
+def _load_failure(folder, error):
+    """Why a checkpoint folder did not load, naming the damaged file when a zip check finds it (`.keras` and
+    `.npz` files are zip archives, with a checksum per member)."""
+    for path in (sorted(folder.glob("*.keras")) + sorted(folder.glob("*.npz")) if folder.is_dir() else []):
+        if not zipfile.is_zipfile(path):
+            return f"{path} is damaged (not a zip archive)"
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad_member = archive.testzip()
+        except Exception:  # damaged headers raise BadZipFile, or worse
+            return f"{path} is damaged (its zip headers cannot be read)"
+        if bad_member:
+            return f"{path} is damaged ({bad_member} in it fails its checksum)"
+    reason = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"checkpoint {folder} does not load ({type(error).__name__}: {reason})"
+
+
+def time_limit_note(run_dir, epochs, script):
+    """Where a run that `--time-limit` stopped early ended, and the command that continues it; `None` for a
+    run whose latest checkpoint reached `epochs`."""
+    found = latest_checkpoint(run_dir)
+    if not found or found[1]["epoch"] >= epochs:
+        return None
+    state = found[1]
+    where = (f"{state['step']} step{'s' if state['step'] != 1 else ''} into epoch {state['epoch'] + 1}" if state["step"]
+             else f"after epoch {state['epoch']}")
+    return (f"--time-limit stopped the run {where} of {epochs}; continue it with:\n"
+            f"  python {script} --resume --output-dir {run_dir}")
 
 
 def lower_learning_rate(config, run_dir, optimizers):

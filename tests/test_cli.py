@@ -1,5 +1,6 @@
 """The scripts as a user runs them: bad input, a whole tiny run on awkward audio, generation, evaluation."""
 
+import argparse
 import csv
 import json
 import os
@@ -66,11 +67,75 @@ def test_generate_and_evaluate_reject_bad_input(tmp_path):
     assert_one_line_error(result, "no such model file")
 
 
-@pytest.mark.parametrize("script", ["train_wavenet.py", "generate.py", "evaluate.py"])
+def help_entries(text):
+    """`{invocation: help}` of argparse's `--help` text: each argument's line in the "positional arguments" and
+    "options" sections and the more indented lines under it, joined by single spaces."""
+    entries, current, in_section = {}, None, False
+    for line in text.splitlines():
+        if not line.startswith(" "):  # a section's heading, or an empty line between entries or sections
+            heading = re.fullmatch(r"(positional arguments|options|optional arguments):", line)
+            in_section, current = bool(heading) or (in_section and not line), None
+        elif in_section and re.match(r"  \S", line):
+            invocation, _, text_part = line.strip().partition("  ")
+            current = invocation
+            entries[current] = [text_part.strip()]
+        elif current is not None and re.match(r" {3,}\S", line):
+            entries[current].append(line.strip())
+    return {invocation: " ".join(part for part in parts if part) for invocation, parts in entries.items()}
+
+
+def flag_of(invocation):
+    """`--train` of `--train TRAIN`, `--head` of `--head {a,b}`, `--help` of `-h, --help`, `model` of `model`."""
+    words = invocation.split()
+    flags = [word.rstrip(",") for word in words if word.startswith("-")]
+    return flags[-1] if flags else words[0]
+
+
+def squeezed(text):
+    return re.sub(r"\s+", "", text)  # argparse wraps help text at spaces and after hyphens
+
+
+KEY_FLAGS = {"train_wavenet.py": ["--train", "--resume", "--output-dir", "--epochs", "--learning-rate", "--on-nan",
+                                  "--layers", "--time-limit"],
+             "train_gan.py": ["--train", "--resume", "--output-dir", "--epochs", "--slice-length", "--on-nan"],
+             "generate.py": ["model", "--seconds", "--num", "--output", "--output-dir", "--prime", "--temperature"],
+             "evaluate.py": ["model", "audio", "--json", "--num", "--train", "--chunk"]}
+
+
+@pytest.mark.parametrize("script", ["train_wavenet.py", "train_gan.py", "generate.py", "evaluate.py"])
 def test_help_explains_the_flags(script):
+    """`--help` names the script, explains every argument its parser defines (and only those), and shows the
+    trainers' defaults; it exits 0 with nothing on stderr."""
+    import dataclasses
+    import importlib
+
+    module = importlib.import_module(script[:-3])
+    parser = module.build_parser()
+    expected = {action.option_strings[-1] if action.option_strings else action.dest: action
+                for action in parser._actions}
     result = run_script(script, "--help")
-    assert result.returncode == 0
-    assert "usage:" in result.stdout and "--" in result.stdout
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"usage: {script} [-h]")
+    entries = {flag_of(invocation): text for invocation, text in help_entries(result.stdout).items()}
+    assert set(entries) == set(expected)  # every argument the parser defines, and nothing else
+    assert set(KEY_FLAGS[script]) <= set(entries)
+    for flag, text in entries.items():  # a sentence of help, not nothing, one word or a bare default
+        assert len(re.sub(r"\(default: [^)]*\)$", "", text).split()) >= 2, (flag, text)
+    if script.startswith("train_"):
+        fields = dataclasses.fields(getattr(module, "WaveNetConfig" if script == "train_wavenet.py" else "GANConfig"))
+        assert set(entries) == {"--help"} | {"--" + field.name.replace("_", "-") for field in fields}
+        for field in fields:
+            text = entries["--" + field.name.replace("_", "-")]
+            if field.type is bool:
+                assert "(default:" not in text, field.name
+                continue
+            shown = "bundled clip" if field.name == "train" else field.default
+            assert squeezed(text).endswith(squeezed(f"(default: {shown})")), (field.name, text)
+    else:
+        for flag, action in expected.items():
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "(default: " in entries[flag], (flag, entries[flag])
 
 
 @pytest.fixture(scope="module")

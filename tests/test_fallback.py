@@ -79,3 +79,20 @@ def test_a_kernel_that_cannot_be_built_falls_back_with_one_warning(tiny_wavenet,
     np.testing.assert_array_equal(first, second)
     with pytest.raises(RuntimeError, match="simulated"):  # asked for by name, the failure is not hidden
         models.generate(model, 20, temperature=0, engine="numba")
+
+
+def test_generate_script_engines_write_the_same_file(tmp_path, tiny_wavenet):
+    import soundfile as sf
+
+    from tests.conftest import run_script
+
+    tiny_wavenet("regressor", "logistic-mixture").save(tmp_path / "model.keras")
+    audio = {}
+    for engine in ("numpy", "numba"):
+        out = tmp_path / f"{engine}.wav"
+        result = run_script("generate.py", tmp_path / "model.keras", "--seconds", "0.02", "--output", out,
+                            "--seed", "4", "--engine", engine)
+        assert result.returncode == 0, result.stderr[-2000:]
+        audio[engine] = sf.read(str(out), dtype="int16")[0]
+    assert audio["numpy"].shape == (160,) and np.abs(audio["numpy"]).max() > 0
+    assert np.abs(audio["numpy"].astype(int) - audio["numba"]).max() <= 1  # equal up to 16-bit rounding
