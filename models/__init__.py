@@ -15,7 +15,8 @@ from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, 
                             wavenet_spec)
 
 __all__ = ["AudioInput", "BitsPerSample", "Block", "CausalConv1D", "DiscretizedLogisticMixtureLoss", "ENGINES",
-           "GatedActivation", "IncrementalWaveNet", "PackedWeights", "StreamState", "build_from_spec", "pack_weights", "ModelFileError", "OutputDistribution", "PhaseShuffle", "WaveGAN", "WaveNetSpec",
-           "bits_per_sample", "build_discriminator", "build_generator", "build_wavegan", "build_wavenet",
-           "critic_steps", "distribution_for", "generate", "generate_chunks", "generate_clips", "generate_naive",
-           "is_gan_generator", "load_model", "loss_for", "receptive_field", "wavenet_spec"]
+           "GatedActivation", "IncrementalWaveNet", "ModelFileError", "OutputDistribution", "PackedWeights",
+           "PhaseShuffle", "StreamState", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
+           "build_from_spec", "build_generator", "build_wavegan", "build_wavenet", "critic_steps",
+           "distribution_for", "generate", "generate_chunks", "generate_clips", "generate_naive", "is_gan_generator",
+           "load_model", "loss_for", "pack_weights", "receptive_field", "wavenet_spec"]

@@ -3,8 +3,8 @@
 Generation multiplies a few dozen rows (one per stream) by weight matrices of about 128 x 128, thousands
 of times a second. BLAS libraries are tuned for large products: they copy ("pack") both operands before
 every call, and the OpenBLAS that NumPy and SciPy ship runs its AVX2 kernels on AVX-512 machines. At these
-sizes that leaves much of the core idle (the README's generation section has the measurements). `matmul` instead computes `c = a @ b + bias` (or `c += a @ b + bias`) straight from
-the row-major operands: each tile of `ROWS` rows by `VECTORS` vector registers of columns keeps its sums in
+sizes that leaves much of the core idle (the README's generation section has the measurements). `matmul`
+instead computes `c = a @ b + bias` (or `c += a @ b + bias`) straight from the row-major operands: each tile of `ROWS` rows by `VECTORS` vector registers of columns keeps its sums in
 registers for the whole inner dimension, and each weight vector loaded is used once per row of the tile.
 
 Column counts must be multiples of `LANES` (the generation code pads its weights with zero columns); operands

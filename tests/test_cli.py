@@ -180,9 +180,14 @@ def test_generate_single_file_and_batch(trained_run, tmp_path):
     info = sf.info(str(out))
     assert (info.samplerate, info.frames, info.subtype) == (8000, 2000, "PCM_16")
     assert "samples/s" in result.stdout
-    again = tmp_path / "again.wav"
-    run_script("generate.py", run_dir / "model.keras", "--seconds", "0.25", "--output", again, "--seed", "1")
-    np.testing.assert_array_equal(sf.read(str(out))[0], sf.read(str(again))[0])
+    # The seed fixes the audio: the file is what the API makes with the same seed (to 16-bit rounding).
+    import keras
+
+    import models
+
+    expected = models.generate(keras.saving.load_model(run_dir / "model.keras"), 2000, seed=1)[0]
+    written = sf.read(str(out), dtype="float32")[0]
+    assert np.abs(written - expected).max() <= 2.0 / 32768 and np.abs(written).max() > 0
     result = run_script("generate.py", run_dir / "model.keras", "--seconds", "0.1", "--num", "3", "--output-dir",
                         tmp_path / "many", "--prime", audio, "--temperature", "0.5")
     assert result.returncode == 0, result.stderr[-2000:]
