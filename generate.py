@@ -70,18 +70,17 @@ def output_paths(args):
 
 
 def make_folders(paths):
-    """Creates the missing folders of `paths`, when about to write; returns them, deepest first, so that
-    `remove_folders` can take them back after a failure."""
+    """Creates the missing folders of `paths` (all in one folder, see `output_paths`), when about to write;
+    returns them, deepest first, so that `remove_folders` can take them back after a failure."""
     created = []
-    for path in paths:
-        for folder in reversed([path.parent, *path.parent.parents]):
-            if not folder.exists():
-                try:
-                    folder.mkdir()
-                except OSError as error:
-                    remove_folders(created[::-1])
-                    raise UsageError(f"{folder}: cannot create the folder ({error.strerror or error})") from None
-                created.append(folder)
+    for folder in reversed([paths[0].parent, *paths[0].parent.parents]):
+        if not folder.exists():
+            try:
+                folder.mkdir()
+            except OSError as error:
+                remove_folders(created[::-1])
+                raise UsageError(f"{folder}: cannot create the folder ({error.strerror or error})") from None
+            created.append(folder)
     return created[::-1]
 
 

@@ -156,33 +156,43 @@ def _compiled_run(weights):
     return kernels.run
 
 
-_COMPILED_FAILURE = None  # why the compiled kernel could not be used, once it has failed
+# None until the compiled kernel has been tried; then BUILT, or why it could not be used. Every model packs into
+# arrays of the same types, so one successful try covers them all.
+BUILT = "built"
+_COMPILED_STATUS = None
 
 
 def _engine_run(engine, weights):
     """`(name, run function)` of the engine asked for."""
-    global _COMPILED_FAILURE
+    global _COMPILED_STATUS
     engine = engine or os.environ.get(ENGINE_VARIABLE, "auto") or "auto"
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r} (check ${ENGINE_VARIABLE})")
     if engine == "numpy":
         return "numpy", fallback.run
-    if engine == "numba" or _COMPILED_FAILURE is None:
+    if _COMPILED_STATUS == BUILT:
+        from models import kernels
+
+        return "numba", kernels.run
+    if engine == "numba" or _COMPILED_STATUS is None:
         try:
-            return "numba", _compiled_run(weights)
+            run = _compiled_run(weights)
+            _COMPILED_STATUS = BUILT
+            return "numba", run
         except Exception as error:  # numba missing, or LLVM cannot build the kernel for this CPU
             if engine == "numba":
                 raise
             first_line = (str(error).strip().splitlines() or [""])[0][:200]
-            _COMPILED_FAILURE = f"{type(error).__name__}: {first_line}"
-            warnings.warn(f"compiled generation kernel unavailable ({_COMPILED_FAILURE}); using the NumPy "
+            _COMPILED_STATUS = f"{type(error).__name__}: {first_line}"
+            warnings.warn(f"compiled generation kernel unavailable ({_COMPILED_STATUS}); using the NumPy "
                           f"fallback (set {ENGINE_VARIABLE}=numpy to choose it without this warning)",
                           RuntimeWarning, stacklevel=3)
     return "numpy", fallback.run
 
 
 def _as_audio(prime, name="prime"):
-    """`prime` as float32 samples in [-1, 1]: integer PCM is scaled by its full scale (int16 32768 -> 1.0)."""
+    """`prime` as float32 samples in [-1, 1]: integer PCM is scaled by its full scale (int16 32768 -> 1.0), and
+    `(streams, time, 1)` loses its channel axis."""
     array = np.asarray(prime)
     if array.dtype.kind == "i":  # signed PCM: full scale is 2^(bits - 1)
         array = array / float(np.iinfo(array.dtype).max + 1)
@@ -194,7 +204,7 @@ def _as_audio(prime, name="prime"):
     array = np.asarray(array, np.float32)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} holds NaN or Inf samples")
-    return array
+    return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
 
 
 class IncrementalWaveNet:
@@ -252,8 +262,6 @@ class IncrementalWaveNet:
         if prime is None:
             return np.full(num_streams, mu_law_round_trip(np.zeros(1))[0], np.float32)
         prime = _as_audio(prime)
-        if prime.ndim == 3 and prime.shape[-1] == 1:
-            prime = prime[..., 0]
         if prime.ndim == 1:
             prime = np.broadcast_to(prime, (num_streams, prime.shape[-1]))
         if prime.ndim != 2 or prime.shape[0] != num_streams or prime.shape[1] < 1:
@@ -380,7 +388,6 @@ def generate_naive(model, num_samples, *, num_streams=1, temperature=1.0, prime=
         history = np.full((num_streams, 1), mu_law_round_trip(np.zeros(1))[0], np.float32)
     else:
         prime = _as_audio(prime)
-        prime = prime[..., 0] if prime.ndim == 3 and prime.shape[-1] == 1 else prime
         history = mu_law_round_trip(np.broadcast_to(prime, (num_streams, prime.shape[-1])).copy())
     output = np.empty((num_streams, num_samples), np.float32)
     for i in range(num_samples):

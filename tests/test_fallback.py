@@ -66,7 +66,7 @@ def test_a_kernel_that_cannot_be_built_falls_back_with_one_warning(tiny_wavenet,
     def broken(*args):
         raise RuntimeError("LLVM ERROR: Cannot select: intrinsic %llvm.x86.avx512 (simulated)")
 
-    monkeypatch.setattr(generation, "_COMPILED_FAILURE", None)
+    monkeypatch.setattr(generation, "_COMPILED_STATUS", None)
     monkeypatch.setattr(kernels, "run", broken)
     monkeypatch.delenv("WAVEGEN_ENGINE", raising=False)
     model = tiny_wavenet()
