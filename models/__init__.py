@@ -7,16 +7,17 @@ Importing this package registers every custom layer, loss and metric, so a saved
 from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, bits_per_sample, loss_for
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
                         generate_clips, is_gan_generator)
-from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, generate, generate_chunks,
-                               generate_naive, pack_weights)
-from models.layers import AudioInput, CausalConv1D, GatedActivation, OutputDistribution
+from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
+                               generate_chunks, generate_naive, pack_weights)
+from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
+                           OutputDistribution, Stretch)
 from models.loading import ModelFileError, load_model
 from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, distribution_for, receptive_field,
                             wavenet_spec)
 
-__all__ = ["AudioInput", "BitsPerSample", "Block", "CausalConv1D", "DiscretizedLogisticMixtureLoss", "ENGINES",
-           "GatedActivation", "IncrementalWaveNet", "ModelFileError", "OutputDistribution", "PackedWeights",
-           "PhaseShuffle", "StreamState", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
+__all__ = ["AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES",
+           "GatedActivation", "IncrementalWaveNet", "MelFeatures", "ModelFileError", "OutputDistribution", "PackedWeights",
+           "PhaseShuffle", "StreamState", "Stretch", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
            "build_from_spec", "build_generator", "build_wavegan", "build_wavenet", "critic_steps",
            "distribution_for", "generate", "generate_chunks", "generate_clips", "generate_naive", "is_gan_generator",
            "load_model", "loss_for", "pack_weights", "receptive_field", "wavenet_spec"]

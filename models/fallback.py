@@ -40,6 +40,8 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
             for tap in range(taps - 1):  # tap i reads the input of time t - (taps - 1 - i) * d
                 gate += state.queues[offset + (t - (taps - 1 - tap) * d) % length] @ \
                     layer_w[tap * residual:(tap + 1) * residual]
+            if state.conditioning.shape[0]:
+                gate += state.conditioning[step if state.conditioning.shape[0] > 1 else 0, layer]
             if taps > 1:
                 state.queues[offset + t % length] = h
             z = gated(gate[:, filters], gate[:, gates], np.tanh, _sigmoid)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from data.features import CONTEXT_FRAMES, check_mel, pad_features, samples_for_frames
 from data.mulaw import mu_law_bin_edges, mu_law_round_trip, mu_law_table
 from models import fallback
 from models.layers import gate_halves
@@ -33,6 +34,9 @@ ENGINE_VARIABLE = "WAVEGEN_ENGINE"
 # Every packed width is a multiple of this: the widest vector of the compiled products (`models.gemm.LANES`,
 # 8 or 16 floats) divides it.
 COLUMN_MULTIPLE = 16
+# Bytes of per-step spectrogram conditioning (steps x layers x streams x gate channels) held at once: larger
+# calls of `advance` project the upsampled spectrogram into the layers a block of steps at a time.
+CONDITIONING_BYTES = 256 << 20
 
 
 class PackedWeights(NamedTuple):
@@ -60,13 +64,19 @@ class PackedWeights(NamedTuple):
     num_outputs: int  # the model's true number of outputs (before padding)
     distribution: int  # models.sampling.CATEGORICAL, LOGISTIC_MIXTURE or POINT
     mixtures: int
+    # Conditioning, projected into the gates (same padded layout as gate_b); empty when the model has none.
+    class_table: np.ndarray  # (classes, layers, 2 * residual): each class's vector through each layer's projection
+    mel_w: np.ndarray  # (mel channels, layers * 2 * residual): the upsampled spectrogram's projections, side by side
 
 
 class StreamState(NamedTuple):
-    """The queues of a batch of streams; updated in place by the generation loop."""
+    """The queues of a batch of streams, updated in place by the generation loop, and the conditioning of the
+    steps of the current call."""
 
     in_queue: np.ndarray  # (streams, input taps - 1): the input convolution's past inputs, oldest first
     queues: np.ndarray  # (slots, streams, residual), time-major: one slot holds a row per stream
+    # (rows, layers, streams, 2 * residual): added to each gate; 0 rows (none), 1 (every step), or 1 per step
+    conditioning: np.ndarray
 
 
 def _padded(size, multiple=COLUMN_MULTIPLE):
@@ -126,6 +136,20 @@ def pack_weights(model, spec=None):
             parts_b.append((residual_bias, (s,)))
         out_w.append(_place((r, s + r), *parts_w))
         out_b.append(_place((s + r,), *parts_b))
+    def gate_columns(kernel):
+        """A `(inputs, 2 * residual)` projection into a gate, in the padded gate layout."""
+        return _place((kernel.shape[0], 2 * r), (kernel[:, filters], (0, padded_filters.start)),
+                      (kernel[:, gates], (0, padded_gates.start)))
+
+    class_table = np.zeros((len(spec.class_names), len(spec.blocks), 2 * r), np.float32)
+    if spec.class_names:
+        vectors = np.asarray(model.get_layer(spec.CLASS_EMBEDDING).get_weights()[0], np.float32)
+        for index, block in enumerate(spec.blocks):
+            class_table[:, index] = vectors @ gate_columns(model.get_layer(block.name("class")).get_weights()[0])
+    mel_w = np.zeros((spec.mel_channels if spec.mel else 0, len(spec.blocks) * 2 * r), np.float32)
+    if spec.mel is not None:
+        mel_w = np.concatenate([gate_columns(model.get_layer(block.name("mel")).get_weights()[0])
+                                for block in spec.blocks], axis=1)
     dilations = np.array(spec.dilations, np.int64)
     lengths = (taps - 1) * dilations
     return PackedWeights(
@@ -137,13 +161,15 @@ def pack_weights(model, spec=None):
         logit_w=_place((p, c), (logit_kernel, (0, 0))), logit_b=_place((c,), (logit_bias, (0,))),
         edges=mu_law_bin_edges(spec.num_classes), table=mu_law_table(spec.num_classes).astype(np.float64),
         num_outputs=int(logit_kernel.shape[1]), distribution=DISTRIBUTION_CODES[spec.distribution],
-        mixtures=int(spec.num_mixtures))
+        mixtures=int(spec.num_mixtures), class_table=class_table, mel_w=np.ascontiguousarray(mel_w))
 
 
 def _empty_state(weights, num_streams):
+    layers, _, gate_channels = weights.gate_w.shape
     return StreamState(in_queue=np.zeros((num_streams, weights.in_w.shape[0] - 1), np.float32),
                        queues=np.zeros((int(weights.queue_lengths.sum()), num_streams, weights.in_w.shape[1]),
-                                       np.float32))
+                                       np.float32),
+                       conditioning=np.zeros((0, layers, num_streams, gate_channels), np.float32))
 
 
 def _compiled_run(weights):
@@ -207,8 +233,72 @@ def _as_audio(prime, name="prime"):
     return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
 
 
+def class_ids(spec, classes):
+    """The integer ids of `classes` (names, or ids) for a model whose `WaveNetSpec` is `spec`.
+
+    Raises:
+        ValueError: the model has no classes, or a name or id it does not know (the message lists its classes).
+    """
+    if not spec.class_names:
+        raise ValueError("this model was not trained with classes; generate without classes")
+    known = ", ".join(spec.class_names)
+    ids = []
+    for value in np.atleast_1d(np.asarray(classes, dtype=object)).tolist():
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if not 0 <= int(value) < len(spec.class_names):
+                raise ValueError(f"class id {value} is out of range: the model has {len(spec.class_names)} "
+                                 f"classes ({known})")
+            ids.append(int(value))
+        elif str(value) in spec.class_names:
+            ids.append(spec.class_names.index(str(value)))
+        else:
+            raise ValueError(f"unknown class {value!r}; the model's classes: {known}")
+    return np.array(ids, np.int32)
+
+
+def resolve_conditioning(spec, num_streams, classes, mel, prime=None):
+    """Checks a request's conditioning against the model's: `(class id per stream, padded spectrogram per stream)`,
+    each `None` where the model takes none.
+
+    Raises:
+        ValueError: conditioning the model does not take or lacks, unknown classes, the wrong number of them, a
+            spectrogram that does not fit (`data.features.FeatureError`), or a prime with a spectrogram.
+    """
+    ids = padded = None
+    if spec.class_names:
+        if classes is None:
+            raise ValueError(f"this model is conditioned on a class: give one per stream "
+                             f"(its classes: {', '.join(spec.class_names)})")
+        ids = class_ids(spec, classes)
+        if len(ids) not in (1, num_streams):
+            raise ValueError(f"give one class per stream ({num_streams}) or one for all, got {len(ids)}")
+        ids = np.broadcast_to(ids, (num_streams,)).astype(np.int32)
+    elif classes is not None:
+        class_ids(spec, classes)  # raises: the model has no classes
+    if spec.mel is not None:
+        if mel is None:
+            raise ValueError(f"this model is a vocoder conditioned on log-mel spectrograms ({spec.mel.describe()}): "
+                             "give one")
+        if prime is not None:
+            raise ValueError("a prime cannot be combined with a spectrogram: the spectrogram sets the whole output")
+        mel = check_mel(mel, spec.mel)
+        if mel.ndim == 2:
+            mel = np.broadcast_to(mel, (num_streams, *mel.shape))
+        if mel.shape[0] != num_streams:
+            raise ValueError(f"give one spectrogram for all streams or one per stream ({num_streams}), "
+                             f"got {mel.shape[0]}")
+        padded = pad_features(mel, spec.mel)
+    elif mel is not None:
+        raise ValueError("this model was not trained on spectrograms; generate without one")
+    return ids, padded
+
+
 class IncrementalWaveNet:
     """A WaveNet's weights packed for the generation loop, and the queues of a batch of streams.
+
+    A conditioned model takes its conditioning in `reset`: one class per stream (projected into every layer once,
+    at reset), and a log-mel spectrogram, upsampled by the model's own upsampler once per `advance` call and
+    projected into the layers a block of steps at a time.
 
     Args:
         model: a model made by `models.build_wavenet` (built or loaded).
@@ -228,9 +318,20 @@ class IncrementalWaveNet:
         self.weights = pack_weights(model, self.spec)
         self.engine, self._run = _engine_run(engine, self.weights)
         self.feature_model = None
+        self.upsampler = None
         self.state = None
         self.num_streams = 0
         self.time = 0
+        self.class_rows = None  # (1, layers, streams, gate channels) for a class-conditioned model
+        self.mel = None  # (streams, padded frames, n_mels) for a mel-conditioned model
+        self.generated = 0
+
+    @property
+    def mel_samples(self):
+        """Samples the spectrogram given to `reset` conditions; `None` for a model without one."""
+        if self.mel is None:
+            return None
+        return samples_for_frames(self.mel.shape[1] - 2 * CONTEXT_FRAMES - 1, self.spec.mel)
 
     def _history_model(self):
         """A model that returns the input of every convolution with memory, for warming the queues."""
@@ -243,7 +344,17 @@ class IncrementalWaveNet:
             self.feature_model = keras.Model(self.model.inputs, outputs, name="history")
         return self.feature_model
 
-    def reset(self, num_streams, prime=None):
+    def _upsampler(self):
+        """The model's spectrogram path, from its `mel` input to one row per sample (before the crop)."""
+        if self.upsampler is None:
+            import keras
+
+            mel_input = self.model.get_layer(self.spec.MEL_FEATURES).input
+            self.upsampler = keras.Model(mel_input, self.model.get_layer(self.spec.MEL_SMOOTH).output,
+                                         name="upsampler")
+        return self.upsampler
+
+    def reset(self, num_streams, prime=None, classes=None, mel=None):
         """Empties the queues of `num_streams` streams, then fills them from `prime` in one forward pass.
 
         Args:
@@ -251,14 +362,24 @@ class IncrementalWaveNet:
             prime: `None`, a 1-D signal shared by all streams, or one row per stream, `(num_streams, time)` or
                 `(num_streams, time, 1)`; floats in [-1, 1] (louder samples are clipped) or integer PCM (scaled
                 by its full scale), mu-law round-tripped as in training. All but its last sample fill the queues.
+            classes: a class-conditioned model's class per stream: names or ids, one per stream (or one for all).
+            mel: a mel-conditioned model's log-mel spectrogram (`data.features.log_mel`), `(frames, n_mels)` for
+                every stream or `(num_streams, frames, n_mels)`; it conditions the next `(frames - 1) * hop`
+                samples. It cannot be combined with a prime.
 
         Returns:
             `(num_streams,)` float32: the input of the first step (the prime's last sample, or silence).
+
+        Raises:
+            ValueError: conditioning the model does not take or lacks, unknown classes, a spectrogram that does
+                not fit the model's settings (`data.features.FeatureError`), a prime with a spectrogram.
         """
         self.num_streams = int(num_streams)
         self.time = 0
+        self.generated = 0
         w = self.weights
         self.state = _empty_state(w, self.num_streams)
+        self._condition(classes, mel, prime)
         if prime is None:
             return np.full(num_streams, mu_law_round_trip(np.zeros(1))[0], np.float32)
         prime = _as_audio(prime)
@@ -276,8 +397,10 @@ class IncrementalWaveNet:
             # a receptive field of samples before it: run the model on just that much of a long prime.
             keep = max(k_in - 1, int(w.queue_lengths.max())) + self.spec.receptive_field
             window = history[:, -min(history.shape[1], keep):]
-            features = self._history_model().predict(window[..., None], verbose=0,
-                                                     batch_size=max(1, min(num_streams, 64)))
+            inputs = {self.spec.WAVEFORM: window[..., None]}
+            if self.spec.class_names:
+                inputs[self.spec.CLASS_ID] = self.class_ids[:, None]
+            features = self._history_model().predict(inputs, verbose=0, batch_size=max(1, min(num_streams, 64)))
             audio, features = features[0][..., 0], features[1:]
             if k_in > 1:  # the input queue is kept in time order, oldest first
                 count = min(k_in - 1, audio.shape[1])
@@ -289,6 +412,26 @@ class IncrementalWaveNet:
                 self.state.queues[offset + times % length, :, :self.spec.residual_channels] = \
                     feature[:, feature.shape[1] - count:].transpose(1, 0, 2)
         return prime[:, -1].copy()
+
+    def _condition(self, classes, mel, prime):
+        """Checks and stores the conditioning given to `reset`."""
+        self.class_ids, self.mel = resolve_conditioning(self.spec, self.num_streams, classes, mel, prime)
+        self.class_rows = None
+        if self.class_ids is not None:
+            # Each stream's class through every layer's projection: computed once, added at every step.
+            self.class_rows = np.ascontiguousarray(self.weights.class_table[self.class_ids].transpose(1, 0, 2)[None])
+            if self.mel is None:
+                self.state = self.state._replace(conditioning=self.class_rows)
+
+    def _upsampled(self, steps):
+        """`(streams, steps, mel channels)`: the upsampler's rows for the next `steps` samples."""
+        hop = self.spec.mel.hop_length
+        first, last = self.generated, self.generated + steps - 1
+        # Padded row `k` holds frame `k - CONTEXT_FRAMES`; sample `n` reads frames n // hop +- CONTEXT_FRAMES.
+        rows = self.mel[:, first // hop: last // hop + 1 + 2 * CONTEXT_FRAMES]
+        upsampled = np.asarray(self._upsampler()(rows, training=False), np.float32)
+        start = CONTEXT_FRAMES * hop + first - (first // hop) * hop
+        return upsampled[:, start:start + steps]
 
     def advance(self, x, steps, uniforms, temperature=1.0):
         """Runs `steps` steps of every stream from inputs `x`.
@@ -307,10 +450,30 @@ class IncrementalWaveNet:
             raise ValueError(f"uniforms must have shape ({steps}, {self.num_streams}, {DRAWS_PER_STEP}), "
                              f"got {uniforms.shape}")
         output = np.empty((self.num_streams, steps), np.float32)
-        fed = np.empty(self.num_streams, np.float32)
-        self._run(self.weights, self.state, self.time, np.ascontiguousarray(x, np.float32), uniforms,
-                  float(temperature), output, fed)
-        self.time += steps
+        fed = np.ascontiguousarray(x, np.float32).copy()
+        if self.mel is None:
+            self._run(self.weights, self.state, self.time, fed, uniforms, float(temperature), output, fed)
+            self.time += steps
+            self.generated += steps
+            return output, fed
+        if self.generated + steps > self.mel_samples:
+            raise ValueError(f"the spectrogram conditions {self.mel_samples} samples; {self.generated} are done and "
+                             f"{steps} more were asked for")
+        upsampled = self._upsampled(steps)  # once per call
+        layers, gate_channels = self.weights.gate_w.shape[0], self.weights.gate_w.shape[2]
+        block = max(1, CONDITIONING_BYTES // (4 * layers * gate_channels * self.num_streams))
+        for start in range(0, steps, block):
+            stop = min(steps, start + block)
+            # (streams, steps, channels) @ (channels, layers * gate) -> (steps, layers, streams, gate)
+            rows = upsampled[:, start:stop] @ self.weights.mel_w
+            rows = rows.reshape(self.num_streams, stop - start, layers, gate_channels).transpose(1, 2, 0, 3)
+            if self.class_rows is not None:
+                rows = rows + self.class_rows
+            state = self.state._replace(conditioning=np.ascontiguousarray(rows, np.float32))
+            self._run(self.weights, state, self.time, fed, uniforms[start:stop], float(temperature),
+                      output[:, start:stop], fed)
+            self.time += stop - start
+        self.generated += steps
         return output, fed
 
 
@@ -323,16 +486,37 @@ def _check(num_samples, num_streams, temperature):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
 
 
-def generate_chunks(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None,
-                    chunk_size=4096, engine=None):
+def _request(spec, num_samples, num_streams, classes, mel):
+    """`(num_samples, num_streams)` of a generation request, filled in from its conditioning where not given."""
+    if num_streams is None:
+        num_streams = 1
+        if classes is not None and not isinstance(classes, (str, bytes)) and np.ndim(classes) == 1:
+            num_streams = len(classes)
+        if mel is not None and np.ndim(mel) == 3:
+            num_streams = max(num_streams, np.shape(mel)[0])
+    if mel is not None and spec.mel is not None:
+        available = samples_for_frames(np.shape(mel)[-2], spec.mel)
+        if num_samples is None:
+            num_samples = available
+        elif isinstance(num_samples, (int, np.integer)) and num_samples > available:
+            raise ValueError(f"the spectrogram's {np.shape(mel)[-2]} frames condition {available} samples "
+                             f"((frames - 1) x hop {spec.mel.hop_length}); {num_samples} were asked for")
+    if num_samples is None:
+        raise ValueError("num_samples is needed unless a spectrogram sets the length")
+    return num_samples, num_streams
+
+
+def generate_chunks(model, num_samples=None, *, num_streams=None, temperature=1.0, prime=None, seed=None,
+                    chunk_size=4096, engine=None, classes=None, mel=None):
     """Yields the generated audio in `(num_streams, <= chunk_size)` pieces, so long outputs need not fit in memory.
 
     Arguments as `generate`; `model` may also be an `IncrementalWaveNet`.
     """
-    _check(num_samples, num_streams, temperature)
     net = model if isinstance(model, IncrementalWaveNet) else IncrementalWaveNet(model, engine=engine)
+    num_samples, num_streams = _request(net.spec, num_samples, num_streams, classes, mel)
+    _check(num_samples, num_streams, temperature)
     rng = np.random.default_rng(seed)
-    x = net.reset(int(num_streams), prime)
+    x = net.reset(int(num_streams), prime, classes=classes, mel=mel)
     done = 0
     while done < num_samples:
         size = min(chunk_size, int(num_samples) - done)
@@ -341,46 +525,61 @@ def generate_chunks(model, num_samples, *, num_streams=1, temperature=1.0, prime
         yield chunk
 
 
-def generate(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None, engine=None):
+def generate(model, num_samples=None, *, num_streams=None, temperature=1.0, prime=None, seed=None, engine=None,
+             classes=None, mel=None):
     """Generates audio from a WaveNet, one sample at a time with cached state.
 
     Args:
         model: a WaveNet made by `models.build_wavenet`, or loaded from its `.keras` file.
-        num_samples: samples to generate per stream.
-        num_streams: independent streams, advanced together in one batch.
+        num_samples: samples to generate per stream; a spectrogram sets it when not given.
+        num_streams: independent streams, advanced together in one batch; default: one per class given, one per
+            spectrogram given, or 1.
         temperature: sampling temperature (finite, >= 0); 0 takes the argmax (classifier) or the most likely
             component's mode (regressor).
         prime: optional audio that the generation continues: 1-D, or one row per stream (see
             `IncrementalWaveNet.reset`); floats in [-1, 1], or integer PCM scaled by its full scale.
         seed: integer seed; the same seed gives the same audio, whichever engine runs.
         engine: `"auto"`, `"numba"` or `"numpy"` (see the module docstring); default `$WAVEGEN_ENGINE` or auto.
+        classes: a class-conditioned model's classes, names or ids, one per stream (or one for all streams).
+        mel: a mel-conditioned model's log-mel spectrogram (`data.features.log_mel` with the model's settings,
+            `wavenet_spec(model).mel`): `(frames, n_mels)` for every stream or `(streams, frames, n_mels)`; the
+            output has `(frames - 1) * hop` samples unless `num_samples` asks for fewer.
 
     Returns:
         `(num_streams, num_samples)` float32 in [-1, 1].
 
     Raises:
         ValueError: a negative or fractional length, a temperature that is negative or not finite, a prime of
-            the wrong shape or holding NaN.
+            the wrong shape or holding NaN; conditioning that does not fit the model (unknown class, no class for
+            a class-conditioned model, a spectrogram with the wrong bins or scale, a prime with a spectrogram).
 
     Example:
 
     >>> audio = models.generate(model, 8000, num_streams=2, temperature=0.9, seed=1)
     >>> audio.shape
     (2, 8000)
+    >>> speech = models.generate(vocoder, mel=log_mel(recording, models.wavenet_spec(vocoder).mel), seed=0)
     """
     chunks = list(generate_chunks(model, num_samples, num_streams=num_streams, temperature=temperature,
-                                  prime=prime, seed=seed, engine=engine))
-    return np.concatenate(chunks, axis=1) if chunks else np.zeros((int(num_streams), 0), np.float32)
+                                  prime=prime, seed=seed, engine=engine, classes=classes, mel=mel))
+    if chunks:
+        return np.concatenate(chunks, axis=1)
+    spec = model.spec if isinstance(model, IncrementalWaveNet) else wavenet_spec(model)
+    return np.zeros((int(_request(spec, num_samples, num_streams, classes, mel)[1]), 0), np.float32)
 
 
-def generate_naive(model, num_samples, *, num_streams=1, temperature=1.0, prime=None, seed=None):
+def generate_naive(model, num_samples=None, *, num_streams=None, temperature=1.0, prime=None, seed=None,
+                   classes=None, mel=None):
     """The reference: runs the full model on the whole history for every sample. Slow; for tests and benches.
 
     It draws the same uniform numbers as `generate` and samples with the same rule, so with a seed both give
-    the same audio.
+    the same audio. Conditioning goes through the model's own inputs: the class ids, and the padded spectrogram
+    from its first frame (the first target, sample 0, is a frame boundary).
     """
-    _check(num_samples, num_streams, temperature)
     spec = wavenet_spec(model)
+    num_samples, num_streams = _request(spec, num_samples, num_streams, classes, mel)
+    _check(num_samples, num_streams, temperature)
+    ids, padded = resolve_conditioning(spec, int(num_streams), classes, mel, prime)
     edges, table = mu_law_bin_edges(spec.num_classes), mu_law_table(spec.num_classes).astype(np.float64)
     code = DISTRIBUTION_CODES[spec.distribution]
     rng = np.random.default_rng(seed)
@@ -391,7 +590,15 @@ def generate_naive(model, num_samples, *, num_streams=1, temperature=1.0, prime=
         history = mu_law_round_trip(np.broadcast_to(prime, (num_streams, prime.shape[-1])).copy())
     output = np.empty((num_streams, num_samples), np.float32)
     for i in range(num_samples):
-        params = np.asarray(model(history[..., None], training=False))[:, -1].astype(np.float32)
+        inputs = {spec.WAVEFORM: history[..., None]}
+        if spec.class_names:
+            inputs[spec.CLASS_ID] = ids[:, None]
+        if spec.mel is not None:
+            # History position j is conditioned on target sample j (output i is sample i).
+            hop = spec.mel.hop_length
+            inputs[spec.MEL] = padded[:, :(history.shape[1] - 1) // hop + 1 + 2 * CONTEXT_FRAMES]
+        params = np.asarray(model(inputs if spec.conditioned else inputs[spec.WAVEFORM], training=False))
+        params = params[:, -1].astype(np.float32)
         uniforms = rng.random((1, num_streams, DRAWS_PER_STEP))[0]
         value, fed = sample(params, float(temperature), uniforms, code, spec.num_mixtures, edges, table)
         output[:, i] = value

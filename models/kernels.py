@@ -133,6 +133,8 @@ def _run_block(first, last, steps, t0, weights, state, x0, uniforms, temperature
     taps = taps_rows // residual
     skip = w.post_w.shape[0]
     in_queue, queues = state.in_queue, state.queues
+    conditioning_rows = state.conditioning.shape[0]
+    conditioned = conditioning_rows > 0
     # Per stream: the sum of the skip outputs, then the residual path's current value.
     hidden_state = np.empty((streams, skip + residual), np.float32)
     no_bias = np.zeros(gate_channels, np.float32)
@@ -180,6 +182,11 @@ def _run_block(first, last, steps, t0, weights, state, x0, uniforms, temperature
                 for s in range(streams):
                     for c in range(residual):
                         newest[first + s, c] = h[s, c]
+            if conditioned:  # this step's conditioning of this layer, added to both halves of the gate
+                row = state.conditioning[step if conditioning_rows > 1 else 0, layer]
+                for s in range(streams):
+                    for c in range(gate_channels):
+                        gate[s, c] += row[first + s, c]
             for s in range(streams):
                 g, zs = gate[s], z[s]
                 for c in range(residual):  # filters in the first half, gates in the second (layers.gate_halves)
@@ -213,6 +220,9 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
             `models.generation.COLUMN_MULTIPLE`.
         state: `models.generation.StreamState`; `queues` is `(slots, streams, channels)`: layer `i` keeps its
             input of time `t` in slot `queue_offsets[i] + t % queue_lengths[i]`. Updated in place.
+            `conditioning` is `(rows, layers, streams, gate channels)`, added to each gate before the activation:
+            no rows for an unconditioned model, one row for every step (a class), or one row per step (a
+            spectrogram).
         t0: the time of the first step.
         x0: `(streams,)` float32 inputs of the first step.
         uniforms: `(steps, streams, DRAWS_PER_STEP)` float64.

@@ -146,7 +146,9 @@ class CausalConv1D(keras.layers.Layer):
 class GatedActivation(keras.layers.Layer):
     """WaveNet's gate: splits the channels in two halves `(f, g)` and returns `tanh(f) * sigmoid(g)`.
 
-    One convolution with twice the channels feeds both halves, which is faster than two convolutions.
+    One convolution with twice the channels feeds both halves, which is faster than two convolutions. Given a
+    list, the gate sums it first: the dilated convolution's output plus the conditioning projected into this
+    layer (a class's `(batch, 1, 2 * channels)`, broadcast over time, or a spectrogram's `(batch, time, ...)`).
 
     Args:
         **kwargs: standard layer arguments.
@@ -158,10 +160,17 @@ class GatedActivation(keras.layers.Layer):
     """
 
     def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):  # conditioning: added to both halves before tanh and sigmoid
+            total = inputs[0]
+            for term in inputs[1:]:
+                total = total + ops.cast(term, total.dtype)
+            inputs = total
         filters, gates = gate_halves(inputs.shape[-1] // 2)
         return gated(inputs[..., filters], inputs[..., gates], ops.tanh, ops.sigmoid)
 
     def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]
         return (*input_shape[:-1], input_shape[-1] // 2)
 
 
@@ -206,3 +215,139 @@ class OutputDistribution(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "distribution": self.distribution, "num_classes": self.num_classes,
                 "num_mixtures": self.num_mixtures}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassEmbedding(keras.layers.Layer):
+    """A learned vector per class (speaker, instrument, style), and the class names, saved with the model.
+
+    Input `(batch, 1)` integer class ids; output `(batch, 1, output_dim)`, which broadcasts over time.
+
+    Args:
+        class_names: the name of each class, in id order.
+        output_dim: size of each class's vector.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> layer = ClassEmbedding(["low", "high"], output_dim=4)
+    >>> layer(np.array([[1], [0]])).shape
+    TensorShape([2, 1, 4])
+    """
+
+    def __init__(self, class_names, output_dim=16, **kwargs):
+        super().__init__(**kwargs)
+        self.class_names = [str(name) for name in class_names]
+        self.output_dim = int(output_dim)
+        if not self.class_names:
+            raise ValueError("a class embedding needs at least one class name")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"class names must be unique, got {self.class_names}")
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(name="embeddings", shape=(len(self.class_names), self.output_dim),
+                                          initializer=keras.initializers.RandomNormal(stddev=1.0))
+
+    def call(self, inputs):
+        ids = ops.clip(ops.cast(inputs, "int32"), 0, len(self.class_names) - 1)
+        return ops.take(ops.convert_to_tensor(self.embeddings), ids, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "class_names": list(self.class_names), "output_dim": self.output_dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MelFeatures(keras.layers.Layer):
+    """Takes a log-mel spectrogram `(batch, frames, n_mels)`, scales it to about [-1, 1] (silence, the log floor,
+    is -1; a full-scale bin, log 1 = 0, is +1), and keeps the settings it was computed with, so that they are
+    saved inside the model (`data.features.MelSettings`).
+
+    Args:
+        settings: a `MelSettings` or its `to_dict()`.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> from data.features import mel_settings
+    >>> layer = MelFeatures(mel_settings(8000).to_dict())
+    >>> layer(np.full((1, 5, 80), np.log(1e-5), "float32")).numpy().max()
+    -1.0
+    """
+
+    def __init__(self, settings, **kwargs):
+        super().__init__(**kwargs)
+        from data.features import MelSettings
+
+        self.settings = settings if isinstance(settings, MelSettings) else MelSettings.from_dict(settings)
+
+    def call(self, inputs):
+        floor = self.settings.floor_value
+        return (ops.cast(inputs, self.compute_dtype) - floor) / (-floor) * 2.0 - 1.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "settings": self.settings.to_dict()}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Stretch(keras.layers.Layer):
+    """Nearest-neighbour upsampling in time: each step repeated `factor` times, `(b, t, c)` -> `(b, t * factor, c)`.
+
+    Args:
+        factor: repetitions per step (the spectrogram's hop).
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> Stretch(3)(np.arange(2.0).reshape(1, 2, 1)).numpy().ravel().tolist()
+    [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        return ops.repeat(inputs, self.factor, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        time = None if input_shape[1] is None else input_shape[1] * self.factor
+        return (input_shape[0], time, *input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CropToLength(keras.layers.Layer):
+    """`inputs[0][:, offset : offset + length]`, where `length` is the time length of `inputs[1]`: the
+    upsampled conditioning cut to the samples of the waveform window it conditions.
+
+    Args:
+        offset: time steps skipped at the start (the context before the window's first target).
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> CropToLength(2)([np.arange(6.0).reshape(1, 6, 1), np.zeros((1, 3, 1))]).numpy().ravel().tolist()
+    [2.0, 3.0, 4.0]
+    """
+
+    def __init__(self, offset, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = int(offset)
+
+    def call(self, inputs):
+        features, reference = inputs
+        return features[:, self.offset:self.offset + ops.shape(reference)[1]]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[1][1], input_shape[0][-1])
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}

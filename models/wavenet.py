@@ -1,10 +1,13 @@
 """The WaveNet builder."""
 
 from dataclasses import dataclass
+from typing import Optional
 
 import keras
 
-from models.layers import AudioInput, CausalConv1D, GatedActivation, OutputDistribution
+from data.features import CONTEXT_FRAMES, MelSettings
+from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
+                           OutputDistribution, Stretch)
 
 HEADS = ("classifier", "regressor")
 LOSSES = {"classifier": ("crossentropy",), "regressor": ("logistic-mixture", "mse")}
@@ -44,7 +47,8 @@ class Block:
         return 2 ** self.layer
 
     def name(self, part):
-        """The layer name of one part of the block: `"dilated"`, `"gate"`, `"skip"`, `"residual"` or `"add"`."""
+        """The layer name of one part of the block: `"dilated"`, `"gate"`, `"skip"`, `"residual"` or `"add"`, and
+        the conditioning projected into its gate: `"class"` and `"mel"`."""
         return f"s{self.stack}_l{self.layer}_{part}"
 
 
@@ -66,6 +70,14 @@ class WaveNetSpec:
         num_classes: mu-law classes (and the bins bits per sample are counted over).
         num_mixtures: logistic components.
         sample_rate: the training audio's rate.
+        class_names: global conditioning: the names of the classes (speakers, instruments, styles); empty for
+            none. A learned `class_channels` vector per class is projected into every gate.
+        class_channels: size of each class's vector.
+        mel: local conditioning: the `data.features.MelSettings` of the log-mel spectrogram the model is
+            conditioned on; `None` for none. The spectrogram is upsampled to the sample rate (a frame-level
+            convolution, a nearest-neighbour stretch by the hop, a learned depthwise smoothing over one hop on
+            either side) to `mel_channels` channels, then projected into every gate.
+        mel_channels: channels of the upsampled spectrogram.
 
     Example:
 
@@ -84,9 +96,21 @@ class WaveNetSpec:
     num_classes: int = 256
     num_mixtures: int = 10
     sample_rate: int = 16000
+    class_names: tuple = ()
+    class_channels: int = 16
+    mel: Optional[MelSettings] = None
+    mel_channels: int = 64
 
-    # Names of the layers outside the blocks.
+    # Names of the inputs and of the layers outside the blocks.
     WAVEFORM = "waveform"
+    CLASS_ID = "class_id"
+    MEL = "mel"
+    CLASS_EMBEDDING = "class_embedding"
+    MEL_FEATURES = "mel_features"
+    MEL_CONV = "mel_conv"
+    MEL_STRETCH = "mel_stretch"
+    MEL_SMOOTH = "mel_smooth"  # the upsampler's output: one row per sample
+    MEL_CROP = "mel_crop"
     AUDIO = "audio"
     INPUT_CONV = "input_conv"
     SKIP_SUM = "skip_sum"
@@ -115,6 +139,16 @@ class WaveNetSpec:
         return "classifier" if self.distribution == "categorical" else "regressor"
 
     @property
+    def conditioned(self):
+        return bool(self.class_names) or self.mel is not None
+
+    @property
+    def input_names(self):
+        """The model's inputs, in order: the waveform, then `class_id` and `mel` when conditioned so."""
+        return (self.WAVEFORM,) + ((self.CLASS_ID,) if self.class_names else ()) + (
+            (self.MEL,) if self.mel is not None else ())
+
+    @property
     def output_channels(self):
         return {"categorical": self.num_classes, "logistic_mixture": 3 * self.num_mixtures, "point": 1}[
             self.distribution]
@@ -122,7 +156,7 @@ class WaveNetSpec:
 
 def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_channels=64, skip_channels=128,
                   kernel_size=2, input_kernel_size=1, quantization_channels=256, num_mixtures=10,
-                  sample_rate=16000, name="wavenet"):
+                  sample_rate=16000, class_names=(), class_channels=16, mel=None, mel_channels=64, name="wavenet"):
     """Builds a WaveNet as a functional `keras.Model`.
 
     Input `(batch, time, 1)` floats in [-1, 1], any length; output `(batch, time, channels)` where step `t`
@@ -146,6 +180,14 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
         quantization_channels: mu-law classes.
         num_mixtures: logistic components (regressor).
         sample_rate: the training audio's rate, saved with the model.
+        class_names: names of the classes to condition on (saved with the model); empty for none. Adds the input
+            `class_id`, `(batch, 1)` int32.
+        class_channels: size of each class's learned vector.
+        mel: a `data.features.MelSettings` to condition on log-mel spectrograms (saved with the model); `None` for
+            none. Adds the input `mel`, `(batch, frames, n_mels)`: the padded frames
+            (`data.features.pad_features`) from `CONTEXT_FRAMES` before the first target's frame on, at least
+            `data.features.frames_for_samples(time)` of them.
+        mel_channels: channels of the upsampled spectrogram.
         name: the model's name.
 
     Example:
@@ -156,14 +198,19 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
     """
     for argument, value in (("stacks", stacks), ("layers", layers), ("residual_channels", residual_channels),
                             ("skip_channels", skip_channels), ("kernel_size", kernel_size),
-                            ("input_kernel_size", input_kernel_size), ("sample_rate", sample_rate)):
+                            ("input_kernel_size", input_kernel_size), ("sample_rate", sample_rate),
+                            ("class_channels", class_channels), ("mel_channels", mel_channels)):
         if int(value) <= 0:
             raise ValueError(f"{argument} must be positive, got {value}")
     spec = WaveNetSpec(distribution=distribution_for(head, loss), stacks=int(stacks), layers=int(layers),
                        residual_channels=int(residual_channels), skip_channels=int(skip_channels),
                        kernel_size=int(kernel_size), input_kernel_size=int(input_kernel_size),
                        num_classes=int(quantization_channels), num_mixtures=int(num_mixtures),
-                       sample_rate=int(sample_rate))
+                       sample_rate=int(sample_rate), class_names=tuple(str(c) for c in class_names),
+                       class_channels=int(class_channels), mel=mel, mel_channels=int(mel_channels))
+    if mel is not None and mel.sample_rate != spec.sample_rate:
+        raise ValueError(f"the mel settings' sample rate ({mel.sample_rate}) differs from the model's "
+                         f"({spec.sample_rate})")
     return build_from_spec(spec, name=name)
 
 
@@ -173,14 +220,33 @@ def build_from_spec(spec, name="wavenet"):
     output = OutputDistribution(spec.distribution, num_classes=spec.num_classes, num_mixtures=spec.num_mixtures,
                                 name=spec.OUTPUT, dtype="float32")
     waveform = keras.Input(shape=(None, 1), name=spec.WAVEFORM)
+    inputs = [waveform]
     x = AudioInput(spec.sample_rate, name=spec.AUDIO)(waveform)
+    class_vector = upsampled = None
+    if spec.class_names:
+        class_id = keras.Input(shape=(1,), dtype="int32", name=spec.CLASS_ID)
+        inputs.append(class_id)
+        class_vector = ClassEmbedding(spec.class_names, spec.class_channels, name=spec.CLASS_EMBEDDING)(class_id)
+    if spec.mel is not None:
+        mel = keras.Input(shape=(None, spec.mel.n_mels), name=spec.MEL)
+        inputs.append(mel)
+        upsampled = mel_upsampler(spec, mel)
+        upsampled = CropToLength(CONTEXT_FRAMES * spec.mel.hop_length, name=spec.MEL_CROP)([upsampled, waveform])
     x = keras.layers.Conv1D(spec.residual_channels, spec.input_kernel_size, padding="causal",
                             name=spec.INPUT_CONV)(x)
     skips = []
     for block in spec.blocks:
         h = CausalConv1D(2 * spec.residual_channels, spec.kernel_size, dilation_rate=block.dilation,
                          name=block.name("dilated"))(x)
-        z = GatedActivation(name=block.name("gate"))(h)
+        terms = [h]
+        # Conditioning projected into this layer's gate (no bias: the dilated convolution has one).
+        if class_vector is not None:
+            terms.append(keras.layers.Dense(2 * spec.residual_channels, use_bias=False,
+                                            name=block.name("class"))(class_vector))
+        if upsampled is not None:
+            terms.append(keras.layers.Dense(2 * spec.residual_channels, use_bias=False,
+                                            name=block.name("mel"))(upsampled))
+        z = GatedActivation(name=block.name("gate"))(terms if len(terms) > 1 else h)
         # 1x1 convolutions as Dense layers: the same product, run as one plain matrix multiply (faster).
         skips.append(keras.layers.Dense(spec.skip_channels, name=block.name("skip"))(z))
         if block.has_residual:
@@ -190,7 +256,25 @@ def build_from_spec(spec, name="wavenet"):
     h = keras.layers.ReLU(name=spec.SKIP_RELU)(h)
     h = keras.layers.Dense(spec.skip_channels, activation="relu", name=spec.POST)(h)
     h = keras.layers.Dense(spec.output_channels, name=spec.LOGITS)(h)
-    return keras.Model(waveform, output(h), name=name)
+    return keras.Model(inputs if len(inputs) > 1 else waveform, output(h), name=name)
+
+
+def mel_upsampler(spec, mel):
+    """The spectrogram's path to the sample rate: `(batch, frames, n_mels)` -> `(batch, frames * hop, channels)`.
+
+    Stretch plus convolution rather than transposed convolutions: a transposed convolution with stride `hop`
+    (100 at 8 kHz) makes a checkerboard pattern at the frame rate unless its kernel is a multiple of the stride,
+    and learns `hop` separate interpolation filters per channel pair; a frame-level convolution (which sees the
+    frames on either side) followed by a nearest-neighbour stretch and one depthwise smoothing filter over one hop
+    on each side is smooth by construction, costs `2 * hop + 1` multiply-adds per sample and channel, and is what
+    r9y9/wavenet_vocoder found to work.
+    """
+    hop = spec.mel.hop_length
+    x = MelFeatures(spec.mel, name=spec.MEL_FEATURES)(mel)
+    x = keras.layers.Conv1D(spec.mel_channels, 3, padding="same", activation="tanh", name=spec.MEL_CONV)(x)
+    x = Stretch(hop, name=spec.MEL_STRETCH)(x)
+    return keras.layers.DepthwiseConv1D(2 * hop + 1, padding="same", name=spec.MEL_SMOOTH,
+                                        depthwise_initializer=keras.initializers.Constant(1.0 / (2 * hop + 1)))(x)
 
 
 def wavenet_spec(model):
@@ -212,13 +296,21 @@ def wavenet_spec(model):
         raise ValueError(f"model {model.name!r} has no dilated convolutions")
     first = model.get_layer(Block(0, 0, True).name("dilated"))
     output = model.get_layer(WaveNetSpec.OUTPUT)
+    class_names, class_channels, mel, mel_channels = (), WaveNetSpec.class_channels, None, WaveNetSpec.mel_channels
+    if WaveNetSpec.CLASS_EMBEDDING in names:
+        embedding = model.get_layer(WaveNetSpec.CLASS_EMBEDDING)
+        class_names, class_channels = tuple(embedding.class_names), embedding.output_dim
+    if WaveNetSpec.MEL_FEATURES in names:
+        mel = model.get_layer(WaveNetSpec.MEL_FEATURES).settings
+        mel_channels = int(model.get_layer(WaveNetSpec.MEL_CONV).filters)
     spec = WaveNetSpec(distribution=output.distribution, stacks=stacks, layers=layers,
                        residual_channels=int(model.get_layer(WaveNetSpec.INPUT_CONV).filters),
                        skip_channels=int(model.get_layer(WaveNetSpec.POST).units),
                        kernel_size=int(first.kernel_size),
                        input_kernel_size=int(model.get_layer(WaveNetSpec.INPUT_CONV).kernel_size[0]),
                        num_classes=output.num_classes, num_mixtures=output.num_mixtures,
-                       sample_rate=model.get_layer(WaveNetSpec.AUDIO).sample_rate)
+                       sample_rate=model.get_layer(WaveNetSpec.AUDIO).sample_rate, class_names=class_names,
+                       class_channels=class_channels, mel=mel, mel_channels=mel_channels)
     for block in spec.blocks:  # every block the spec names is there, with the dilation it says
         layer = model.get_layer(block.name("dilated")) if block.name("dilated") in names else None
         if layer is None or layer.dilation_rate != block.dilation:

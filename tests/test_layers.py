@@ -98,3 +98,51 @@ def test_phase_shuffle():
     shifted = np.asarray(PhaseShuffle(2, seed=0)(np.repeat(x, 16, axis=0), training=True))[..., 0]
     offsets = {int(row[5] - 5) for row in shifted}
     assert offsets <= {-2, -1, 0, 1, 2} and len(offsets) > 1
+
+
+def test_class_embedding():
+    run_layer_test(models.ClassEmbedding, {"class_names": ["a", "b", "c"], "output_dim": 4}, (2, 1), (2, 1, 4), 1,
+                   input_dtype="int32")
+    layer = models.ClassEmbedding(["a", "b"], output_dim=3)
+    rows = np.asarray(layer(np.array([[1], [0]])))
+    np.testing.assert_array_equal(rows[:, 0], layer.get_weights()[0][[1, 0]])
+    with pytest.raises(ValueError, match="unique"):
+        models.ClassEmbedding(["a", "a"])
+
+
+def test_mel_features():
+    from data.features import mel_settings
+
+    settings = mel_settings(8000, n_mels=4).to_dict()
+    run_layer_test(models.MelFeatures, {"settings": settings}, (2, 5, 4), (2, 5, 4), 0)
+    scaled = np.asarray(models.MelFeatures(settings)(np.array([[[np.log(1e-5), 0.0, np.log(1e-5) / 2, 1.0]]],
+                                                               np.float32)))
+    np.testing.assert_allclose(scaled.ravel(), [-1.0, 1.0, 0.0, 1.0 + 2 / np.log(1e5)], rtol=1e-5)
+
+
+def test_stretch():
+    run_layer_test(models.Stretch, {"factor": 3}, (2, 4, 5), (2, 12, 5), 0)
+    x = np.arange(4, dtype=np.float32).reshape(1, 2, 2)
+    assert np.asarray(models.Stretch(2)(x))[0].tolist() == [[0, 1], [0, 1], [2, 3], [2, 3]]
+
+
+def test_crop_to_length():
+    layer = models.CropToLength(offset=3)
+    assert models.CropToLength.from_config(layer.get_config()).offset == 3
+    features = np.arange(20, dtype=np.float32).reshape(1, 10, 2)
+    cropped = np.asarray(layer([features, np.zeros((1, 4, 1), np.float32)]))
+    np.testing.assert_array_equal(cropped, features[:, 3:7])
+    symbolic = layer([keras.KerasTensor((None, None, 2)), keras.KerasTensor((None, None, 1))])
+    assert symbolic.shape[-1] == 2
+    mixed = models.CropToLength(offset=3, dtype="mixed_bfloat16")([features, np.zeros((1, 4, 1), np.float32)])
+    assert keras.backend.standardize_dtype(mixed.dtype) == "bfloat16"
+
+
+def test_gated_activation_adds_its_conditioning_before_both_halves():
+    x = np.random.default_rng(2).normal(size=(2, 3, 8)).astype(np.float32)
+    by_class = np.random.default_rng(3).normal(size=(2, 1, 8)).astype(np.float32)  # broadcast over time
+    by_mel = np.random.default_rng(4).normal(size=(2, 3, 8)).astype(np.float32)
+    total = x + by_class + by_mel
+    expected = np.tanh(total[..., :4]) / (1 + np.exp(-total[..., 4:]))
+    np.testing.assert_allclose(np.asarray(models.GatedActivation()([x, by_class, by_mel])), expected, rtol=1e-5,
+                               atol=1e-6)

@@ -1,0 +1,179 @@
+"""Generation from conditioned WaveNets: the cached generator equals the full-history loop for every head with
+each kind of conditioning, the upsampler runs once per call, and conditioning that does not fit is refused."""
+
+import keras
+import numpy as np
+import pytest
+
+import models
+from data.features import CONTEXT_FRAMES, FeatureError, log_mel, mel_settings, pad_features
+from models import generation
+from tests.conftest import tone
+
+HEADS = [("classifier", None), ("regressor", "logistic-mixture"), ("regressor", "mse")]
+# Small mel settings so tiny tests stay fast: 16 bins, hop 20 samples.
+MEL = mel_settings(8000, n_mels=16, hop_length=20, win_length=64, n_fft=64)
+CLASSES = ("low", "mid", "high")
+
+
+def conditioned(head="classifier", loss=None, classes=CLASSES, mel=MEL, seed=0):
+    """A tiny conditioned WaveNet with random weights large enough that the conditioning changes the output."""
+    keras.utils.set_random_seed(seed)
+    model = models.build_wavenet(head, loss, stacks=1, layers=3, residual_channels=8, skip_channels=8,
+                                 sample_rate=8000, class_names=classes, mel=mel, mel_channels=8)
+    rng = np.random.default_rng(seed + 1)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
+    return model
+
+
+def spectrogram(seconds=0.05, frequency=600.0):
+    return log_mel(0.5 * tone(seconds, frequencies=(frequency,)), MEL)
+
+
+KINDS = {"class": dict(classes=CLASSES, mel=None), "mel": dict(classes=(), mel=MEL),
+         "both": dict(classes=CLASSES, mel=MEL)}
+
+
+def request(kind, streams=2):
+    given = {}
+    if KINDS[kind]["classes"]:
+        given["classes"] = ["low", "high"][:streams]
+    if KINDS[kind]["mel"] is not None:
+        given["mel"] = np.stack([spectrogram(frequency=f) for f in (400.0, 1500.0)][:streams])
+    return given
+
+
+@pytest.mark.parametrize("head,loss", HEADS)
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_cached_generation_equals_the_full_history_loop(head, loss, kind):
+    model = conditioned(head, loss, **KINDS[kind])
+    given = request(kind)
+    for temperature, seed in ((0.0, None), (1.0, 5)):
+        # Chunks of 7 samples: calls that start and end inside a hop of the spectrogram.
+        fast = np.concatenate(list(models.generate_chunks(model, 45, num_streams=2, temperature=temperature,
+                                                          seed=seed, chunk_size=7, **given)), axis=1)
+        naive = models.generate_naive(model, 45, num_streams=2, temperature=temperature, seed=seed, **given)
+        np.testing.assert_allclose(fast, naive, atol=1e-5)
+        numpy_engine = models.generate(model, 45, num_streams=2, temperature=temperature, seed=seed, engine="numpy",
+                                       **given)
+        np.testing.assert_allclose(numpy_engine, naive, atol=1e-5)
+
+
+def test_conditioning_changes_the_output_per_stream():
+    model = conditioned()
+    mel = spectrogram()
+    # The same uniforms in every stream, so only the conditioning can make streams differ.
+    same = models.generate(model, 40, classes=["mid", "mid"], mel=mel, seed=3)
+    differ = models.generate(model, 40, classes=["low", "high"], mel=mel, seed=3)
+    other_mel = models.generate(model, 40, classes=["mid", "mid"], mel=spectrogram(frequency=2500.0), seed=3)
+    assert not np.array_equal(differ[0], same[0]) or not np.array_equal(differ[1], same[1])
+    assert not np.array_equal(other_mel, same)
+    by_id = models.generate(model, 40, classes=[1, 1], mel=mel, seed=3)
+    np.testing.assert_array_equal(by_id, same)
+    one_for_all = models.generate(model, 40, num_streams=2, classes=["mid"], mel=mel, seed=3)
+    np.testing.assert_array_equal(one_for_all, same)
+
+
+def test_spectrogram_sets_the_length_and_streams():
+    model = conditioned(classes=())
+    mel = spectrogram(0.05)  # 400 samples: 21 frames -> (21 - 1) * 20 = 400 samples
+    assert mel.shape == (21, 16)
+    audio = models.generate(model, mel=mel, seed=0)
+    assert audio.shape == (1, 400)
+    assert models.generate(model, mel=np.stack([mel, mel, mel]), seed=0).shape == (3, 400)
+    assert models.generate(model, 30, mel=mel, seed=0).shape == (1, 30)
+    with pytest.raises(ValueError, match="condition 400 samples"):
+        models.generate(model, 401, mel=mel)
+
+
+def test_class_conditioned_prime_warms_the_queues_with_the_class():
+    model = conditioned(mel=None)
+    prime = tone(0.01, frequencies=(300,))
+    fast = models.generate(model, 30, classes=["low", "high"], prime=prime, temperature=0)
+    naive = models.generate_naive(model, 30, classes=["low", "high"], prime=prime, temperature=0)
+    np.testing.assert_allclose(fast, naive, atol=1e-5)
+
+
+def test_upsampler_runs_once_per_call_and_projection_in_blocks(monkeypatch):
+    model = conditioned(classes=())
+    mel = spectrogram(0.05)
+    net = models.IncrementalWaveNet(model)
+    calls = []
+    upsampler = net._upsampler()
+    net.upsampler = lambda rows, training=False: calls.append(rows.shape) or upsampler(rows, training=training)
+    reference = models.generate(model, mel=mel, seed=2)
+    monkeypatch.setattr(generation, "CONDITIONING_BYTES", 4 * 3 * 16 * 5)  # five steps per projected block
+    chunks = list(models.generate_chunks(net, mel=mel, seed=2, chunk_size=100))
+    assert len(calls) == len(chunks) == 4
+    # The first call reads its 5 frames and the context on each side: rows 0 .. 4 + 2 * CONTEXT_FRAMES.
+    assert calls[0] == (1, 100 // MEL.hop_length + 2 * CONTEXT_FRAMES, 16)
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), reference, atol=1e-6)
+
+
+def test_class_projection_is_packed_once_per_class():
+    model = conditioned(mel=None)
+    weights = models.pack_weights(model)
+    assert weights.class_table.shape == (3, 3, 32)  # classes, layers, gate channels padded to 2 x 16
+    vectors = model.get_layer("class_embedding").get_weights()[0]
+    kernel = model.get_layer("s0_l1_class").get_weights()[0]  # (16, 2 * 8): filters | gates
+    np.testing.assert_allclose(weights.class_table[2, 1, :8], vectors[2] @ kernel[:, :8], rtol=1e-5)
+    np.testing.assert_allclose(weights.class_table[2, 1, 16:24], vectors[2] @ kernel[:, 8:], rtol=1e-5)
+    np.testing.assert_array_equal(weights.class_table[:, :, 8:16], 0.0)  # padding stays zero
+    unconditioned = models.pack_weights(models.build_wavenet(stacks=1, layers=2, residual_channels=8,
+                                                              skip_channels=8))
+    assert unconditioned.class_table.shape[0] == 0 and unconditioned.mel_w.shape[0] == 0
+
+
+def test_conditioning_that_does_not_fit_is_refused():
+    both = conditioned()
+    mel = spectrogram()
+    cases = [
+        (dict(classes=["loud"], mel=mel), "unknown class 'loud'; the model's classes: low, mid, high"),
+        (dict(classes=[7], mel=mel), "out of range"),
+        (dict(mel=mel), "conditioned on a class"),
+        (dict(classes=["low"]), "conditioned on log-mel spectrograms"),
+        (dict(classes=["low"], mel=mel, prime=np.zeros(50, np.float32)), "prime cannot be combined"),
+        (dict(classes=["low"], mel=np.zeros((21, 80), np.float32)), "takes 16 mel bins, the spectrogram has 80"),
+        (dict(classes=["low"], mel=mel.T), "transpose"),
+        (dict(classes=["low"], mel=10 * mel), "below log"),
+        (dict(classes=["low"], mel=np.full((5, 16), 40.0, np.float32)), "too large"),
+        (dict(classes=["low", "mid", "high"], mel=mel, num_streams=2), "one class per stream"),
+    ]
+    for given, message in cases:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            models.generate(both, 20, **given)
+    assert issubclass(FeatureError, ValueError)
+    plain = models.build_wavenet(stacks=1, layers=2, residual_channels=8, skip_channels=8, sample_rate=8000)
+    with pytest.raises(ValueError, match="not trained with classes"):
+        models.generate(plain, 5, classes=["low"])
+    with pytest.raises(ValueError, match="not trained on spectrograms"):
+        models.generate(plain, 5, mel=mel)
+
+
+def test_spec_round_trips_through_a_saved_model(tmp_path):
+    model = conditioned()
+    model.save(tmp_path / "m.keras")
+    loaded = models.load_model(tmp_path / "m.keras")
+    spec = models.wavenet_spec(loaded)
+    assert spec == models.wavenet_spec(model)
+    assert spec.class_names == CLASSES and spec.mel == MEL and spec.input_names == ("waveform", "class_id", "mel")
+    given = request("both")
+    np.testing.assert_array_equal(models.generate(loaded, 30, seed=1, **given),
+                                  models.generate(model, 30, seed=1, **given))
+
+
+def test_model_input_alignment_matches_pad_features():
+    """The model's `mel` input starts CONTEXT_FRAMES frames before the first target's frame."""
+    model = conditioned(classes=())
+    mel = spectrogram(0.05)
+    padded = pad_features(mel, MEL)
+    np.testing.assert_array_equal(padded[CONTEXT_FRAMES:CONTEXT_FRAMES + len(mel)], mel)
+    assert np.all(padded[:CONTEXT_FRAMES] == MEL.floor_value) and np.all(padded[-CONTEXT_FRAMES - 1:] == MEL.floor_value)
+    # A window whose first target is sample 40 (frame 2) sees the same conditioning as the whole signal there.
+    waveform = np.zeros((1, 100, 1), np.float32)
+    whole = model({"waveform": waveform, "mel": padded[None, :10]})
+    part = model({"waveform": waveform[:, 40:], "mel": padded[None, 2:10]})
+    # Identical inputs (zeros) and identical conditioning: outputs from target 40 on agree beyond the receptive
+    # field's zero padding (8 samples for this model).
+    np.testing.assert_allclose(np.asarray(whole)[:, 40 + 8:], np.asarray(part)[:, 8:], atol=1e-5)
