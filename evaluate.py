@@ -8,6 +8,13 @@ A model that knows nothing scores 8.000; the regressor heads are reported on the
 one JSON object instead, for scripts. Audio at another rate than the model's is resampled to it, with one note
 per such file on stderr.
 
+A conditioned WaveNet is scored with its conditioning (conditioned bits per sample): a vocoder (mel-conditioned)
+on the log-mel spectrogram of each evaluated file itself, computed with the model's saved settings; a
+class-conditioned model on the class given by --class NAME, required for one (one class for all the files).
+
+    python evaluate.py runs/vocoder-.../model.keras held_out.wav
+    python evaluate.py runs/speakers-.../model.keras alice_held_out.wav --class alice
+
     python evaluate.py runs/gan-.../generator.keras held_out.wav [--train train.wav] [--num 64]
 
 For a GAN generator: Frechet distance of log-mel statistics, NDB (statistically different k-means bins) and the
@@ -32,6 +39,8 @@ def build_parser():
     parser.add_argument("--chunk", type=positive_int, default=16384,
                         help="samples scored per forward pass (default: 16384)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--class", dest="class_name", metavar="NAME",
+                        help="class-conditioned WaveNet: score the audio as this class (required for one)")
     parser.add_argument("--train", help="GAN: the training audio; default: the files in the run's config.json")
     parser.add_argument("--num", type=positive_int, default=64, help="GAN: clips per set (default: 64)")
     parser.add_argument("--seed", type=int, default=0, help="GAN: seed for the clips (default: 0)")
@@ -88,6 +97,20 @@ def evaluate_generator(generator, args):
     return results
 
 
+def check_class(args, spec):
+    """Refuses --class for a model without classes, an unknown class, and a class-conditioned model without it."""
+    known = ", ".join(spec.class_names)
+    if not spec.class_names:
+        if args.class_name is not None:
+            raise UsageError(f"--class: {args.model} is not conditioned on classes (trained without them); "
+                             "leave --class out")
+    elif args.class_name is None:
+        raise UsageError(f"{args.model} is conditioned on classes: give --class NAME (one of: {known}) to score "
+                         "the audio as that class")
+    elif args.class_name not in spec.class_names:
+        raise UsageError(f"--class: unknown class {args.class_name!r}; the model's classes: {known}")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
@@ -100,17 +123,20 @@ def main(argv=None):
     except models.ModelFileError as error:
         raise UsageError(str(error)) from None
     if models.is_gan_generator(model):
+        if args.class_name is not None:
+            raise UsageError("--class applies to class-conditioned WaveNets, not to a GAN generator")
         return evaluate_generator(model, args)
     try:
         spec = models.wavenet_spec(model)
     except ValueError as error:
         raise UsageError(f"{args.model}: {error}") from None
+    check_class(args, spec)
     results, total_bits, total_count = [], 0.0, 0
     for path in args.audio:
         corpus = load_audio(path, spec.sample_rate, min_samples=2)
         note_resampled(corpus, spec.sample_rate)
         for file, signal in zip(corpus.files, corpus.signals):
-            bits = signal_bits(model, spec, signal, args.chunk)
+            bits = signal_bits(model, spec, signal, args.chunk, class_id=args.class_name)
             if not np.all(np.isfinite(bits)):
                 raise AudioError(f"{file}: the model gave a non-finite likelihood")
             results.append({"file": str(file), "samples": int(bits.size), "bits_per_sample": float(bits.mean())})
@@ -119,9 +145,14 @@ def main(argv=None):
     overall = total_bits / total_count
     if args.json:
         print(json.dumps({"model": args.model, "head": spec.head, "distribution": spec.distribution,
-                          "sample_rate": spec.sample_rate, "files": results, "samples": total_count,
-                          "bits_per_sample": overall}, indent=2))
+                          "sample_rate": spec.sample_rate, "class": args.class_name,
+                          "mel": spec.mel.to_dict() if spec.mel is not None else None, "files": results,
+                          "samples": total_count, "bits_per_sample": overall}, indent=2))
     else:
+        conditions = ([f"class {args.class_name}"] if args.class_name is not None else []) + (
+            ["each file's own log-mel spectrogram"] if spec.mel is not None else [])
+        if conditions:
+            print(f"conditioned on {' and '.join(conditions)}")
         for result in results:
             print(f"{result['file']}: {result['bits_per_sample']:.3f} bits/sample over {result['samples']} samples")
         print(f"{overall:.3f} bits/sample")

@@ -5,12 +5,39 @@
     python generate.py runs/wavenet-.../model.keras --prime start.wav --seconds 5 --output continued.wav
     python generate.py runs/gan-.../generator.keras --num 8 --output-dir clips/ --seed 1   # GAN clips
 
+Conditioned WaveNets (trained with classes and/or log-mel spectrograms):
+
+    python generate.py model.keras --class alice --output alice.wav              # one class
+    python generate.py model.keras --class alice --class bob --output-dir out/   # one file per --class
+    python generate.py model.keras --num 6 --output-dir out/                     # cycles the model's classes
+    python generate.py vocoder.keras --mel-from speech.wav --output resynth.wav  # log-mel of speech.wav
+    python generate.py vocoder.keras --mel speech_mel.npz --output resynth.wav   # a saved log-mel
+    python generate.py both.keras --class bob --mel-from alice.wav --output bob_says.wav
+
 The sample rate is the one the model was trained at (saved in the model). A GAN generator makes clips of its
-fixed length: --seconds, --temperature and --prime apply to WaveNets only, and are refused for a GAN. Audio is
-written as it is generated, so minutes of it need no more memory than the file itself.
+fixed length: --seconds, --temperature, --prime, --class, --mel and --mel-from apply to WaveNets only, and are
+refused for a GAN. Audio is written as it is generated, so minutes of it need no more memory than the file
+itself.
+
+Classes (a model trained with classes): each --class NAME writes one file, generated together in one batch; with
+several, give --output-dir (files sample_001_NAME.wav, ...). --num N with --class cycles the given classes over
+the N files (--class a --class b --num 3: a, b, a); --num N without --class cycles the model's own classes, from
+the first. A class-conditioned model given neither --class nor --num is refused (the message lists its classes),
+as are an unknown class name and --class on a model without classes.
+
+Spectrograms (a mel-conditioned model, a vocoder): --mel-from AUDIO computes the log-mel spectrogram of that audio
+(read at the model's rate) with the settings saved in the model; --mel FILE reads one, (frames, n_mels) float32
+natural-log magnitudes from .npy, or .npz with an array `mel` and optional settings (sample_rate, n_mels,
+hop_length, ...) that must match the model's (data.features.save_mel writes that form). A 3-D spectrogram
+(streams, frames, n_mels) gives one file per row. The spectrogram sets the length: F frames make (F - 1) x hop
+samples, so --seconds is refused with one, and so is --prime. A vocoder given no spectrogram, a spectrogram on a
+model without mel conditioning, and a spectrogram of the wrong bin count or settings are refused. Classes and a
+spectrogram combine (a voice from one class saying what the spectrogram says). Every refusal is one line, exit
+status 2, before anything is written.
 """
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -32,11 +59,25 @@ def build_parser():
                         help=f"length of each output (default: {DEFAULT_SECONDS:g}; WaveNets only)")
     parser.add_argument("--output", help="output WAV file (one stream)")
     parser.add_argument("--num", type=positive_int, help="write this many files, generated together in one batch")
-    parser.add_argument("--output-dir", help="folder for the files of --num (sample_001.wav, ...)")
+    parser.add_argument("--output-dir", help="folder for the files of --num or of several --class "
+                                             "(sample_001.wav, ...; sample_001_NAME.wav, ... with classes)")
     parser.add_argument("--temperature", type=non_negative_float, default=None,
                         help=f"sampling temperature; 0 takes the most likely sample (default: {DEFAULT_TEMPERATURE:g}; "
                              "WaveNets only)")
     parser.add_argument("--prime", help="audio file whose continuation is generated (WaveNets only)")
+    parser.add_argument("--class", dest="classes", action="append", metavar="NAME", default=None,
+                        help="class-conditioned model: generate this class (repeat for one file per class; with "
+                             "--num, the classes given are cycled over the files). Without --class, --num N cycles "
+                             "the model's classes; with neither, a class-conditioned model is refused")
+    spectrogram = parser.add_mutually_exclusive_group()
+    spectrogram.add_argument("--mel-from", metavar="AUDIO",
+                             help="mel-conditioned model (vocoder): resynthesise this audio from its log-mel "
+                                  "spectrogram, computed with the model's saved settings at the model's rate; the "
+                                  "output is (frames - 1) x hop samples long (--seconds and --prime are refused)")
+    spectrogram.add_argument("--mel", metavar="FILE",
+                             help="mel-conditioned model (vocoder): generate from this log-mel spectrogram, .npy "
+                                  "(frames, n_mels) or .npz with 'mel' and settings checked against the model's; "
+                                  "(streams, frames, n_mels) gives one file per row")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     parser.add_argument("--engine", choices=("auto", "numba", "numpy"), default=None,
                         help="WaveNet generation path: the compiled kernel (numba), the portable NumPy path, or auto: "
@@ -45,19 +86,56 @@ def build_parser():
     return parser
 
 
-def output_paths(args):
+def spectrogram_flag(args):
+    """`--mel-from` or `--mel`, whichever was given, or `None`."""
+    return "--mel-from" if args.mel_from is not None else "--mel" if args.mel is not None else None
+
+
+def check_flags(args):
+    """Refuses combinations that no model accepts, before TensorFlow loads."""
+    flag = spectrogram_flag(args)
+    if flag and args.prime is not None:
+        raise UsageError(f"--prime cannot be combined with {flag}: the spectrogram sets the whole output")
+    if flag and args.seconds is not None:
+        raise UsageError(f"--seconds cannot be combined with {flag}: the spectrogram sets the length "
+                         "((frames - 1) x hop samples); leave --seconds out")
+
+
+def cycled(labels, count):
+    """`labels` repeated in order until there are `count` of them."""
+    return [labels[i % len(labels)] for i in range(count)]
+
+
+def file_label(name):
+    """A class name as it appears in a file name: characters other than letters, digits, `.`, `-`, `_` become `_`."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(name)).strip(".") or "class"
+
+
+def output_paths(args, labels=None):
     """The files to write, checked before any work is done: each a .wav, not a folder, in a folder that exists
-    or can be made and in which files can be created."""
+    or can be made and in which files can be created.
+
+    One file for `--output`; `--num` files, or one per `--class`, in `--output-dir`: `sample_001.wav`, ..., or
+    `sample_001_NAME.wav` when each has a class (`labels`, one per file; default the `--class` names, cycled).
+    """
     from data.files import folder_problem
 
-    if args.num is None:
+    classes = args.classes or []
+    count = args.num if args.num is not None else max(1, len(classes))
+    if labels is None and classes:
+        labels = cycled(classes, count)
+    if args.num is None and count == 1:
         if not args.output:
             raise UsageError("give --output FILE.wav, or --num N --output-dir DIR")
         paths, named = [Path(args.output)], args.output
     else:
         if not args.output_dir:
-            raise UsageError("--num needs --output-dir")
-        paths, named = [Path(args.output_dir) / f"sample_{i + 1:03d}.wav" for i in range(args.num)], args.output_dir
+            raise UsageError("--num needs --output-dir" if args.num is not None else
+                             f"{len(classes)} --class values write one file each: give --output-dir DIR "
+                             "instead of --output")
+        paths = [Path(args.output_dir) / (f"sample_{i + 1:03d}.wav" if labels is None else
+                                          f"sample_{i + 1:03d}_{file_label(labels[i])}.wav") for i in range(count)]
+        named = args.output_dir
     for path in paths:
         if path.exists() and path.is_dir():
             raise UsageError(f"{path}: is a folder, not a file")
@@ -128,6 +206,7 @@ def wavenet_length(args, sample_rate):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_flags(args)
     paths = output_paths(args)  # before TensorFlow loads: a bad output fails in a second
     with sigterm_interrupts():  # SIGTERM, like Ctrl-C, removes the half-written files
         return generate_files(args, paths)
@@ -149,7 +228,8 @@ def generate_files(args, paths):
         raise UsageError(str(error)) from None
     if models.is_gan_generator(model):
         given = [flag for flag, value in (("--seconds", args.seconds), ("--temperature", args.temperature),
-                                          ("--prime", args.prime)) if value is not None]
+                                          ("--prime", args.prime), ("--class", args.classes),
+                                          ("--mel-from", args.mel_from), ("--mel", args.mel)) if value is not None]
         if given:
             length, rate = model.output_shape[1], model.get_layer("audio").sample_rate
             flags = f"{', '.join(given[:-1])} and {given[-1]}" if len(given) > 1 else given[0]
@@ -161,7 +241,17 @@ def generate_files(args, paths):
         spec = models.wavenet_spec(model)
     except ValueError as error:
         raise UsageError(f"{args.model}: {error}") from None
-    num_samples = wavenet_length(args, spec.sample_rate)
+    labels, paths = stream_classes(args, spec, paths)
+    mel = spectrogram(args, spec, len(paths))
+    if mel is None:
+        num_samples = wavenet_length(args, spec.sample_rate)
+    else:
+        from data.features import samples_for_frames
+
+        num_samples = samples_for_frames(mel.shape[-2], spec.mel)
+        if num_samples > WAV_MAX_SAMPLES:
+            raise UsageError(f"{spectrogram_flag(args)}: {mel.shape[-2]:,} frames make {num_samples:,} samples, more "
+                             f"than a 16-bit WAV holds; split the spectrogram")
     temperature = DEFAULT_TEMPERATURE if args.temperature is None else args.temperature
     prime = read_audio(args.prime, spec.sample_rate)[0] if args.prime else None
 
@@ -176,7 +266,7 @@ def generate_files(args, paths):
                                       subtype="PCM_16", format="WAV"))
         for chunk in models.generate_chunks(model, num_samples, num_streams=len(paths), temperature=temperature,
                                             prime=prime, seed=args.seed, engine=args.engine,
-                                            chunk_size=max(1, spec.sample_rate // 10)):
+                                            chunk_size=max(1, spec.sample_rate // 10), classes=labels, mel=mel):
             for file, stream in zip(files, chunk):
                 file.write(stream)
             done += chunk.shape[1]
@@ -194,10 +284,77 @@ def generate_files(args, paths):
         if not finished:
             remove_folders(created)
     seconds = time.perf_counter() - start
-    print(f"wrote {len(paths)} file(s) of {num_samples / spec.sample_rate:g} s at {spec.sample_rate} Hz in "
-          f"{seconds:.1f} s ({done * len(paths) / seconds:,.0f} samples/s): {', '.join(str(p) for p in paths[:3])}"
-          f"{' ...' if len(paths) > 3 else ''}")
+    conditioning = ""
+    if labels is not None:
+        names = list(dict.fromkeys(labels))
+        conditioning += f", class{'es' if len(names) > 1 else ''} {', '.join(names)}"
+    if mel is not None:
+        conditioning += f", from the log-mel spectrogram of {args.mel_from or args.mel} ({mel.shape[-2]} frames)"
+    print(f"wrote {len(paths)} file(s) of {num_samples / spec.sample_rate:g} s at {spec.sample_rate} Hz{conditioning} "
+          f"in {seconds:.1f} s ({done * len(paths) / max(seconds, 1e-9):,.0f} samples/s): "
+          f"{', '.join(str(p) for p in paths[:3])}{' ...' if len(paths) > 3 else ''}")
     return paths
+
+
+def stream_classes(args, spec, paths):
+    """`(class name per file or None, paths)` for a WaveNet whose spec is `spec`; the paths are renamed after the
+    model's classes when `--num` cycles them.
+
+    Raises:
+        UsageError: --class on a model without classes, an unknown class, or a class-conditioned model given
+            neither --class nor --num.
+    """
+    if not spec.class_names:
+        if args.classes:
+            raise UsageError(f"--class: {args.model} is not conditioned on classes (trained without them); "
+                             "leave --class out")
+        return None, paths
+    known = ", ".join(spec.class_names)
+    if args.classes:
+        unknown = [name for name in args.classes if name not in spec.class_names]
+        if unknown:
+            raise UsageError(f"--class: unknown class {unknown[0]!r}; the model's classes: {known}")
+        return cycled(args.classes, len(paths)), paths
+    if args.num is None:
+        raise UsageError(f"{args.model} is conditioned on classes: give --class NAME (one of: {known}), or --num N "
+                         "--output-dir DIR to cycle through them")
+    labels = cycled(list(spec.class_names), len(paths))
+    return labels, output_paths(args, labels)
+
+
+def spectrogram(args, spec, num_streams):
+    """The unpadded log-mel spectrogram of `--mel-from` or `--mel` for a mel-conditioned model: `(frames, n_mels)`,
+    or `(num_streams, frames, n_mels)`; `None` without one.
+
+    Raises:
+        UsageError: a spectrogram for a model without mel conditioning, none for one with it, or one row per
+            stream for another number of streams.
+        data.features.FeatureError, data.audio.AudioError: a spectrogram or audio that does not fit.
+    """
+    flag = spectrogram_flag(args)
+    if spec.mel is None:
+        if flag:
+            raise UsageError(f"{flag}: {args.model} is not conditioned on spectrograms (not a vocoder); "
+                             f"leave {flag} out")
+        return None
+    if flag is None:
+        raise UsageError(f"{args.model} is a vocoder conditioned on log-mel spectrograms ({spec.mel.describe()}): "
+                         "give --mel-from AUDIO or --mel FILE.npy|.npz")
+    from data.audio import read_audio
+    from data.features import FeatureError, check_mel, load_mel, log_mel
+
+    if args.mel_from is not None:
+        signal = read_audio(args.mel_from, spec.sample_rate)[0]
+        if len(signal) < spec.mel.hop_length:
+            raise FeatureError(f"{args.mel_from}: {len(signal)} samples is shorter than one hop of the model's "
+                               f"spectrogram ({spec.mel.hop_length} samples)")
+        return check_mel(log_mel(signal, spec.mel), spec.mel, args.mel_from)
+    mel = load_mel(args.mel, spec.mel)
+    if mel.ndim == 3 and mel.shape[0] != num_streams:
+        raise UsageError(f"--mel: {args.mel} holds {mel.shape[0]} spectrograms (streams, frames, n_mels) but "
+                         f"{num_streams} file(s) were asked for; ask for {mel.shape[0]} with --num "
+                         f"{mel.shape[0]} --output-dir DIR")
+    return mel
 
 
 if __name__ == "__main__":

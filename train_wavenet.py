@@ -2,13 +2,17 @@
 
     python train_wavenet.py --train my_audio.wav          # a file, or a folder searched recursively
     python train_wavenet.py                               # the bundled 40 s speech clip, a few minutes on a CPU
+    python train_wavenet.py --train voices/ --labels folders        # one class per subfolder (speaker, instrument)
+    python train_wavenet.py --train speech/ --condition mel         # a vocoder: conditioned on log-mel spectrograms
 
 The run folder (default runs/wavenet-<timestamp>/) gets model.keras, checkpoints/ to resume from, config.json,
 history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
 """
 
 import dataclasses
+import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,9 @@ from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, rest
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
-SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip_channels", "sample_rate")
+SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip_channels", "sample_rate", "labels",
+                  "condition", "mel_bins", "mel_hop_ms", "mel_window_ms", "mel_fft", "mel_fmin", "mel_fmax",
+                  "mel_floor", "class_channels", "mel_channels")
 # A loss (nats per sample) beyond this is a diverged run, treated like NaN: a model that knows nothing scores
 # ln 256 = 5.5, and no sane run comes within orders of magnitude of it.
 DIVERGED_LOSS = 1e4
@@ -49,6 +55,17 @@ class WaveNetConfig(RunSettings):
     sample_every: int = 4
     sample_seconds: float = 1.0
     temperature: float = 1.0
+    labels: Optional[str] = None
+    class_channels: int = 16
+    condition: str = "none"
+    mel_bins: int = 80
+    mel_hop_ms: float = 12.5
+    mel_window_ms: float = 50.0
+    mel_fft: Optional[int] = None
+    mel_fmin: float = 0.0
+    mel_fmax: Optional[float] = None
+    mel_floor: float = 1e-5
+    mel_channels: int = 64
 
 
 HELP = {
@@ -71,13 +88,30 @@ HELP = {
     "sample_every": "write a sample every N epochs (0: never)",
     "sample_seconds": "length of each sample in seconds",
     "temperature": "sampling temperature of the samples (0: most likely)",
+    "labels": "condition on a class per file: 'folders' (each subfolder of the --train folder is a class; audio "
+              "directly in it is skipped) or a CSV of path,label rows (paths relative to the CSV; then leave out "
+              "--train); validation is the last 10%% of each class",
+    "class_channels": "size of each class's learned vector (with --labels)",
+    "condition": "none, or mel: condition on log-mel spectrograms of the audio (a vocoder)",
+    "mel_bins": "mel bins of the spectrograms (with --condition mel)",
+    "mel_hop_ms": "milliseconds between spectrogram frames",
+    "mel_window_ms": "spectrogram window in milliseconds",
+    "mel_fft": "FFT size in samples; None: the next power of two over the window",
+    "mel_fmin": "lowest mel frequency in Hz",
+    "mel_fmax": "highest mel frequency in Hz; None: half the sample rate (Nyquist)",
+    "mel_floor": "magnitudes are floored here before the log (below 1)",
+    "mel_channels": "channels of the upsampled spectrogram inside the model",
 }
 TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch": positive_int,
          "validation_steps": positive_int, "batch_size": positive_int, "frame_size": positive_int,
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
          "skip_channels": positive_int, "learning_rate": positive_float, "sample_every": non_negative_int,
-         "sample_seconds": positive_float, "temperature": non_negative_float}
-CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse")}
+         "sample_seconds": positive_float, "temperature": non_negative_float, "class_channels": positive_int,
+         "mel_bins": positive_int, "mel_hop_ms": positive_float, "mel_window_ms": positive_float,
+         "mel_fft": positive_int, "mel_fmin": non_negative_float, "mel_fmax": positive_float,
+         "mel_floor": positive_float, "mel_channels": positive_int}
+CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
+           "condition": ("none", "mel")}
 
 
 def build_parser():
@@ -92,16 +126,30 @@ def resolve(argv=None):
 
 def load_corpora(config):
     """Loads training and validation audio: `(train, validation, (longest file, its samples))`, the longest
-    training file as read (before validation is held out). Raises `AudioError` (exit 2) on anything unusable."""
+    training file as read (before validation is held out). With `--labels` both corpora are labelled (validation:
+    the last 10% of each class, or `--validate` labelled the same way). Raises `AudioError` (exit 2) on anything
+    unusable."""
     from data.audio import AudioError, load_audio, split_validation
+    from data.labels import FOLDERS, load_labelled_audio
 
     window = config.frame_size + 1
-    train = load_audio(config.train, config.sample_rate, min_samples=window, skip_bad_files=True)
+    if config.labels:
+        train = load_labelled_audio(config.labels, config.train, config.sample_rate, min_samples=window)
+    else:
+        train = load_audio(config.train, config.sample_rate, min_samples=window, skip_bad_files=True)
     report_skipped(train)
     longest = max(range(len(train.signals)), key=lambda i: len(train.signals[i]))
     longest = (train.files[longest], len(train.signals[longest]))
     if config.validate:
-        validation = load_audio(config.validate, train.sample_rate, min_samples=window, skip_bad_files=True)
+        if config.labels and config.labels != FOLDERS and not config.validate.lower().endswith(".csv"):
+            raise UsageError(f"--validate {config.validate}: with --labels FILE.csv, validation audio is labelled "
+                             "by a CSV of path,label rows too")
+        if config.labels:
+            validation = load_labelled_audio(config.labels if config.labels == FOLDERS else config.validate,
+                                             config.validate, train.sample_rate, min_samples=window,
+                                             class_names=train.class_names)
+        else:
+            validation = load_audio(config.validate, train.sample_rate, min_samples=window, skip_bad_files=True)
         report_skipped(validation)
     else:
         train, validation = split_validation(train, 0.1)
@@ -111,6 +159,64 @@ def load_corpora(config):
         if not any(len(s) >= window for s in train.signals):
             raise AudioError(f"{config.train}: shorter than one frame ({window} samples) once 10% is held out")
     return train, validation, longest
+
+
+def check_lengths(config, train, validation, window):
+    """Refuses audio without a whole training window of `window` samples (per class when labelled), or without
+    one for validation; warns of a class that validation lacks."""
+    from data.audio import AudioError
+
+    source = config.labels if config.labels and config.labels != "folders" else config.train
+    if not any(len(s) >= window for s in validation.signals):
+        raise AudioError(f"{config.validate or source}: no validation audio is as long as one frame ({window} "
+                         "samples, --frame-size + 1 + the mel hop - 1); give a smaller --frame-size")
+    for label, name in enumerate(train.class_names or (None,)):
+        mine = [s for i, s in enumerate(train.signals) if train.labels is None or train.labels[i] == label]
+        if not any(len(s) >= window for s in mine):
+            what = f"class '{name}'" if name is not None else "the training audio"
+            raise AudioError(f"{source}: {what} has no piece as long as one frame ({window} samples) once validation "
+                             "is held out; give more audio or a smaller --frame-size")
+        if name is not None and not any(len(s) >= window for i, s in enumerate(validation.signals)
+                                        if validation.labels[i] == label):
+            print(f"warning: validation has no frame of class '{name}'", file=sys.stderr)
+
+
+def resolve_mel_settings(config, sample_rate):
+    """The `MelSettings` of `--condition mel` at `sample_rate`, or `None`; raises `UsageError` on bad settings."""
+    from data.features import mel_settings
+
+    if config.condition != "mel":
+        return None
+    nyquist = sample_rate / 2
+    window = max(1, int(round(sample_rate * config.mel_window_ms / 1000.0)))
+    hop = max(1, int(round(sample_rate * config.mel_hop_ms / 1000.0)))
+    if config.mel_fft is not None and window > config.mel_fft:
+        raise UsageError(f"--mel-window-ms {config.mel_window_ms:g} is {window} samples at {sample_rate} Hz, longer "
+                         f"than --mel-fft {config.mel_fft}; give a larger --mel-fft or a shorter window")
+    if config.mel_fmax is not None and config.mel_fmax > nyquist:
+        raise UsageError(f"--mel-fmax {config.mel_fmax:g} Hz is above the Nyquist frequency ({nyquist:g} Hz at "
+                         f"{sample_rate} Hz)")
+    top = nyquist if config.mel_fmax is None else config.mel_fmax
+    if config.mel_fmin >= top:
+        raise UsageError(f"--mel-fmin {config.mel_fmin:g} Hz must be below --mel-fmax ({top:g} Hz)")
+    if not config.mel_floor < 1:
+        raise UsageError(f"--mel-floor {config.mel_floor:g} must be below 1")
+    if hop > config.frame_size:
+        raise UsageError(f"--mel-hop-ms {config.mel_hop_ms:g} is {hop} samples at {sample_rate} Hz, longer than "
+                         f"--frame-size {config.frame_size}")
+    try:
+        return mel_settings(sample_rate, n_mels=config.mel_bins, hop_ms=config.mel_hop_ms,
+                            window_ms=config.mel_window_ms, n_fft=config.mel_fft, fmin=config.mel_fmin,
+                            fmax=config.mel_fmax, log_floor=config.mel_floor)
+    except ValueError as error:
+        raise UsageError(f"--mel settings: {error}") from None
+
+
+def padded_features(signals, settings):
+    """The padded log-mel (`log_mel` then `pad_features`) of each signal, computed once."""
+    from data.features import log_mel, pad_features
+
+    return [pad_features(log_mel(signal, settings), settings) for signal in signals]
 
 
 def machine_memory():
@@ -167,6 +273,8 @@ def shape_problem(config, receptive_field, longest_file, longest_samples, memory
 
 def main(argv=None):
     config, run_dir = resolve(argv)
+    if config.labels and config.labels != "folders" and config.train != str(DEMO_CLIP):
+        raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
     train, validation, longest = load_corpora(config)  # before anything slow: bad audio fails in a second
     quiet_tensorflow()
     try:
@@ -174,11 +282,21 @@ def main(argv=None):
     except ValueError as error:
         raise UsageError(str(error)) from None
     config.sample_rate = train.sample_rate
+    mel = resolve_mel_settings(config, config.sample_rate)
+    hop = mel.hop_length if mel else 1
+    check_lengths(config, train, validation, config.frame_size + hop)
+    class_names = tuple(train.class_names)
+    if config.resume and (run_dir / "config.json").is_file():
+        saved = json.loads((run_dir / "config.json").read_text()).get("class_names") or []
+        if tuple(saved) != class_names:
+            raise UsageError(f"cannot resume {run_dir}: it was trained with classes {list(saved)}, the audio now has "
+                             f"{list(class_names)}")
 
     import keras
 
     import models
     from callbacks import CrossEntropyBits, SaveAudio, Throughput
+    from data.features import log_mel
     from data.frames import FrameGenerator
     from run import fit_run
 
@@ -188,13 +306,20 @@ def main(argv=None):
         raise UsageError(problem)
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
+    conditioning = {}
+    if class_names:
+        conditioning["train"], conditioning["validation"] = {"labels": train.labels}, {"labels": validation.labels}
+    if mel:  # computed once per file; the frame generators only slice them
+        conditioning.setdefault("train", {}).update(features=padded_features(train.signals, mel), hop=hop)
+        conditioning.setdefault("validation", {}).update(features=padded_features(validation.signals, mel), hop=hop)
     train_frames = FrameGenerator(train.signals, config.frame_size, config.batch_size, config.steps_per_epoch,
-                                  mode=config.head, seed=config.seed)
+                                  mode=config.head, seed=config.seed, **conditioning.get("train", {}))
     train_seconds = train.seconds
     train.signals.clear()  # the frame generator holds the audio now; no second copy stays alive
+    conditioning.pop("train", None)
     validation_frames = FrameGenerator(validation.signals, config.frame_size, config.batch_size,
                                        config.validation_steps, mode=config.head, seed=config.seed + 1,
-                                       reshuffle=False)
+                                       reshuffle=False, **conditioning.get("validation", {}))
 
     def save(model, folder):
         if not model.optimizer.built:  # so that even the epoch-0 checkpoint restores a whole optimiser
@@ -215,7 +340,9 @@ def main(argv=None):
     else:
         model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
                                      residual_channels=config.residual_channels,
-                                     skip_channels=config.skip_channels, sample_rate=config.sample_rate)
+                                     skip_channels=config.skip_channels, sample_rate=config.sample_rate,
+                                     class_names=class_names, class_channels=config.class_channels, mel=mel,
+                                     mel_channels=config.mel_channels)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss=models.loss_for(distribution), metrics=bits_metric(distribution))
 
@@ -223,20 +350,41 @@ def main(argv=None):
     write_json(run_dir / "config.json", {
         **dataclasses.asdict(config), "trainer": "wavenet", "receptive_field": rf,
         "receptive_field_ms": 1000.0 * rf / config.sample_rate, "parameters": model.count_params(),
+        "class_names": list(class_names), "mel": mel.to_dict() if mel else None,
         "train_files": [str(f) for f in train.files], "train_seconds": train_seconds,
         "validate_files": [str(f) for f in validation.files], "validate_seconds": validation.seconds,
     })
     print(f"run folder: {run_dir}")
     print(f"training audio: {train_seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
           f"validation: {validation.seconds:.1f} s")
+    if class_names:
+        counts = [sum(1 for label in train.labels if label == i) for i in range(len(class_names))]
+        print(f"classes ({len(class_names)}, --labels {config.labels}): "
+              + ", ".join(f"{name} ({count} file{'s' if count != 1 else ''})"
+                          for name, count in zip(class_names, counts)))
+    if mel:
+        print(f"conditioned on log-mel spectrograms: {mel.describe()}")
     print(f"WaveNet: {config.stacks} x {config.layers} layers, {model.count_params():,} parameters, "
           f"receptive field {rf} samples ({1000.0 * rf / config.sample_rate:.0f} ms)", flush=True)
 
-    prime = next(s for s in validation.signals if len(s) > config.frame_size)[:rf]
+    sample_args = {"classes": class_names or None}
+    clip_file, suggested_class = None, (class_names[0] if class_names else None)
+    if mel:  # the resynthesis of a fixed validation clip, its spectrogram computed once
+        index = max(range(len(validation.signals)), key=lambda i: len(validation.signals[i]))
+        signal, clip_file = validation.signals[index], validation.files[index]
+        length = min(len(signal), max(2 * hop, int(round(config.sample_seconds * config.sample_rate))))
+        clip = signal[:length // hop * hop]
+        sample_args.update(mel=log_mel(clip, mel), original=clip)
+        if class_names:  # resynthesised as the class it belongs to
+            suggested_class = class_names[validation.labels[index]]
+            sample_args["classes"] = [suggested_class]
+    elif not class_names:
+        sample_args["prime"] = next(s for s in validation.signals if len(s) > config.frame_size)[:rf]
     logged = [Throughput(config.batch_size * config.frame_size),
               *([CrossEntropyBits()] if distribution == "categorical" else [])]
     samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
-                        seconds=config.sample_seconds, prime=prime, temperature=config.temperature, seed=config.seed)
+                        seconds=config.sample_seconds, temperature=config.temperature, seed=config.seed,
+                        log_dir=run_dir / "logs" / "samples", **sample_args)
     model = fit_run(model, train_frames, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
                     callbacks=logged, after_checkpoint=[samples], validation_data=validation_frames,
                     time_limit=config.time_limit,
@@ -253,8 +401,14 @@ def main(argv=None):
     note = time_limit_note(run_dir, config.epochs, "train_wavenet.py")
     if note:
         print(note)
-    print(f"saved {run_dir / 'model.keras'}; generate audio with:\n"
-          f"  python generate.py {run_dir / 'model.keras'} --seconds 5 --output generated.wav")
+    command = f"python generate.py {run_dir / 'model.keras'}"
+    if mel:
+        command += f" --mel-from {shlex.quote(str(clip_file))}"
+    else:
+        command += " --seconds 5"
+    if suggested_class is not None:
+        command += f" --class {shlex.quote(suggested_class)}"
+    print(f"saved {run_dir / 'model.keras'}; generate audio with:\n  {command} --output generated.wav")
     return run_dir
 
 

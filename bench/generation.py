@@ -5,7 +5,11 @@
     python bench/generation.py --quick         # one stream, brief timings: checks that it runs
 
 Prints, for each model: the naive loop (a full forward pass over the receptive field per sample, what the
-original script did), and `models.generate` with 1, 8 and 64 streams. Real-time factor = seconds of audio
+original script did), and `models.generate` with 1, 8 and 64 streams. Next to the default model, the same
+network conditioned on log-mel spectrograms (a vocoder: 80 bins at 8 kHz, hop 100, 64 upsampler channels;
+random spectrograms) at 1 and 64 streams (`--conditioned-streams`), upsampling included; below the table, its
+speed as a share of the unconditioned model's at the same stream count (goal: at least 0.70). Real-time factor =
+seconds of audio
 made per second at 8 and 16 kHz (above 1: faster than real time). The machine's dense float32
 matrix-multiply rate (the faster of TensorFlow's and NumPy's, `measure_matmul` in bench/machine.py, as
 bench/training.py measures it) is measured in the same run, so the achieved FLOP/s reads as a share of it;
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py
 import numpy as np  # noqa: E402
 
 from cli import positive_float, positive_int  # noqa: E402
+from data.features import mel_settings  # noqa: E402
 from machine import caption, float32_limit, matmul_line, measure_matmul, print_machine, quiet_tensorflow  # noqa: E402
 
 
@@ -67,16 +72,19 @@ def main():
                         help="minimum timing per models.generate measurement (default: 1)")
     parser.add_argument("--streams", type=stream_counts, default=[1, 8, 64],
                         help="stream counts, comma-separated (default: 1,8,64)")
+    parser.add_argument("--conditioned-streams", type=stream_counts, default=[1, 64],
+                        help="stream counts for the mel-conditioned model, comma-separated (default: 1,64)")
     parser.add_argument("--naive-samples", type=positive_int, default=16,
                         help="samples timed through the naive loop (default: 16)")
     parser.add_argument("--matmul-seconds", type=positive_float, default=2.0,
                         help="timing per matrix-multiply rate, split into 4 blocks (default: 2)")
     parser.add_argument("--quick", action="store_true",
-                        help="check that the bench runs: --seconds 0.05 --streams 1 --naive-samples 2 "
-                             "--matmul-seconds 0.2; the figures mean nothing")
+                        help="check that the bench runs: --seconds 0.05 --streams 1 --conditioned-streams 1 "
+                             "--naive-samples 2 --matmul-seconds 0.2; the figures mean nothing")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.streams, args.naive_samples, args.matmul_seconds = 0.05, [1], 2, 0.2
+        args.conditioned_streams = [1]
 
     print_machine()
     quiet_tensorflow()
@@ -97,6 +105,7 @@ def main():
     print(caption())
     print("| model | path | streams | samples/s | real-time x at 8 kHz | at 16 kHz | GFLOP/s | share of f32 matmul |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
+    plain_rates, conditioned_rates = {}, {}
     for name, stacks in (("default 2x10, 64/128 ch", 2), ("twice as deep 4x10", 4)):
         keras.utils.set_random_seed(0)
         model = models.build_wavenet(stacks=stacks, layers=10, sample_rate=16000)
@@ -111,11 +120,52 @@ def main():
         for streams in args.streams:
             per_step = timed(lambda n, k=streams: models.generate(net, n, num_streams=k, seed=0), args.seconds)
             rows.append(("models.generate", streams, per_step * streams))
-        for path, streams, samples in rows:
-            print(f"| {name} | {path} | {streams} | {samples:,.0f} | {samples / 8000:.2f} | {samples / 16000:.2f} "
-                  f"| {samples * flops / 1e9:.1f} | {samples * flops / rate:.0%} |")
-        sys.stdout.flush()
+            if stacks == 2:
+                plain_rates[streams] = per_step * streams
+        print_rows(name, rows, flops, rate)
+        if stacks == 2:
+            conditioned_rows(args, rate, plain_rates, conditioned_rates)
+    for streams, samples in conditioned_rates.items():
+        if streams in plain_rates:
+            print(f"mel-conditioned / unconditioned default model, {streams} stream{'s' if streams > 1 else ''}: "
+                  f"{samples / plain_rates[streams]:.2f} (goal: >= 0.70)")
+        else:
+            print(f"mel-conditioned default model, {streams} streams: no unconditioned row to compare with "
+                  "(add the count to --streams)")
 
+
+def print_rows(name, rows, flops, rate):
+    for path, streams, samples in rows:
+        print(f"| {name} | {path} | {streams} | {samples:,.0f} | {samples / 8000:.2f} | {samples / 16000:.2f} "
+              f"| {samples * flops / 1e9:.1f} | {samples * flops / rate:.0%} |")
+    sys.stdout.flush()
+
+
+def conditioned_rows(args, rate, plain_rates, conditioned_rates):
+    """Rows of the default model conditioned on 80-bin log-mel spectrograms at 8 kHz (random frames, upsampled by
+    the model's own upsampler inside `models.generate`); fills `conditioned_rates`."""
+    import keras
+
+    import models
+
+    keras.utils.set_random_seed(0)
+    settings = mel_settings(8000, n_mels=80)
+    model = models.build_wavenet(stacks=2, layers=10, sample_rate=8000, mel=settings, mel_channels=64)
+    flops = flops_per_sample(model)  # the mel projections into every gate and the upsampler's layers included
+    net = models.IncrementalWaveNet(model)
+    rng = np.random.default_rng(0)
+    hop = settings.hop_length
+
+    def run(n, streams):
+        mel = rng.uniform(-9.0, 0.0, (-(-n // hop) + 1, settings.n_mels)).astype(np.float32)
+        models.generate(net, n, num_streams=streams, mel=mel, seed=0)
+
+    rows = []
+    for streams in args.conditioned_streams:
+        per_step = timed(lambda n, k=streams: run(n, k), args.seconds)
+        rows.append(("models.generate, mel-conditioned", streams, per_step * streams))
+        conditioned_rates[streams] = per_step * streams
+    print_rows("default 2x10 + log-mel (80 bins, 8 kHz)", rows, flops, rate)
 
 if __name__ == "__main__":
     main()

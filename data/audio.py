@@ -7,6 +7,7 @@ Everything a trainer reads goes through `load_audio`, so every script rejects ba
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
@@ -35,12 +36,16 @@ class AudioCorpus:
         sample_rate: the rate of every signal, in Hz.
         files: the source path of each signal.
         skipped: `(path, reason)` for each file that could not be used.
+        labels: for a labelled corpus (`data.labels`), the class id of each signal; `None` when unlabelled.
+        class_names: the name of each class id, sorted (empty when unlabelled).
     """
 
     signals: list
     sample_rate: int
     files: list
     skipped: list = field(default_factory=list)
+    labels: Optional[list] = None
+    class_names: tuple = ()
 
     @property
     def num_samples(self):
@@ -130,9 +135,25 @@ def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False, too_
     if sample_rate is not None and sample_rate <= 0:
         raise AudioError(f"sample rate must be positive, got {sample_rate}")
     files = find_audio_files(path)
+    signals, used, skipped, rate = read_files(files, sample_rate, min_samples, skip_bad_files, too_short_for)
+    if not signals:
+        raise AudioError(f"{path}: no usable audio ({len(skipped)} files skipped; first: {skipped[0][1]})")
+    return AudioCorpus(signals=signals, sample_rate=int(rate), files=[files[i] for i in used], skipped=skipped)
+
+
+def read_files(files, sample_rate=None, min_samples=1, skip_bad_files=False, too_short_for="one frame"):
+    """Reads `files` in order at one rate (`sample_rate`, or the first readable file's), by `load_audio`'s rules.
+
+    Returns:
+        `(signals, used, skipped, rate)`: the usable signals, the index in `files` of each, `(path, reason)` of
+        each skipped file, and the rate (`sample_rate` when nothing could be read).
+
+    Raises:
+        AudioError: an unusable file, unless `skip_bad_files` and there is more than one file.
+    """
     signals, used, skipped = [], [], []
     rate = sample_rate
-    for file in files:
+    for index, file in enumerate(files):
         try:
             signal, rate = read_audio(file, rate)
             if len(signal) < min_samples:
@@ -146,10 +167,8 @@ def load_audio(path, sample_rate=None, min_samples=1, skip_bad_files=False, too_
             skipped.append((file, str(error)))
             continue
         signals.append(signal)
-        used.append(file)
-    if not signals:
-        raise AudioError(f"{path}: no usable audio ({len(skipped)} files skipped; first: {skipped[0][1]})")
-    return AudioCorpus(signals=signals, sample_rate=int(rate), files=used, skipped=skipped)
+        used.append(index)
+    return signals, used, skipped, rate
 
 
 def split_validation(corpus, fraction=0.1):
@@ -158,7 +177,9 @@ def split_validation(corpus, fraction=0.1):
     The split is taken from the corpus as a whole, in file order: the files at the end go to validation whole,
     and one file is cut where the held-out part begins. So a folder of many short files keeps whole files on
     each side instead of cutting every one of them below a frame. A single file loses its last `fraction`.
-    The pieces are views of the signals (no copy); an empty piece is left out, with its file.
+    The pieces are views of the signals (no copy); an empty piece is left out, with its file. A labelled corpus
+    (`labels` set) is split class by class, the last `fraction` of each class held out, so that validation has
+    every class; each piece keeps its label.
 
     Returns:
         `(train_corpus, validation_corpus)`.
@@ -170,19 +191,37 @@ def split_validation(corpus, fraction=0.1):
     >>> [len(s) for s in train.signals], [len(s) for s in validation.signals], validation.files
     ([50], [10, 40], ['a.wav', 'b.wav'])
     """
-    lengths = [len(signal) for signal in corpus.signals]
+    if corpus.labels is None:
+        train, validation = _split(corpus.signals, corpus.files, fraction)
+        return (AudioCorpus(train[0], corpus.sample_rate, train[1]),
+                AudioCorpus(validation[0], corpus.sample_rate, validation[1]))
+    # A labelled corpus: the last `fraction` of each class, so that validation has every class.
+    parts = ([], [], []), ([], [], [])
+    for label in sorted(set(corpus.labels)):
+        mine = [i for i, own in enumerate(corpus.labels) if own == label]
+        pieces = _split([corpus.signals[i] for i in mine], [corpus.files[i] for i in mine], fraction)
+        for part, (signals, files) in zip(parts, pieces):
+            part[0].extend(signals)
+            part[1].extend(files)
+            part[2].extend([label] * len(signals))
+    return tuple(AudioCorpus(signals, corpus.sample_rate, files, labels=labels, class_names=corpus.class_names)
+                 for signals, files, labels in parts)
+
+
+def _split(signals, files, fraction):
+    """`((train signals, files), (validation signals, files))`: the last `fraction` of `signals` as a whole."""
+    lengths = [len(signal) for signal in signals]
     cut = int(round(sum(lengths) * (1.0 - fraction)))  # where validation begins, in the joined corpus
     train, validation = ([], []), ([], [])
     start = 0
-    for signal, file, length in zip(corpus.signals, corpus.files, lengths):
+    for signal, file, length in zip(signals, files, lengths):
         here = min(max(cut - start, 0), length)  # this signal's samples before the cut
         for part, piece in ((train, signal[:here]), (validation, signal[here:])):
             if len(piece):
                 part[0].append(piece)
                 part[1].append(file)
         start += length
-    return (AudioCorpus(train[0], corpus.sample_rate, train[1]),
-            AudioCorpus(validation[0], corpus.sample_rate, validation[1]))
+    return train, validation
 
 
 def write_audio(path, signal, sample_rate, subtype="PCM_16"):

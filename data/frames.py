@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from data.features import CONTEXT_FRAMES
 from data.mulaw import QUANTIZATION_CHANNELS, mu_law_encode, mu_law_table
 
 MODES = ("classifier", "regressor", "slice")
@@ -30,6 +31,16 @@ class FrameGenerator(keras.utils.PyDataset):
         - `"slice"` (GAN): `x` = a float32 slice of `frame_size` samples, shape `(batch, frame_size, 1)`;
           signals shorter than a slice are padded with silence.
 
+    Conditioning (WaveNet modes only): with `labels` and/or `features`, `x` is a dict keyed by the model's input
+    names, `{"waveform": x, "class_id": (batch, 1) int32, "mel": (batch, mel_frames, n_mels) float32}` (only the
+    keys given). `features` are padded log-mels (`data.features.pad_features`), one per signal, computed once by
+    the caller and only sliced per batch (the generator keeps the caller's arrays, no copy). Window starts are then
+    restricted so that the first target (start + 1 within its signal) is a multiple of `hop`, and the mel rows are
+    the padded rows from `(start + 1) // hop` on, `mel_frames = (frame_size - 1) // hop + 1 + 2 * CONTEXT_FRAMES`
+    of them: so target sample `n` of the window (absolute `start + 1 + n`) has its own frame `(start + 1 + n) // hop`
+    at row `n // hop + CONTEXT_FRAMES` of the slice, as the model's alignment rule asks. Such a signal must hold
+    `frame_size + hop` samples (shorter ones are left out, with their labels and features).
+
     Args:
         signals: list of 1-D float arrays in [-1, 1].
         frame_size: samples the model sees per window.
@@ -40,6 +51,9 @@ class FrameGenerator(keras.utils.PyDataset):
         seed: integer seed.
         reshuffle: draw new windows every epoch.
         quantization_channels: mu-law classes.
+        labels: optional class id (int) of each signal, returned as `x["class_id"]`.
+        features: optional padded log-mel `(rows, n_mels)` of each signal, returned as `x["mel"]`.
+        hop: samples per feature frame (needed with `features`).
         **kwargs: passed to `keras.utils.PyDataset` (`workers`, `use_multiprocessing`, `max_queue_size`).
 
     Example:
@@ -54,7 +68,8 @@ class FrameGenerator(keras.utils.PyDataset):
     """
 
     def __init__(self, signals, frame_size, batch_size, steps_per_epoch, mode="classifier", seed=0,
-                 reshuffle=True, quantization_channels=QUANTIZATION_CHANNELS, epochs=1, **kwargs):
+                 reshuffle=True, quantization_channels=QUANTIZATION_CHANNELS, epochs=1, labels=None, features=None,
+                 hop=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -62,6 +77,13 @@ class FrameGenerator(keras.utils.PyDataset):
                             ("steps_per_epoch", steps_per_epoch)):
             if int(value) <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if mode == "slice" and (labels is not None or features is not None):
+            raise ValueError("labels and features condition a WaveNet; slice mode takes neither")
+        for name, given in (("labels", labels), ("features", features)):
+            if given is not None and len(given) != len(signals):
+                raise ValueError(f"{name} must have one entry per signal ({len(signals)}), got {len(given)}")
+        if features is not None and (hop is None or int(hop) <= 0):
+            raise ValueError(f"features need a positive hop (samples per frame), got {hop}")
         self.frame_size = int(frame_size)
         self.batch_size = int(batch_size)
         self.steps_per_epoch = int(steps_per_epoch)
@@ -71,15 +93,36 @@ class FrameGenerator(keras.utils.PyDataset):
         self.quantization_channels = int(quantization_channels)
         self.epochs = int(epochs)
         self.position = 0
+        # With features, window starts step by the hop: `hop` starts to one usable one.
+        self.hop = int(hop) if features is not None else 1
 
         # A WaveNet window holds one more sample than the model sees: the last target.
         self.window = self.frame_size + (0 if mode == "slice" else 1)
         if mode == "slice":
             # Clips shorter than a slice are padded so they can still be drawn whole.
             signals = [np.pad(s, (0, max(0, self.window - len(s)))) for s in signals]
-        signals = [np.asarray(s, dtype=np.float32) for s in signals if len(s) >= self.window]
+        # The shortest usable signal: one window whose first target is a multiple of the hop (start hop - 1).
+        shortest = self.window + self.hop - 1
+        keep = [i for i, s in enumerate(signals) if len(s) >= shortest]
+        signals = [np.asarray(signals[i], dtype=np.float32) for i in keep]
         if not signals:
-            raise ValueError(f"no signal is at least {self.window} samples long")
+            raise ValueError(f"no signal is at least {shortest} samples long")
+        self.labels = None if labels is None else np.array([int(labels[i]) for i in keep], np.int32)
+        self.features, self.mel_frames = None, None
+        if features is not None:
+            self.features = [np.asarray(features[i], dtype=np.float32) for i in keep]  # no copy of float32 arrays
+            self.mel_frames = (self.frame_size - 1) // self.hop + 1 + 2 * CONTEXT_FRAMES
+            bins = {f.shape[-1] if f.ndim == 2 else None for f in self.features}
+            if len(bins) != 1 or None in bins:
+                raise ValueError(f"features must be (rows, n_mels) arrays with one n_mels, got shapes "
+                                 f"{sorted({f.shape for f in self.features})}")
+            self.n_mels = bins.pop()
+            for signal, feature in zip(signals, self.features):
+                # The last window's slice ends at padded row (len - 1) // hop + 2 * CONTEXT_FRAMES at most.
+                needed = (len(signal) - 1) // self.hop + 1 + 2 * CONTEXT_FRAMES
+                if len(feature) < needed:
+                    raise ValueError(f"features of a {len(signal)}-sample signal need at least {needed} padded "
+                                     f"rows (pad_features of log_mel), got {len(feature)}")
         # One signal is used as it is; several are joined once. Windows are only ever gathered per batch.
         self.audio = signals[0] if len(signals) == 1 else np.concatenate(signals)
         self.codes = None
@@ -92,34 +135,52 @@ class FrameGenerator(keras.utils.PyDataset):
         lengths = np.array([len(s) for s in signals], dtype=np.int64)
         self.file_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         # Number of valid window starts per signal, and their running total, to draw uniformly over all of them.
-        self.starts_per_signal = lengths - self.window + 1
+        # With features, start k of a signal is k * hop + hop - 1 (its first target is (k + 1) * hop).
+        self.starts_per_signal = (lengths - self.window + 1) // self.hop
         self.cumulative_starts = np.cumsum(self.starts_per_signal)
+
+    @property
+    def conditioned(self):
+        return self.labels is not None or self.features is not None
 
     def __len__(self):
         if not self.reshuffle:
             return self.steps_per_epoch
         return max(1, self.steps_per_epoch * self.epochs - self.position)
 
-    def window_starts(self, index):
-        """The start offsets (into the joined audio) of the windows of batch `index`."""
+    def draw(self, index):
+        """`(signal, start)` of each window of batch `index`: the signal it comes from and its start within it."""
         step = int(index) + (self.position if self.reshuffle else 0)
         rng = np.random.default_rng([self.seed, step])
         draws = rng.integers(0, self.cumulative_starts[-1], size=self.batch_size)
         signal = np.searchsorted(self.cumulative_starts, draws, side="right")
         offset = draws - (self.cumulative_starts[signal] - self.starts_per_signal[signal])
-        return self.file_starts[signal] + offset
+        return signal, offset * self.hop + (self.hop - 1)
+
+    def window_starts(self, index):
+        """The start offsets (into the joined audio) of the windows of batch `index`."""
+        signal, start = self.draw(index)
+        return self.file_starts[signal] + start
 
     def __getitem__(self, index):
         if index >= len(self):
             raise IndexError(index)
-        rows = self.window_starts(index)[:, None] + np.arange(self.window)[None, :]
+        signal, start = self.draw(index)
+        rows = (self.file_starts[signal] + start)[:, None] + np.arange(self.window)[None, :]
         if self.mode == "slice":
             return (self.audio[rows][..., None],)
         codes = self.codes[rows]
         x = self.table[codes[:, :-1]][..., None]
-        if self.mode == "classifier":
-            return x, codes[:, 1:].astype(np.int32)
-        return x, self.audio[rows[:, 1:]][..., None]
+        y = codes[:, 1:].astype(np.int32) if self.mode == "classifier" else self.audio[rows[:, 1:]][..., None]
+        if not self.conditioned:
+            return x, y
+        inputs = {"waveform": x}
+        if self.labels is not None:
+            inputs["class_id"] = self.labels[signal][:, None]
+        if self.features is not None:
+            first = (start + 1) // self.hop  # the padded row CONTEXT_FRAMES before the first target's frame
+            inputs["mel"] = np.stack([self.features[s][f:f + self.mel_frames] for s, f in zip(signal, first)])
+        return inputs, y
 
     def as_dataset(self, prefetch=2):
         """The same batches as a `tf.data.Dataset`, prefetched by one thread with autotuning off.
@@ -132,6 +193,12 @@ class FrameGenerator(keras.utils.PyDataset):
 
         frame = self.frame_size
         x = tf.TensorSpec((None, frame, 1), tf.float32)
+        if self.conditioned:
+            x = {"waveform": x}
+            if self.labels is not None:
+                x["class_id"] = tf.TensorSpec((None, 1), tf.int32)
+            if self.features is not None:
+                x["mel"] = tf.TensorSpec((None, self.mel_frames, self.n_mels), tf.float32)
         if self.mode == "slice":
             signature = (x,)
         elif self.mode == "classifier":

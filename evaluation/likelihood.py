@@ -3,20 +3,53 @@
 import numpy as np
 
 
-def signal_bits(model, spec, signal, chunk=16384):
+def class_index(spec, class_id):
+    """The row of `class_id` (a class name, or an integer id) in `spec.class_names`.
+
+    Raises:
+        ValueError: the model has no classes, or `class_id` is not one of them (the message lists them).
+    """
+    names = tuple(spec.class_names)
+    if not names:
+        raise ValueError("the model is not conditioned on classes")
+    if isinstance(class_id, (int, np.integer)) and not isinstance(class_id, bool):
+        if not 0 <= int(class_id) < len(names):
+            raise ValueError(f"class id {class_id} is out of range: the model has {len(names)} classes "
+                             f"(0 to {len(names) - 1}: {', '.join(names)})")
+        return int(class_id)
+    if str(class_id) not in names:
+        raise ValueError(f"unknown class {str(class_id)!r}; the model's classes: {', '.join(names)}")
+    return names.index(str(class_id))
+
+
+def signal_bits(model, spec, signal, chunk=16384, class_id=None, mel=None):
     """Bits of each sample of `signal` after the first, given its past; one forward pass per `chunk` targets.
 
     Each pass sees the receptive field before its first target, so the result does not depend on `chunk`.
     The classifier's bits are over the 256 mu-law bins; the regressor heads are reported on the same scale.
+
+    A conditioned model is given its conditioning. Class: the same `class_id` for the whole signal. Log-mel:
+    `mel` (unpadded, `(frames, n_mels)`, `frames = 1 + len(signal) // hop`), by default `data.features.log_mel`
+    of the signal itself with the model's settings. The alignment follows `data.features`: a mel-conditioned
+    model is fed one sample of silence (what generation starts from) before the signal, so sample `n` is target
+    `n` of a window whose first target is sample 0, and every pass starts its first target at a multiple of the
+    hop, where the padded spectrogram's rows line up with the samples. Sample 0's bits (scored after the silence)
+    are left out, so the result covers the same samples as for an unconditioned model.
 
     Args:
         model: a WaveNet from `models.build_wavenet` (or loaded from its `.keras` file).
         spec: `models.wavenet_spec(model)`.
         signal: 1-D float audio in [-1, 1] at `spec.sample_rate`.
         chunk: targets scored per forward pass.
+        class_id: the class (name or integer id) of a class-conditioned model; required for one.
+        mel: optional log-mel spectrogram of `signal` for a mel-conditioned model.
 
     Returns:
         `(len(signal) - 1,)` bits per sample.
+
+    Raises:
+        ValueError: a class-conditioned model without `class_id`, or an unknown class; conditioning given to a
+            model without it; a spectrogram whose frame count does not fit the signal.
 
     Example:
 
@@ -26,17 +59,54 @@ def signal_bits(model, spec, signal, chunk=16384):
     import models
     from data.mulaw import mu_law_encode, mu_law_round_trip
 
-    inputs = mu_law_round_trip(signal[:-1], spec.num_classes)
+    signal = np.asarray(signal, np.float32).reshape(-1)
+    chunk = int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    extra = {}
+    if spec.class_names:
+        if class_id is None:
+            raise ValueError(f"the model is conditioned on classes: give a class (one of: "
+                             f"{', '.join(spec.class_names)})")
+        extra[spec.CLASS_ID] = np.array([[class_index(spec, class_id)]], np.int32)
+    elif class_id is not None:
+        raise ValueError("the model is not conditioned on classes")
+    if spec.mel is None:
+        if mel is not None:
+            raise ValueError("the model is not conditioned on log-mel spectrograms")
+        inputs = mu_law_round_trip(signal[:-1], spec.num_classes)
+        first = 0
+    else:
+        from data.features import check_mel, log_mel, pad_features
+
+        mel = log_mel(signal, spec.mel) if mel is None else check_mel(mel, spec.mel)
+        if mel.ndim != 2 or mel.shape[0] != 1 + len(signal) // spec.mel.hop_length:
+            raise ValueError(f"a spectrogram of {len(signal)} samples has {1 + len(signal) // spec.mel.hop_length} "
+                             f"frames of {spec.mel.n_mels} bins, got shape {mel.shape}")
+        padded = pad_features(mel, spec.mel)
+        # Input `j` is the sample before sample `j`: silence for sample 0.
+        silence = mu_law_round_trip(np.zeros(1, np.float32), spec.num_classes)
+        inputs = np.concatenate([silence, mu_law_round_trip(signal[:-1], spec.num_classes)]).astype(np.float32)
+        first = 1
+    # Input position `p` is followed by (predicts) `signal[p + 1 - first]`; `first` is the first scored position.
     targets = signal[1:]
     context = spec.receptive_field - 1
+    hop = spec.mel.hop_length if spec.mel is not None else 1
     bits = []
-    for start in range(0, len(targets), chunk):
-        stop = min(start + chunk, len(targets))
-        left = max(0, start - context)
-        params = model.predict_on_batch(inputs[None, left:stop, None])[:, start - left:]
+    for start in range(first, len(inputs), chunk):  # `start`: the first scored position of this pass
+        stop = min(start + chunk, len(inputs))
+        left = max(0, (start - context) // hop * hop)  # with a spectrogram, at a frame boundary
+        batch = {spec.WAVEFORM: inputs[None, left:stop, None], **extra}
+        if spec.mel is not None:
+            from data.features import frames_for_samples
+
+            rows = frames_for_samples(stop - left, spec.mel)
+            batch[spec.MEL] = padded[None, left // hop:left // hop + rows]
+        params = model.predict_on_batch(batch if spec.conditioned else batch[spec.WAVEFORM])[:, start - left:]
+        scored = targets[start - first:stop - first]
         if spec.distribution == "categorical":
-            y_true = mu_law_encode(targets[start:stop], spec.num_classes)[None]
+            y_true = mu_law_encode(scored, spec.num_classes)[None]
         else:
-            y_true = targets[None, start:stop, None]
+            y_true = scored[None, :, None]
         bits.append(np.asarray(models.bits_per_sample(spec.distribution, y_true, params, spec.num_classes))[0])
-    return np.concatenate(bits)
+    return np.concatenate(bits) if bits else np.zeros(0, np.float32)

@@ -40,8 +40,12 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
             for tap in range(taps - 1):  # tap i reads the input of time t - (taps - 1 - i) * d
                 gate += state.queues[offset + (t - (taps - 1 - tap) * d) % length] @ \
                     layer_w[tap * residual:(tap + 1) * residual]
-            if state.conditioning.shape[0]:
-                gate += state.conditioning[step if state.conditioning.shape[0] > 1 else 0, layer]
+            if state.upsampled.shape[0]:  # conditioning: the spectrogram's and the class's rows of this layer
+                gate += state.upsampled[step] @ w.mel_w[layer]
+            if state.gate_rows.shape[0]:
+                gate += state.gate_rows[:, step, layer]
+            if state.class_rows.shape[0]:
+                gate += state.class_rows[layer]
             if taps > 1:
                 state.queues[offset + t % length] = h
             z = gated(gate[:, filters], gate[:, gates], np.tanh, _sigmoid)
@@ -54,3 +58,8 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
         output[:, step] = value
         x = x.astype(np.float32)
     fed[:] = x
+
+
+def project(upsampled, weights, gate_rows):
+    """`models.kernels.project` in NumPy: `gate_rows[s] = upsampled[s] @ weights` for each stream."""
+    gate_rows[...] = (upsampled @ weights).reshape(gate_rows.shape)

@@ -34,9 +34,11 @@ ENGINE_VARIABLE = "WAVEGEN_ENGINE"
 # Every packed width is a multiple of this: the widest vector of the compiled products (`models.gemm.LANES`,
 # 8 or 16 floats) divides it.
 COLUMN_MULTIPLE = 16
-# Bytes of per-step spectrogram conditioning (steps x layers x streams x gate channels) held at once: larger
-# calls of `advance` project the upsampled spectrogram into the layers a block of steps at a time.
-CONDITIONING_BYTES = 256 << 20
+# Up to this many streams the spectrogram's projection into the gates is one BLAS product per block of steps,
+# outside the loop: reading a few precomputed rows per step costs less than reading the projection weights of
+# every layer at every step, which is what the loop does with many streams (where the weights are shared).
+PROJECTED_STREAMS = 4
+PROJECTED_BLOCK = 1024  # steps per precomputed block
 
 
 class PackedWeights(NamedTuple):
@@ -66,7 +68,7 @@ class PackedWeights(NamedTuple):
     mixtures: int
     # Conditioning, projected into the gates (same padded layout as gate_b); empty when the model has none.
     class_table: np.ndarray  # (classes, layers, 2 * residual): each class's vector through each layer's projection
-    mel_w: np.ndarray  # (mel channels, layers * 2 * residual): the upsampled spectrogram's projections, side by side
+    mel_w: np.ndarray  # (layers, mel channels, 2 * residual): the upsampled spectrogram's projection into each gate
 
 
 class StreamState(NamedTuple):
@@ -75,8 +77,10 @@ class StreamState(NamedTuple):
 
     in_queue: np.ndarray  # (streams, input taps - 1): the input convolution's past inputs, oldest first
     queues: np.ndarray  # (slots, streams, residual), time-major: one slot holds a row per stream
-    # (rows, layers, streams, 2 * residual): added to each gate; 0 rows (none), 1 (every step), or 1 per step
-    conditioning: np.ndarray
+    # Conditioning, added to each gate before the activation; no rows when the model has none of the kind.
+    class_rows: np.ndarray  # (layers, streams, 2 * residual): each stream's class projected into each layer
+    upsampled: np.ndarray  # (steps, streams, mel channels): the upsampled spectrogram of this call's steps
+    gate_rows: np.ndarray  # (streams, steps, layers, 2 * residual): the same already projected (few streams)
 
 
 def _padded(size, multiple=COLUMN_MULTIPLE):
@@ -146,10 +150,10 @@ def pack_weights(model, spec=None):
         vectors = np.asarray(model.get_layer(spec.CLASS_EMBEDDING).get_weights()[0], np.float32)
         for index, block in enumerate(spec.blocks):
             class_table[:, index] = vectors @ gate_columns(model.get_layer(block.name("class")).get_weights()[0])
-    mel_w = np.zeros((spec.mel_channels if spec.mel else 0, len(spec.blocks) * 2 * r), np.float32)
+    mel_w = np.zeros((len(spec.blocks), spec.mel_channels if spec.mel else 0, 2 * r), np.float32)
     if spec.mel is not None:
-        mel_w = np.concatenate([gate_columns(model.get_layer(block.name("mel")).get_weights()[0])
-                                for block in spec.blocks], axis=1)
+        mel_w = np.stack([gate_columns(model.get_layer(block.name("mel")).get_weights()[0])
+                          for block in spec.blocks])
     dilations = np.array(spec.dilations, np.int64)
     lengths = (taps - 1) * dilations
     return PackedWeights(
@@ -169,7 +173,9 @@ def _empty_state(weights, num_streams):
     return StreamState(in_queue=np.zeros((num_streams, weights.in_w.shape[0] - 1), np.float32),
                        queues=np.zeros((int(weights.queue_lengths.sum()), num_streams, weights.in_w.shape[1]),
                                        np.float32),
-                       conditioning=np.zeros((0, layers, num_streams, gate_channels), np.float32))
+                       class_rows=np.zeros((0, num_streams, gate_channels), np.float32),
+                       upsampled=np.zeros((0, num_streams, weights.mel_w.shape[1]), np.float32),
+                       gate_rows=np.zeros((0, 0, weights.gate_w.shape[0], weights.gate_w.shape[2]), np.float32))
 
 
 def _compiled_run(weights):
@@ -214,6 +220,12 @@ def _engine_run(engine, weights):
                           f"fallback (set {ENGINE_VARIABLE}=numpy to choose it without this warning)",
                           RuntimeWarning, stacklevel=3)
     return "numpy", fallback.run
+
+
+def _compiled_project():
+    from models import kernels
+
+    return kernels.project
 
 
 def _as_audio(prime, name="prime"):
@@ -297,8 +309,8 @@ class IncrementalWaveNet:
     """A WaveNet's weights packed for the generation loop, and the queues of a batch of streams.
 
     A conditioned model takes its conditioning in `reset`: one class per stream (projected into every layer once,
-    at reset), and a log-mel spectrogram, upsampled by the model's own upsampler once per `advance` call and
-    projected into the layers a block of steps at a time.
+    at reset), and a log-mel spectrogram, upsampled by the model's own upsampler once per `advance` call; the
+    generation loop projects each step's upsampled row into each gate.
 
     Args:
         model: a model made by `models.build_wavenet` (built or loaded).
@@ -317,12 +329,16 @@ class IncrementalWaveNet:
         self.spec = wavenet_spec(model)
         self.weights = pack_weights(model, self.spec)
         self.engine, self._run = _engine_run(engine, self.weights)
+        self._project = fallback.project if self.engine == "numpy" else _compiled_project()
+        # (mel channels, layers * gate channels): each layer's projection of the spectrogram, side by side
+        layers, channels, gate_channels = self.weights.mel_w.shape
+        self.mel_w_flat = np.ascontiguousarray(self.weights.mel_w.transpose(1, 0, 2).reshape(
+            channels, layers * gate_channels))
         self.feature_model = None
         self.upsampler = None
         self.state = None
         self.num_streams = 0
         self.time = 0
-        self.class_rows = None  # (1, layers, streams, gate channels) for a class-conditioned model
         self.mel = None  # (streams, padded frames, n_mels) for a mel-conditioned model
         self.generated = 0
 
@@ -416,12 +432,10 @@ class IncrementalWaveNet:
     def _condition(self, classes, mel, prime):
         """Checks and stores the conditioning given to `reset`."""
         self.class_ids, self.mel = resolve_conditioning(self.spec, self.num_streams, classes, mel, prime)
-        self.class_rows = None
         if self.class_ids is not None:
             # Each stream's class through every layer's projection: computed once, added at every step.
-            self.class_rows = np.ascontiguousarray(self.weights.class_table[self.class_ids].transpose(1, 0, 2)[None])
-            if self.mel is None:
-                self.state = self.state._replace(conditioning=self.class_rows)
+            self.state = self.state._replace(class_rows=np.ascontiguousarray(
+                self.weights.class_table[self.class_ids].transpose(1, 0, 2)))
 
     def _upsampled(self, steps):
         """`(streams, steps, mel channels)`: the upsampler's rows for the next `steps` samples."""
@@ -450,28 +464,33 @@ class IncrementalWaveNet:
             raise ValueError(f"uniforms must have shape ({steps}, {self.num_streams}, {DRAWS_PER_STEP}), "
                              f"got {uniforms.shape}")
         output = np.empty((self.num_streams, steps), np.float32)
-        fed = np.ascontiguousarray(x, np.float32).copy()
+        fed = np.empty(self.num_streams, np.float32)
         if self.mel is None:
-            self._run(self.weights, self.state, self.time, fed, uniforms, float(temperature), output, fed)
+            self._run(self.weights, self.state, self.time, np.ascontiguousarray(x, np.float32), uniforms,
+                      float(temperature), output, fed)
             self.time += steps
             self.generated += steps
             return output, fed
         if self.generated + steps > self.mel_samples:
-            raise ValueError(f"the spectrogram conditions {self.mel_samples} samples; {self.generated} are done and "
-                             f"{steps} more were asked for")
-        upsampled = self._upsampled(steps)  # once per call
-        layers, gate_channels = self.weights.gate_w.shape[0], self.weights.gate_w.shape[2]
-        block = max(1, CONDITIONING_BYTES // (4 * layers * gate_channels * self.num_streams))
+            raise ValueError(f"the spectrogram conditions {self.mel_samples} samples; {self.generated} are done "
+                             f"and {steps} more were asked for")
+        upsampled = self._upsampled(steps)  # once per call: (streams, steps, channels)
+        w = self.weights
+        layers, channels, gate_channels = w.mel_w.shape
+        block = PROJECTED_BLOCK if self.num_streams <= PROJECTED_STREAMS else steps
+        x = np.ascontiguousarray(x, np.float32)
         for start in range(0, steps, block):
             stop = min(steps, start + block)
-            # (streams, steps, channels) @ (channels, layers * gate) -> (steps, layers, streams, gate)
-            rows = upsampled[:, start:stop] @ self.weights.mel_w
-            rows = rows.reshape(self.num_streams, stop - start, layers, gate_channels).transpose(1, 2, 0, 3)
-            if self.class_rows is not None:
-                rows = rows + self.class_rows
-            state = self.state._replace(conditioning=np.ascontiguousarray(rows, np.float32))
-            self._run(self.weights, state, self.time, fed, uniforms[start:stop], float(temperature),
-                      output[:, start:stop], fed)
+            if self.num_streams <= PROJECTED_STREAMS:
+                rows = np.empty((self.num_streams, stop - start, layers, gate_channels), np.float32)
+                self._project(np.ascontiguousarray(upsampled[:, start:stop]), self.mel_w_flat, rows)
+                state = self.state._replace(gate_rows=rows)
+            else:  # time-major, so a block of streams reads contiguous rows at each step
+                state = self.state._replace(upsampled=np.ascontiguousarray(upsampled.transpose(1, 0, 2)))
+            part = np.empty((self.num_streams, stop - start), np.float32)
+            self._run(w, state, self.time, x, uniforms[start:stop], float(temperature), part, fed)
+            output[:, start:stop] = part
+            x = fed.copy()
             self.time += stop - start
         self.generated += steps
         return output, fed

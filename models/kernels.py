@@ -133,8 +133,9 @@ def _run_block(first, last, steps, t0, weights, state, x0, uniforms, temperature
     taps = taps_rows // residual
     skip = w.post_w.shape[0]
     in_queue, queues = state.in_queue, state.queues
-    conditioning_rows = state.conditioning.shape[0]
-    conditioned = conditioning_rows > 0
+    by_class = state.class_rows.shape[0] > 0
+    by_mel = state.upsampled.shape[0] > 0
+    by_rows = state.gate_rows.shape[0] > 0
     # Per stream: the sum of the skip outputs, then the residual path's current value.
     hidden_state = np.empty((streams, skip + residual), np.float32)
     no_bias = np.zeros(gate_channels, np.float32)
@@ -182,8 +183,17 @@ def _run_block(first, last, steps, t0, weights, state, x0, uniforms, temperature
                 for s in range(streams):
                     for c in range(residual):
                         newest[first + s, c] = h[s, c]
-            if conditioned:  # this step's conditioning of this layer, added to both halves of the gate
-                row = state.conditioning[step if conditioning_rows > 1 else 0, layer]
+            # Conditioning, added to both halves of the gate: this step's upsampled spectrogram through the
+            # layer's projection, and each stream's class row.
+            if by_mel:
+                gemm.matmul(state.upsampled[step, first:last], w.mel_w[layer], no_bias, gate, True)
+            if by_rows:
+                for s in range(streams):
+                    row = state.gate_rows[first + s, step, layer]
+                    for c in range(gate_channels):
+                        gate[s, c] += row[c]
+            if by_class:
+                row = state.class_rows[layer]
                 for s in range(streams):
                     for c in range(gate_channels):
                         gate[s, c] += row[first + s, c]
@@ -220,9 +230,9 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
             `models.generation.COLUMN_MULTIPLE`.
         state: `models.generation.StreamState`; `queues` is `(slots, streams, channels)`: layer `i` keeps its
             input of time `t` in slot `queue_offsets[i] + t % queue_lengths[i]`. Updated in place.
-            `conditioning` is `(rows, layers, streams, gate channels)`, added to each gate before the activation:
-            no rows for an unconditioned model, one row for every step (a class), or one row per step (a
-            spectrogram).
+            `class_rows` `(layers, streams, gate channels)`, and either `upsampled` `(steps, streams, mel channels)`
+            (through `weights.mel_w`) or `gate_rows` `(streams, steps, layers, gate channels)` (already through
+            it, by `project`) are added to each gate before the activation; each is empty when not used.
         t0: the time of the first step.
         x0: `(streams,)` float32 inputs of the first step.
         uniforms: `(steps, streams, DRAWS_PER_STEP)` float64.
@@ -234,3 +244,19 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
     blocks = max(1, min(numba.get_num_threads(), streams))
     bounds = np.linspace(0, streams, blocks + 1).round().astype(np.int64)
     _run(bounds, uniforms.shape[0], t0, weights, state, x0, uniforms, float(temperature), output, fed)
+
+
+@numba.njit(cache=True)
+def project(upsampled, weights, gate_rows):
+    """`gate_rows[s] = upsampled[s] @ weights` for each stream, on this thread (a BLAS call here would leave its
+    threads spinning on the cores the generation loop needs).
+
+    Args:
+        upsampled: `(streams, steps, mel channels)` float32.
+        weights: `(mel channels, layers * gate channels)` float32: `PackedWeights.mel_w`, layers side by side.
+        gate_rows: `(streams, steps, layers, gate channels)` float32, written.
+    """
+    streams, steps = upsampled.shape[0], upsampled.shape[1]
+    no_bias = np.zeros(weights.shape[1], np.float32)
+    for s in range(streams):
+        gemm.matmul(upsampled[s], weights, no_bias, gate_rows[s].reshape(steps, weights.shape[1]), False)

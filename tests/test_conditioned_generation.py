@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import models
-from data.features import CONTEXT_FRAMES, FeatureError, log_mel, mel_settings, pad_features
 from models import generation
+from data.features import CONTEXT_FRAMES, FeatureError, log_mel, mel_settings, pad_features
 from tests.conftest import tone
 
 HEADS = [("classifier", None), ("regressor", "logistic-mixture"), ("regressor", "mse")]
@@ -46,7 +46,11 @@ def request(kind, streams=2):
 
 @pytest.mark.parametrize("head,loss", HEADS)
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_cached_generation_equals_the_full_history_loop(head, loss, kind):
+def test_cached_generation_equals_the_full_history_loop(head, loss, kind, monkeypatch):
+    if head == "classifier":  # the spectrogram projected in the loop (many streams), not in blocks before it
+        monkeypatch.setattr(generation, "PROJECTED_STREAMS", 0)
+    else:  # projected before the loop, in blocks of 5 steps
+        monkeypatch.setattr(generation, "PROJECTED_BLOCK", 5)
     model = conditioned(head, loss, **KINDS[kind])
     given = request(kind)
     for temperature, seed in ((0.0, None), (1.0, 5)):
@@ -95,7 +99,7 @@ def test_class_conditioned_prime_warms_the_queues_with_the_class():
     np.testing.assert_allclose(fast, naive, atol=1e-5)
 
 
-def test_upsampler_runs_once_per_call_and_projection_in_blocks(monkeypatch):
+def test_upsampler_runs_once_per_call():
     model = conditioned(classes=())
     mel = spectrogram(0.05)
     net = models.IncrementalWaveNet(model)
@@ -103,7 +107,6 @@ def test_upsampler_runs_once_per_call_and_projection_in_blocks(monkeypatch):
     upsampler = net._upsampler()
     net.upsampler = lambda rows, training=False: calls.append(rows.shape) or upsampler(rows, training=training)
     reference = models.generate(model, mel=mel, seed=2)
-    monkeypatch.setattr(generation, "CONDITIONING_BYTES", 4 * 3 * 16 * 5)  # five steps per projected block
     chunks = list(models.generate_chunks(net, mel=mel, seed=2, chunk_size=100))
     assert len(calls) == len(chunks) == 4
     # The first call reads its 5 frames and the context on each side: rows 0 .. 4 + 2 * CONTEXT_FRAMES.
@@ -120,9 +123,10 @@ def test_class_projection_is_packed_once_per_class():
     np.testing.assert_allclose(weights.class_table[2, 1, :8], vectors[2] @ kernel[:, :8], rtol=1e-5)
     np.testing.assert_allclose(weights.class_table[2, 1, 16:24], vectors[2] @ kernel[:, 8:], rtol=1e-5)
     np.testing.assert_array_equal(weights.class_table[:, :, 8:16], 0.0)  # padding stays zero
+    assert weights.mel_w.shape == (3, 0, 32)
     unconditioned = models.pack_weights(models.build_wavenet(stacks=1, layers=2, residual_channels=8,
                                                               skip_channels=8))
-    assert unconditioned.class_table.shape[0] == 0 and unconditioned.mel_w.shape[0] == 0
+    assert unconditioned.class_table.shape[0] == 0 and unconditioned.mel_w.shape[1] == 0
 
 
 def test_conditioning_that_does_not_fit_is_refused():
