@@ -46,6 +46,10 @@ from cli import (ArgumentParser, UsageError, non_negative_float, positive_float,
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_TEMPERATURE = 1.0
+# A vocoder's default: the temperature bench/vocoder.py measured best by mel distance for the default vocoder
+# after 30 minutes of training (README, "Vocoder against Griffin-Lim"): lower leaves less sampling noise in
+# silence and between harmonics.
+DEFAULT_VOCODER_TEMPERATURE = 0.7
 # A WAV's sizes are 32-bit fields: a 16-bit mono file holds at most this many samples (4 GiB less its header).
 WAV_MAX_SAMPLES = (2 ** 32 - 1 - 44) // 2
 
@@ -62,8 +66,8 @@ def build_parser():
     parser.add_argument("--output-dir", help="folder for the files of --num or of several --class "
                                              "(sample_001.wav, ...; sample_001_NAME.wav, ... with classes)")
     parser.add_argument("--temperature", type=non_negative_float, default=None,
-                        help=f"sampling temperature; 0 takes the most likely sample (default: {DEFAULT_TEMPERATURE:g}; "
-                             "WaveNets only)")
+                        help=f"sampling temperature; 0 takes the most likely sample (default: {DEFAULT_TEMPERATURE:g}, "
+                             f"{DEFAULT_VOCODER_TEMPERATURE:g} with a spectrogram, the best measured; WaveNets only)")
     parser.add_argument("--prime", help="audio file whose continuation is generated (WaveNets only)")
     parser.add_argument("--class", dest="classes", action="append", metavar="NAME", default=None,
                         help="class-conditioned model: generate this class (repeat for one file per class; with "
@@ -221,6 +225,7 @@ def generate_files(args, paths):
     import models
     from data.audio import read_audio
     from data.files import atomic_path
+    from models.generation import resolve_conditioning
 
     try:
         model = models.load_model(args.model)
@@ -252,8 +257,14 @@ def generate_files(args, paths):
         if num_samples > WAV_MAX_SAMPLES:
             raise UsageError(f"{spectrogram_flag(args)}: {mel.shape[-2]:,} frames make {num_samples:,} samples, more "
                              f"than a 16-bit WAV holds; split the spectrogram")
-    temperature = DEFAULT_TEMPERATURE if args.temperature is None else args.temperature
+    temperature = args.temperature
+    if temperature is None:
+        temperature = DEFAULT_TEMPERATURE if mel is None else DEFAULT_VOCODER_TEMPERATURE
     prime = read_audio(args.prime, spec.sample_rate)[0] if args.prime else None
+    try:  # the model's own checks of the request, before any file exists: a refusal is one line
+        resolve_conditioning(spec, len(paths), labels, mel, prime)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
     created, temporary, files, finished = [], [], [], False
     progress = keras.utils.Progbar(num_samples, unit_name="sample", stateful_metrics=["samples/s"])

@@ -273,7 +273,8 @@ def shape_problem(config, receptive_field, longest_file, longest_samples, memory
 
 def main(argv=None):
     config, run_dir = resolve(argv)
-    if config.labels and config.labels != "folders" and config.train != str(DEMO_CLIP):
+    # (A resumed run's config holds the --train of its first run, perhaps of another checkout: checked then.)
+    if config.labels and config.labels != "folders" and not config.resume and config.train != str(DEMO_CLIP):
         raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
     train, validation, longest = load_corpora(config)  # before anything slow: bad audio fails in a second
     quiet_tensorflow()

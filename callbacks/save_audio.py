@@ -150,8 +150,11 @@ class SaveAudio(keras.callbacks.Callback):
                           f"({type(error).__name__}: {first_line}); training goes on", stacklevel=2)
             return
         written = []
-        for name, audio in samples:
-            path = self.directory / f"epoch_{epoch + 1:04d}{'_' + _file_part(name) if name else ''}.wav"
+        parts = [_file_part(name) if name else "" for name, _ in samples]
+        if len(set(parts)) < len(parts):  # names that differ only in unsafe characters: number them
+            parts = [f"{index + 1}_{part}" for index, part in enumerate(parts)]
+        for (name, audio), part in zip(samples, parts):
+            path = self.directory / f"epoch_{epoch + 1:04d}{'_' + part if part else ''}.wav"
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 write_audio(path, audio, self.sample_rate)

@@ -167,6 +167,8 @@ def check_mel(mel, settings, name="mel"):
         hint = " (is it (bins, frames)? transpose it)" if array.shape[-2] == settings.n_mels else ""
         raise FeatureError(f"{name}: the model takes {settings.n_mels} mel bins, the spectrogram has "
                            f"{array.shape[-1]}{hint}; its settings: {settings.describe()}")
+    if array.size == 0 and array.shape[-2] >= 2:
+        raise FeatureError(f"{name}: the spectrogram stack holds no spectrograms (shape {array.shape})")
     if array.shape[-2] < 2:
         raise FeatureError(f"{name}: a spectrogram needs at least 2 frames, got {array.shape[-2]}")
     if not np.all(np.isfinite(array)):
@@ -201,18 +203,28 @@ def load_mel(path, settings):
     with loaded:
         if "mel" not in loaded.files:
             raise FeatureError(f"{path}: an .npz spectrogram needs an array named 'mel' (has {loaded.files})")
-        expected = settings.to_dict()
-        for key in loaded.files:
-            if key == "mel" or key not in expected:
-                continue
-            given = loaded[key].item() if loaded[key].shape == () else loaded[key]
-            want = expected[key] if expected[key] is not None else settings.top_frequency
-            if key == "fmax" and given is None:
-                continue
-            if not np.isclose(float(given), float(want)):
-                raise FeatureError(f"{path}: {key} is {given} but the model was trained with {want}; "
-                                   f"its settings: {settings.describe()}")
-        return check_mel(loaded["mel"], settings, str(path))
+        try:  # an .npz reads each array only when asked for it: a damaged or pickled one fails here
+            arrays = {key: loaded[key] for key in loaded.files}
+        except Exception as error:
+            raise FeatureError(f"{path}: cannot read its arrays ({type(error).__name__}: "
+                               f"{(str(error).splitlines() or [''])[0][:120]})") from None
+    expected = settings.to_dict()
+    for key, value in arrays.items():
+        if key == "mel" or key not in expected:
+            continue
+        want = expected[key] if expected[key] is not None else settings.top_frequency
+        try:
+            given = float(value.reshape(-1)[0]) if value.size == 1 else None
+        except (TypeError, ValueError):
+            given = None
+        if given is None:
+            raise FeatureError(f"{path}: setting {key} must be one number, got an array of shape {value.shape}")
+        if key == "fmax" and np.isnan(given):
+            continue
+        if not np.isclose(given, float(want)):
+            raise FeatureError(f"{path}: {key} is {given:g} but the model was trained with {want}; "
+                               f"its settings: {settings.describe()}")
+    return check_mel(arrays["mel"], settings, str(path))
 
 
 def save_mel(path, mel, settings):

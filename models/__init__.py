@@ -10,14 +10,14 @@ from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_genera
 from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
                                generate_chunks, generate_naive, pack_weights)
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
-                           OutputDistribution, Stretch)
+                           FrameUpsampler, OutputDistribution)
 from models.loading import ModelFileError, load_model
 from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, distribution_for, receptive_field,
                             wavenet_spec)
 
-__all__ = ["AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES",
+__all__ = ["AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",
            "GatedActivation", "IncrementalWaveNet", "MelFeatures", "ModelFileError", "OutputDistribution", "PackedWeights",
-           "PhaseShuffle", "StreamState", "Stretch", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
+           "PhaseShuffle", "StreamState", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
            "build_from_spec", "build_generator", "build_wavegan", "build_wavenet", "critic_steps",
            "distribution_for", "generate", "generate_chunks", "generate_clips", "generate_naive", "is_gan_generator",
            "load_model", "loss_for", "pack_weights", "receptive_field", "wavenet_spec"]

@@ -366,7 +366,7 @@ class IncrementalWaveNet:
             import keras
 
             mel_input = self.model.get_layer(self.spec.MEL_FEATURES).input
-            self.upsampler = keras.Model(mel_input, self.model.get_layer(self.spec.MEL_SMOOTH).output,
+            self.upsampler = keras.Model(mel_input, self.model.get_layer(self.spec.MEL_UPSAMPLE).output,
                                          name="upsampler")
         return self.upsampler
 
@@ -513,7 +513,9 @@ def _request(spec, num_samples, num_streams, classes, mel):
             num_streams = len(classes)
         if mel is not None and np.ndim(mel) == 3:
             num_streams = max(num_streams, np.shape(mel)[0])
-    if mel is not None and spec.mel is not None:
+    if mel is not None and spec.mel is None:
+        raise ValueError("this model was not trained on spectrograms; generate without one")
+    if mel is not None:
         available = samples_for_frames(np.shape(mel)[-2], spec.mel)
         if num_samples is None:
             num_samples = available

@@ -7,7 +7,7 @@ import keras
 
 from data.features import CONTEXT_FRAMES, MelSettings
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
-                           OutputDistribution, Stretch)
+                           FrameUpsampler, OutputDistribution)
 
 HEADS = ("classifier", "regressor")
 LOSSES = {"classifier": ("crossentropy",), "regressor": ("logistic-mixture", "mse")}
@@ -75,8 +75,8 @@ class WaveNetSpec:
         class_channels: size of each class's vector.
         mel: local conditioning: the `data.features.MelSettings` of the log-mel spectrogram the model is
             conditioned on; `None` for none. The spectrogram is upsampled to the sample rate (a frame-level
-            convolution, a nearest-neighbour stretch by the hop, a learned depthwise smoothing over one hop on
-            either side) to `mel_channels` channels, then projected into every gate.
+            convolution to `mel_channels` channels, then a learned stretch over the hop: `mel_upsampler`), then
+            projected into every gate.
         mel_channels: channels of the upsampled spectrogram.
 
     Example:
@@ -108,8 +108,7 @@ class WaveNetSpec:
     CLASS_EMBEDDING = "class_embedding"
     MEL_FEATURES = "mel_features"
     MEL_CONV = "mel_conv"
-    MEL_STRETCH = "mel_stretch"
-    MEL_SMOOTH = "mel_smooth"  # the upsampler's output: one row per sample
+    MEL_UPSAMPLE = "mel_upsample"  # the upsampler's output: one row per sample
     MEL_CROP = "mel_crop"
     AUDIO = "audio"
     INPUT_CONV = "input_conv"
@@ -263,18 +262,16 @@ def mel_upsampler(spec, mel):
     """The spectrogram's path to the sample rate: `(batch, frames, n_mels)` -> `(batch, frames * hop, channels)`.
 
     Stretch plus convolution rather than transposed convolutions: a transposed convolution with stride `hop`
-    (100 at 8 kHz) makes a checkerboard pattern at the frame rate unless its kernel is a multiple of the stride,
-    and learns `hop` separate interpolation filters per channel pair; a frame-level convolution (which sees the
-    frames on either side) followed by a nearest-neighbour stretch and one depthwise smoothing filter over one hop
-    on each side is smooth by construction, costs `2 * hop + 1` multiply-adds per sample and channel, and is what
-    r9y9/wavenet_vocoder found to work.
+    (100 at 8 kHz) and a kernel that is not a multiple of it makes a checkerboard pattern at the frame rate, and
+    one mixing all channels learns `hop` full matrices. Here a frame-level convolution (kernel 3, so each frame sees
+    its neighbours) maps the bins to `mel_channels`, then `FrameUpsampler` stretches each frame over its hop and
+    smooths across frame boundaries with a learned depthwise filter (one frame either side, polyphase form),
+    starting from linear interpolation: smooth from the first step, 3 multiply-adds per sample and channel. This
+    is r9y9/wavenet_vocoder's stretch-and-convolve upsampler, computed without materialising the stretched frames.
     """
-    hop = spec.mel.hop_length
     x = MelFeatures(spec.mel, name=spec.MEL_FEATURES)(mel)
     x = keras.layers.Conv1D(spec.mel_channels, 3, padding="same", activation="tanh", name=spec.MEL_CONV)(x)
-    x = Stretch(hop, name=spec.MEL_STRETCH)(x)
-    return keras.layers.DepthwiseConv1D(2 * hop + 1, padding="same", name=spec.MEL_SMOOTH,
-                                        depthwise_initializer=keras.initializers.Constant(1.0 / (2 * hop + 1)))(x)
+    return FrameUpsampler(spec.mel.hop_length, name=spec.MEL_UPSAMPLE)(x)
 
 
 def wavenet_spec(model):

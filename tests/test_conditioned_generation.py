@@ -7,7 +7,7 @@ import pytest
 
 import models
 from models import generation
-from data.features import CONTEXT_FRAMES, FeatureError, log_mel, mel_settings, pad_features
+from data.features import CONTEXT_FRAMES, FeatureError, frames_for_samples, log_mel, mel_settings, pad_features
 from tests.conftest import tone
 
 HEADS = [("classifier", None), ("regressor", "logistic-mixture"), ("regressor", "mse")]
@@ -168,16 +168,31 @@ def test_spec_round_trips_through_a_saved_model(tmp_path):
 
 
 def test_model_input_alignment_matches_pad_features():
-    """The model's `mel` input starts CONTEXT_FRAMES frames before the first target's frame."""
-    model = conditioned(classes=())
-    mel = spectrogram(0.05)
+    """Output position t of a window whose first target is sample n0 (a multiple of hop) is conditioned on the
+    frame of sample n0 + t: checked on a ramp spectrogram (frame k holds k) through an identity upsampler."""
+    keras.utils.set_random_seed(0)
+    model = models.build_wavenet(stacks=1, layers=2, residual_channels=8, skip_channels=8, sample_rate=8000,
+                                 mel=MEL, mel_channels=16)
+    conv = model.get_layer("mel_conv")
+    kernel = np.zeros((3, 16, 16), np.float32)
+    kernel[1] = np.eye(16)  # each frame only, bin by bin
+    conv.set_weights([kernel, np.zeros(16, np.float32)])
+    nearest = np.zeros((MEL.hop_length, 3, 16), np.float32)
+    nearest[:, 1] = 1.0  # every phase of frame k is frame k
+    model.get_layer("mel_upsample").set_weights([nearest])
+    cropped = keras.Model(model.inputs, model.get_layer("mel_crop").output)
+    frames = 12
+    mel = (MEL.floor_value + 0.05 * np.arange(frames, dtype=np.float32))[:, None].repeat(16, axis=1)
     padded = pad_features(mel, MEL)
-    np.testing.assert_array_equal(padded[CONTEXT_FRAMES:CONTEXT_FRAMES + len(mel)], mel)
+    np.testing.assert_array_equal(padded[CONTEXT_FRAMES:CONTEXT_FRAMES + frames], mel)
     assert np.all(padded[:CONTEXT_FRAMES] == MEL.floor_value) and np.all(padded[-CONTEXT_FRAMES - 1:] == MEL.floor_value)
-    # A window whose first target is sample 40 (frame 2) sees the same conditioning as the whole signal there.
-    waveform = np.zeros((1, 100, 1), np.float32)
-    whole = model({"waveform": waveform, "mel": padded[None, :10]})
-    part = model({"waveform": waveform[:, 40:], "mel": padded[None, 2:10]})
-    # Identical inputs (zeros) and identical conditioning: outputs from target 40 on agree beyond the receptive
-    # field's zero padding (8 samples for this model).
-    np.testing.assert_allclose(np.asarray(whole)[:, 40 + 8:], np.asarray(part)[:, 8:], atol=1e-5)
+
+    def frame_value(k):  # what the identity upsampler makes of frame k: MelFeatures' scaling, then tanh
+        return np.tanh((mel[k, 0] - MEL.floor_value) / -MEL.floor_value * 2.0 - 1.0)
+
+    for first_target in (0, 40, 100):
+        length = 6 * MEL.hop_length - 1
+        rows = padded[None, first_target // MEL.hop_length:][:, :frames_for_samples(length, MEL)]
+        out = np.asarray(cropped({"waveform": np.zeros((1, length, 1), np.float32), "mel": rows}))[0, :, 0]
+        expected = [frame_value((first_target + t) // MEL.hop_length) for t in range(length)]
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -120,10 +120,25 @@ def test_mel_features():
     np.testing.assert_allclose(scaled.ravel(), [-1.0, 1.0, 0.0, 1.0 + 2 / np.log(1e5)], rtol=1e-5)
 
 
-def test_stretch():
-    run_layer_test(models.Stretch, {"factor": 3}, (2, 4, 5), (2, 12, 5), 0)
-    x = np.arange(4, dtype=np.float32).reshape(1, 2, 2)
-    assert np.asarray(models.Stretch(2)(x))[0].tolist() == [[0, 1], [0, 1], [2, 3], [2, 3]]
+def test_frame_upsampler():
+    run_layer_test(models.FrameUpsampler, {"factor": 4}, (2, 5, 3), (2, 20, 3), 1)
+    frames = np.array([[[0.0], [4.0], [8.0]]], np.float32)
+    layer = models.FrameUpsampler(4)
+    # It starts as linear interpolation between frame centres (frame k at step 4k), zeros beyond the ends.
+    np.testing.assert_allclose(np.asarray(layer(frames))[0, :, 0], [0, 1, 2, 3, 4, 5, 6, 7, 8, 6, 4, 2], atol=1e-6)
+    # Any kernel: phase j of frame k mixes frames k - 1, k and k + 1 with that phase's weights, per channel.
+    kernel = np.random.default_rng(0).normal(size=(4, 3, 2)).astype(np.float32)
+    layer.set_weights([kernel[:, :, :1]])
+    x = np.random.default_rng(1).normal(size=(1, 6, 2)).astype(np.float32)
+    wide = models.FrameUpsampler(4)
+    wide.build(x.shape)
+    wide.set_weights([kernel])
+    out = np.asarray(wide(x))[0]
+    padded = np.pad(x[0], ((1, 1), (0, 0)))
+    for k in range(6):
+        for j in range(4):
+            expected = sum(kernel[j, o] * padded[k + o] for o in range(3))
+            np.testing.assert_allclose(out[4 * k + j], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_crop_to_length():
