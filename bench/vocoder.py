@@ -62,6 +62,9 @@ def build_parser():
                         help="frames each stream generates before its segment, discarded (default: 8)")
     parser.add_argument("--class", dest="class_name", metavar="NAME",
                         help="for a model also conditioned on classes: the class (default: its first)")
+    parser.add_argument("--alignment-check", action="store_true",
+                        help="also score the clip given a silent spectrogram and its own shifted by 1 and 5 frames "
+                             "either way: is the conditioning used, and aligned?")
     parser.add_argument("--unconditioned", metavar="MODEL",
                         help="an unconditioned WaveNet whose held-out bits/sample on the clip are printed beside")
     parser.add_argument("--write", metavar="DIR", help="save the original clip and the resyntheses here as WAVs")
@@ -85,6 +88,8 @@ def main():
     args = build_parser().parse_args()
     print_machine()
     quiet_tensorflow()
+    import numpy as np
+
     import models
     from data.audio import read_audio, write_audio
     from data.features import griffin_lim, log_mel, samples_for_frames
@@ -148,6 +153,16 @@ def main():
         unconditioned = float(signal_bits(plain, plain_spec, clip, class_id=plain_class).mean())
         print(f"; unconditioned ({args.unconditioned}): {unconditioned:.3f}", end="")
     print()
+    if args.alignment_check:
+        # Is the spectrogram used, and on the frames it belongs to? The same bits given a silent spectrogram, and
+        # the clip's own one moved (rolled) by whole frames: a centred minimum at no shift means aligned.
+        own = log_mel(clip, settings)
+        variants = [("a silent spectrogram", np.full_like(own, settings.floor_value))] + [
+            (f"the spectrogram {abs(shift)} frame{'s' if abs(shift) > 1 else ''} {'late' if shift > 0 else 'early'}",
+             np.roll(own, shift, axis=0)) for shift in (-5, -1, 1, 5)]
+        for name, given in variants:
+            other = float(signal_bits(model, spec, clip, class_id=class_name, mel=given).mean())
+            print(f"alignment check: bits/sample given {name}: {other:.3f} ({other - bits:+.3f})", flush=True)
     wavenet = [row for row in rows if row[0].startswith("WaveNet")]
     by_mel = min(wavenet, key=lambda row: row[1]["mel_distance"])
     by_stoi = max(wavenet, key=lambda row: row[1]["stoi"])
