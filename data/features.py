@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 # Frames of context on each side of a sample's own frame that the upsampler reads: one for the frame-level
-# convolution (kernel 3), one for the sample-level smoothing (kernel 2 * hop + 1).
+# convolution (kernel 3), one for `models.layers.FrameUpsampler` (frames k - 1 and k + 1).
 CONTEXT_FRAMES = 2
 NPZ_KEYS = ("mel",)
 
@@ -98,7 +98,7 @@ class MelSettings:
 
 def mel_settings(sample_rate, n_mels=80, hop_ms=12.5, window_ms=50.0, n_fft=None, hop_length=None,
                  win_length=None, fmin=0.0, fmax=None, log_floor=1e-5):
-    """`MelSettings` with TTS defaults: hop 12.5 ms, window 50 ms, FFT the next power of two above the window.
+    """`MelSettings` with TTS defaults: hop 12.5 ms, window 50 ms, FFT the next power of two at or above the window.
 
     Sample counts (`hop_length`, `win_length`, `n_fft`) override the durations when given.
     """

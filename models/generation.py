@@ -477,7 +477,7 @@ class IncrementalWaveNet:
         upsampled = self._upsampled(steps)  # once per call: (streams, steps, channels)
         w = self.weights
         layers, channels, gate_channels = w.mel_w.shape
-        block = PROJECTED_BLOCK if self.num_streams <= PROJECTED_STREAMS else steps
+        block = PROJECTED_BLOCK if self.num_streams <= PROJECTED_STREAMS else max(steps, 1)
         x = np.ascontiguousarray(x, np.float32)
         for start in range(0, steps, block):
             stop = min(steps, start + block)

@@ -327,7 +327,7 @@ class FrameUpsampler(keras.layers.Layer):
         start = np.stack([np.zeros_like(position), 1.0 - position, position], axis=1)  # (factor, 3)
         initial = np.repeat(start[:, :, None], input_shape[-1], axis=2)
         self.kernel = self.add_weight(name="kernel", shape=(self.factor, 3, input_shape[-1]),
-                                      initializer=keras.initializers.Constant(initial))
+                                      initializer=lambda shape, dtype=None: ops.cast(initial, dtype))
 
     def call(self, inputs):
         batch, frames, channels = ops.shape(inputs)[0], ops.shape(inputs)[1], inputs.shape[-1]

@@ -196,3 +196,37 @@ def test_model_input_alignment_matches_pad_features():
         out = np.asarray(cropped({"waveform": np.zeros((1, length, 1), np.float32), "mel": rows}))[0, :, 0]
         expected = [frame_value((first_target + t) // MEL.hop_length) for t in range(length)]
         np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_damaged_or_odd_spectrogram_files_are_feature_errors(tmp_path):
+    from data.features import load_mel, save_mel
+
+    mel = spectrogram()
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, mel=np.array([mel, "text"], dtype=object))
+    with pytest.raises(FeatureError, match="cannot read its arrays"):
+        load_mel(pickled, MEL)
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, mel=mel, hop_length=np.array([20, 20]))
+    with pytest.raises(FeatureError, match="hop_length must be one number"):
+        load_mel(odd, MEL)
+    wrong = tmp_path / "wrong.npz"
+    save_mel(wrong, mel, mel_settings(8000, n_mels=16, hop_length=40, win_length=64, n_fft=64))
+    with pytest.raises(FeatureError, match="hop_length is 40 but the model was trained with 20"):
+        load_mel(wrong, MEL)
+    good = tmp_path / "good.npz"
+    save_mel(good, mel, MEL)
+    np.testing.assert_array_equal(load_mel(good, MEL), mel)
+    with pytest.raises(FeatureError, match="holds no spectrograms"):
+        models.generate(conditioned(classes=()), mel=np.zeros((0, 21, 16), np.float32))
+    plain = models.build_wavenet(stacks=1, layers=2, residual_channels=8, skip_channels=8, sample_rate=8000)
+    with pytest.raises(ValueError, match="not trained on spectrograms"):
+        models.generate(plain, mel=mel)  # no length given: the model's refusal, not a missing length
+
+
+def test_advancing_no_steps_with_many_streams_is_empty():
+    model = conditioned(classes=())
+    net = models.IncrementalWaveNet(model)
+    x = net.reset(6, mel=spectrogram())
+    output, fed = net.advance(x, 0, np.zeros((0, 6, 2)))
+    assert output.shape == (6, 0)

@@ -205,3 +205,33 @@ def test_train_mel_conditioned_end_to_end(tmp_path, capsys):
     assert audio_summaries(run_dir / "logs" / "samples") == {"sample": 1, "original": 1}
     with pytest.raises(ValueError, match="spectrogram"):  # a vocoder cannot generate without one
         models.generate(models.load_model(run_dir / "model.keras"), 10)
+
+
+def test_save_audio_numbers_classes_whose_file_names_would_collide(tmp_path):
+    import keras
+
+    import models
+    from callbacks import SaveAudio
+
+    keras.utils.set_random_seed(0)
+    model = models.build_wavenet(stacks=1, layers=2, residual_channels=8, skip_channels=8, sample_rate=RATE,
+                                 class_names=("a b", "a_b"))
+    callback = SaveAudio(tmp_path / "samples", RATE, seconds=0.01)
+    callback.set_model(model)
+    callback.on_epoch_end(0)
+    names = sorted(p.name for p in (tmp_path / "samples").glob("*.wav"))
+    assert names == ["epoch_0001_1_a_b.wav", "epoch_0001_2_a_b.wav"]  # "a b" first: class ids are sorted names
+
+
+def test_csv_labelled_run_resumes_after_the_checkout_moved(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_wav(root / "a.wav", tone(1.5, frequencies=(300,)))
+    write_wav(root / "b.wav", tone(1.5, frequencies=(1100,)))
+    (root / "labels.csv").write_text("path,label\na.wav,low\nb.wav,high\n")
+    run_dir = train(["--labels", root / "labels.csv", "--output-dir", tmp_path / "run", *TINY_RUN])
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config["train"] = "/elsewhere/assets/speech/demo.wav"  # the default clip's path in another checkout
+    config_path.write_text(json.dumps(config))
+    train(["--resume", "--output-dir", run_dir, "--epochs", "2"])
+    assert (run_dir / "samples" / "epoch_0002_high.wav").is_file()
