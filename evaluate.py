@@ -107,8 +107,13 @@ def check_class(args, spec):
     elif args.class_name is None:
         raise UsageError(f"{args.model} is conditioned on classes: give --class NAME (one of: {known}) to score "
                          "the audio as that class")
-    elif args.class_name not in spec.class_names:
-        raise UsageError(f"--class: unknown class {args.class_name!r}; the model's classes: {known}")
+    else:
+        import models
+
+        try:
+            models.class_ids(spec, [args.class_name])
+        except ValueError as error:  # an unknown class: the message lists the model's classes
+            raise UsageError(f"--class: {error}") from None
 
 
 def main(argv=None):

@@ -322,9 +322,12 @@ def stream_classes(args, spec, paths):
         return None, paths
     known = ", ".join(spec.class_names)
     if args.classes:
-        unknown = [name for name in args.classes if name not in spec.class_names]
-        if unknown:
-            raise UsageError(f"--class: unknown class {unknown[0]!r}; the model's classes: {known}")
+        import models
+
+        try:
+            models.class_ids(spec, args.classes)
+        except ValueError as error:  # an unknown class: the message lists the model's classes
+            raise UsageError(f"--class: {error}") from None
         return cycled(args.classes, len(paths)), paths
     if args.num is None:
         raise UsageError(f"{args.model} is conditioned on classes: give --class NAME (one of: {known}), or --num N "

@@ -183,13 +183,13 @@ def check_lengths(config, train, validation, window):
 
 def resolve_mel_settings(config, sample_rate):
     """The `MelSettings` of `--condition mel` at `sample_rate`, or `None`; raises `UsageError` on bad settings."""
-    from data.features import mel_settings
+    from data.features import mel_settings, samples_in
 
     if config.condition != "mel":
         return None
     nyquist = sample_rate / 2
-    window = max(1, int(round(sample_rate * config.mel_window_ms / 1000.0)))
-    hop = max(1, int(round(sample_rate * config.mel_hop_ms / 1000.0)))
+    window = samples_in(config.mel_window_ms, sample_rate)
+    hop = samples_in(config.mel_hop_ms, sample_rate)
     if config.mel_fft is not None and window > config.mel_fft:
         raise UsageError(f"--mel-window-ms {config.mel_window_ms:g} is {window} samples at {sample_rate} Hz, longer "
                          f"than --mel-fft {config.mel_fft}; give a larger --mel-fft or a shorter window")
@@ -212,11 +212,16 @@ def resolve_mel_settings(config, sample_rate):
         raise UsageError(f"--mel settings: {error}") from None
 
 
-def padded_features(signals, settings):
-    """The padded log-mel (`log_mel` then `pad_features`) of each signal, computed once."""
+def frame_conditioning(corpus, labelled, mel):
+    """The conditioning arguments of a `FrameGenerator` over `corpus`: its labels, and the padded log-mel of each
+    signal (`log_mel` then `pad_features`, computed once here) with the hop."""
     from data.features import log_mel, pad_features
 
-    return [pad_features(log_mel(signal, settings), settings) for signal in signals]
+    given = {"labels": corpus.labels} if labelled else {}
+    if mel:
+        given.update(features=[pad_features(log_mel(signal, mel), mel) for signal in corpus.signals],
+                     hop=mel.hop_length)
+    return given
 
 
 def machine_memory():
@@ -307,20 +312,15 @@ def main(argv=None):
         raise UsageError(problem)
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
-    conditioning = {}
-    if class_names:
-        conditioning["train"], conditioning["validation"] = {"labels": train.labels}, {"labels": validation.labels}
-    if mel:  # computed once per file; the frame generators only slice them
-        conditioning.setdefault("train", {}).update(features=padded_features(train.signals, mel), hop=hop)
-        conditioning.setdefault("validation", {}).update(features=padded_features(validation.signals, mel), hop=hop)
+    # Features are computed once per file (piece); the frame generators only slice them.
     train_frames = FrameGenerator(train.signals, config.frame_size, config.batch_size, config.steps_per_epoch,
-                                  mode=config.head, seed=config.seed, **conditioning.get("train", {}))
+                                  mode=config.head, seed=config.seed,
+                                  **frame_conditioning(train, bool(class_names), mel))
     train_seconds = train.seconds
     train.signals.clear()  # the frame generator holds the audio now; no second copy stays alive
-    conditioning.pop("train", None)
     validation_frames = FrameGenerator(validation.signals, config.frame_size, config.batch_size,
                                        config.validation_steps, mode=config.head, seed=config.seed + 1,
-                                       reshuffle=False, **conditioning.get("validation", {}))
+                                       reshuffle=False, **frame_conditioning(validation, bool(class_names), mel))
 
     def save(model, folder):
         if not model.optimizer.built:  # so that even the epoch-0 checkpoint restores a whole optimiser

@@ -96,6 +96,11 @@ class MelSettings:
                 f"{self.fmin:g}-{self.top_frequency:g} Hz, floor {self.log_floor:g} at {self.sample_rate} Hz")
 
 
+def samples_in(milliseconds, sample_rate):
+    """Whole samples (at least one) in `milliseconds` at `sample_rate`: how durations become hop and window."""
+    return max(1, int(round(int(sample_rate) * milliseconds / 1000.0)))
+
+
 def mel_settings(sample_rate, n_mels=80, hop_ms=12.5, window_ms=50.0, n_fft=None, hop_length=None,
                  win_length=None, fmin=0.0, fmax=None, log_floor=1e-5):
     """`MelSettings` with TTS defaults: hop 12.5 ms, window 50 ms, FFT the next power of two at or above the window.
@@ -103,8 +108,8 @@ def mel_settings(sample_rate, n_mels=80, hop_ms=12.5, window_ms=50.0, n_fft=None
     Sample counts (`hop_length`, `win_length`, `n_fft`) override the durations when given.
     """
     sample_rate = int(sample_rate)
-    hop = int(hop_length) if hop_length else max(1, int(round(sample_rate * hop_ms / 1000.0)))
-    window = int(win_length) if win_length else max(1, int(round(sample_rate * window_ms / 1000.0)))
+    hop = int(hop_length) if hop_length else samples_in(hop_ms, sample_rate)
+    window = int(win_length) if win_length else samples_in(window_ms, sample_rate)
     fft = int(n_fft) if n_fft else 2 ** math.ceil(math.log2(window))
     return MelSettings(sample_rate=sample_rate, n_mels=int(n_mels), n_fft=fft, hop_length=hop,
                        win_length=min(window, fft), fmin=float(fmin), fmax=None if fmax is None else float(fmax),

@@ -2,11 +2,11 @@
 real ones (Frechet distance of log-mel statistics, NDB, nearest-neighbour distance), and how close a vocoder's
 resynthesis is to the original (STOI, log-spectral distance, multi-resolution STFT and mel distances)."""
 
-from evaluation.likelihood import class_index, signal_bits
+from evaluation.likelihood import signal_bits
 from evaluation.similarity import compare, frechet_distance, nearest_neighbour_distance, random_clips
 from evaluation.vocoder import (log_spectral_distance, mel_distance, multi_resolution_stft, stoi,
                                 vocoder_scores)
 
-__all__ = ["class_index", "compare", "frechet_distance", "log_spectral_distance", "mel_distance",
+__all__ = ["compare", "frechet_distance", "log_spectral_distance", "mel_distance",
            "multi_resolution_stft", "nearest_neighbour_distance", "random_clips", "signal_bits", "stoi",
            "vocoder_scores"]

@@ -3,25 +3,6 @@
 import numpy as np
 
 
-def class_index(spec, class_id):
-    """The row of `class_id` (a class name, or an integer id) in `spec.class_names`.
-
-    Raises:
-        ValueError: the model has no classes, or `class_id` is not one of them (the message lists them).
-    """
-    names = tuple(spec.class_names)
-    if not names:
-        raise ValueError("the model is not conditioned on classes")
-    if isinstance(class_id, (int, np.integer)) and not isinstance(class_id, bool):
-        if not 0 <= int(class_id) < len(names):
-            raise ValueError(f"class id {class_id} is out of range: the model has {len(names)} classes "
-                             f"(0 to {len(names) - 1}: {', '.join(names)})")
-        return int(class_id)
-    if str(class_id) not in names:
-        raise ValueError(f"unknown class {str(class_id)!r}; the model's classes: {', '.join(names)}")
-    return names.index(str(class_id))
-
-
 def signal_bits(model, spec, signal, chunk=16384, class_id=None, mel=None):
     """Bits of each sample of `signal` after the first, given its past; one forward pass per `chunk` targets.
 
@@ -68,7 +49,7 @@ def signal_bits(model, spec, signal, chunk=16384, class_id=None, mel=None):
         if class_id is None:
             raise ValueError(f"the model is conditioned on classes: give a class (one of: "
                              f"{', '.join(spec.class_names)})")
-        extra[spec.CLASS_ID] = np.array([[class_index(spec, class_id)]], np.int32)
+        extra[spec.CLASS_ID] = models.class_ids(spec, [class_id])[:, None]
     elif class_id is not None:
         raise ValueError("the model is not conditioned on classes")
     if spec.mel is None:

@@ -34,9 +34,10 @@ ENGINE_VARIABLE = "WAVEGEN_ENGINE"
 # Every packed width is a multiple of this: the widest vector of the compiled products (`models.gemm.LANES`,
 # 8 or 16 floats) divides it.
 COLUMN_MULTIPLE = 16
-# Up to this many streams the spectrogram's projection into the gates is one BLAS product per block of steps,
-# outside the loop: reading a few precomputed rows per step costs less than reading the projection weights of
-# every layer at every step, which is what the loop does with many streams (where the weights are shared).
+# Up to this many streams the spectrogram's projection into the gates is one product per block of steps, before
+# the loop (`project`, on the loop's own thread): reading a few precomputed rows per step costs less than reading
+# the projection weights of every layer at every step, which is what the loop does with many streams (where the
+# weights are shared).
 PROJECTED_STREAMS = 4
 PROJECTED_BLOCK = 1024  # steps per precomputed block
 
@@ -252,7 +253,7 @@ def class_ids(spec, classes):
         ValueError: the model has no classes, or a name or id it does not know (the message lists its classes).
     """
     if not spec.class_names:
-        raise ValueError("this model was not trained with classes; generate without classes")
+        raise ValueError("this model was not trained with classes")
     known = ", ".join(spec.class_names)
     ids = []
     for value in np.atleast_1d(np.asarray(classes, dtype=object)).tolist():
@@ -300,9 +301,15 @@ def resolve_conditioning(spec, num_streams, classes, mel, prime=None):
             raise ValueError(f"give one spectrogram for all streams or one per stream ({num_streams}), "
                              f"got {mel.shape[0]}")
         padded = pad_features(mel, spec.mel)
-    elif mel is not None:
-        raise ValueError("this model was not trained on spectrograms; generate without one")
+    else:
+        _refuse_spectrogram(spec, mel)
     return ids, padded
+
+
+def _refuse_spectrogram(spec, mel):
+    """Raises `ValueError` when a spectrogram is given to a model not trained on spectrograms."""
+    if mel is not None and spec.mel is None:
+        raise ValueError("this model was not trained on spectrograms; generate without one")
 
 
 class IncrementalWaveNet:
@@ -477,16 +484,17 @@ class IncrementalWaveNet:
         upsampled = self._upsampled(steps)  # once per call: (streams, steps, channels)
         w = self.weights
         layers, channels, gate_channels = w.mel_w.shape
-        block = PROJECTED_BLOCK if self.num_streams <= PROJECTED_STREAMS else max(steps, 1)
+        projected = self.num_streams <= PROJECTED_STREAMS
+        block = PROJECTED_BLOCK if projected else max(steps, 1)
+        if not projected:  # time-major, so a block of streams reads contiguous rows at each step
+            state = self.state._replace(upsampled=np.ascontiguousarray(upsampled.transpose(1, 0, 2)))
         x = np.ascontiguousarray(x, np.float32)
         for start in range(0, steps, block):
             stop = min(steps, start + block)
-            if self.num_streams <= PROJECTED_STREAMS:
+            if projected:
                 rows = np.empty((self.num_streams, stop - start, layers, gate_channels), np.float32)
                 self._project(np.ascontiguousarray(upsampled[:, start:stop]), self.mel_w_flat, rows)
                 state = self.state._replace(gate_rows=rows)
-            else:  # time-major, so a block of streams reads contiguous rows at each step
-                state = self.state._replace(upsampled=np.ascontiguousarray(upsampled.transpose(1, 0, 2)))
             part = np.empty((self.num_streams, stop - start), np.float32)
             self._run(w, state, self.time, x, uniforms[start:stop], float(temperature), part, fed)
             output[:, start:stop] = part
@@ -513,8 +521,7 @@ def _request(spec, num_samples, num_streams, classes, mel):
             num_streams = len(classes)
         if mel is not None and np.ndim(mel) == 3:
             num_streams = max(num_streams, np.shape(mel)[0])
-    if mel is not None and spec.mel is None:
-        raise ValueError("this model was not trained on spectrograms; generate without one")
+    _refuse_spectrogram(spec, mel)
     if mel is not None:
         available = samples_for_frames(np.shape(mel)[-2], spec.mel)
         if num_samples is None:

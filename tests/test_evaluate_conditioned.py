@@ -6,7 +6,7 @@ import pytest
 
 from data.audio import read_audio
 from data.features import log_mel, mel_settings
-from evaluation import (class_index, log_spectral_distance, mel_distance, multi_resolution_stft, signal_bits, stoi,
+from evaluation import (log_spectral_distance, mel_distance, multi_resolution_stft, signal_bits, stoi,
                         vocoder_scores)
 from evaluation.vocoder import join_segments, split_spectrogram
 from tests.conftest import ROOT, randomize, tone
@@ -78,7 +78,7 @@ def test_conditioning_errors_are_one_line_value_errors(conditioned):
     with pytest.raises(ValueError, match="unknown class 'mid'.*low, high"):
         signal_bits(model, spec, signal, class_id="mid")
     with pytest.raises(ValueError, match="out of range"):
-        class_index(spec, 2)
+        signal_bits(model, spec, signal, class_id=2)
     with pytest.raises(ValueError, match="frames"):
         signal_bits(model, spec, signal, class_id="low", mel=log_mel(tone(0.2), MEL))
 
