@@ -18,6 +18,7 @@ from cli import (RunSettings, config_parser, non_negative_int, positive_float, p
                  report_skipped, run)
 from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, restore_optimizer_state,
                  save_model, save_optimizer_state, time_limit_note, write_json)
+from run.distribute import start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
@@ -108,6 +109,8 @@ def main(argv=None):
     train = load_training_audio(config)  # before anything slow: bad audio fails in a second
     config.sample_rate = train.sample_rate
     quiet_tensorflow()
+    cluster = start_distribution(config.distribute)  # before TensorFlow runs anything; waits for every worker
+    cluster.check_batch(config.batch_size)
 
     import keras
     import numpy as np
@@ -123,17 +126,15 @@ def main(argv=None):
                             config.steps_per_epoch, mode="slice", seed=config.seed)
 
     def save(gan, folder):
-        for optimizer, network in ((gan.d_optimizer, gan.discriminator), (gan.g_optimizer, gan.generator)):
-            if not optimizer.built:  # so that even the epoch-0 checkpoint restores a whole optimiser
-                optimizer.build(network.trainable_variables)
         save_model(gan.generator, folder / "generator.keras")
         save_model(gan.discriminator, folder / "discriminator.keras")
         save_optimizer_state(folder / "optimizers.npz", {"d": gan.d_optimizer, "g": gan.g_optimizer})
         np.save(folder / "latent_seed.npy", np.asarray(gan.latent_seed.state))
 
     def restore(folder):
-        gan = build_gan(config, keras.saving.load_model(folder / "generator.keras"),
-                        keras.saving.load_model(folder / "discriminator.keras"))
+        with cluster.scope():
+            gan = build_gan(config, keras.saving.load_model(folder / "generator.keras"),
+                            keras.saving.load_model(folder / "discriminator.keras"))
         restore_optimizer_state(folder / "optimizers.npz", {
             "d": (gan.d_optimizer, gan.discriminator.trainable_variables),
             "g": (gan.g_optimizer, gan.generator.trainable_variables)})
@@ -141,21 +142,26 @@ def main(argv=None):
         return gan
 
     def lower(gan):
-        return lower_learning_rate(config, run_dir, (gan.d_optimizer, gan.g_optimizer))
+        return lower_learning_rate(config, folder, (gan.d_optimizer, gan.g_optimizer))
 
     found = checkpoint_to_resume(config, run_dir)
-    if found:
-        gan = restore_checkpoint(run_dir, restore, found)  # or the one before a damaged checkpoint
+    start = None
+    if found:  # or the one before a damaged checkpoint
+        gan, start = restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
     else:
-        gan = build_gan(config)
+        with cluster.scope():
+            gan = build_gan(config)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
+    folder.mkdir(parents=True, exist_ok=True)
     parameters = {"generator": gan.generator.count_params(), "discriminator": gan.discriminator.count_params()}
-    write_json(run_dir / "config.json", {**dataclasses.asdict(config), "trainer": "gan", "parameters": parameters,
+    write_json(folder / "config.json", {**dataclasses.asdict(config), "trainer": "gan", "parameters": parameters,
                                          "slice_seconds": config.slice_length / config.sample_rate,
                                          "train_files": [str(f) for f in train.files],
                                          "train_seconds": train.seconds})
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}" + ("" if cluster.chief else " (written by the chief)"))
+    if cluster.kind != "none":
+        print(cluster.describe())
     print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
           f"clips of {config.slice_length} samples ({config.slice_length / config.sample_rate:.2f} s)")
     print(f"WaveGAN ({config.loss}): generator {parameters['generator']:,} and discriminator "
@@ -165,14 +171,21 @@ def main(argv=None):
     latents = np.random.default_rng(config.seed).uniform(-1, 1, (config.sample_clips, config.latent_dim))
     samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="gan",
                         latents=latents.astype(np.float32))
-    gan = fit_run(gan, slices, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
-                  callbacks=[Throughput(config.batch_size, unit="clips")], after_checkpoint=[samples],
+    gan = fit_run(gan, slices, run_dir=folder, epochs=config.epochs, save=save, restore=restore,
+                  callbacks=[Throughput(config.batch_size, unit="clips")],
+                  after_checkpoint=[samples] if cluster.chief else [],
                   loss_keys=("d_loss", "g_loss"), time_limit=config.time_limit,
                   on_nan=config.on_nan, lower_learning_rate=lower,
-                  resume_command=f"python train_gan.py --resume --output-dir {run_dir}",
-                  verbose=1 if sys.stdout.isatty() else 2)
-    save_model(gan.generator, run_dir / "generator.keras")
-    save_model(gan.discriminator, run_dir / "discriminator.keras")
+                  resume_command=cluster.resume_command(f"python train_gan.py --resume --output-dir {run_dir}"),
+                  verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, batch_groups=critic_steps(config),
+                  start=start)
+    save_model(gan.generator, folder / "generator.keras")
+    save_model(gan.discriminator, folder / "discriminator.keras")
+    if cluster.workers > 1:  # workers in sync print the same digest
+        print(f"{cluster.peers[cluster.worker]}: weights {cluster.weights_digest(gan)}")
+    if not cluster.chief:
+        print(f"{cluster.peers[cluster.worker]}: done; the chief wrote {run_dir}")
+        return run_dir
     note = time_limit_note(run_dir, config.epochs, "train_gan.py")
     if note:
         print(note)

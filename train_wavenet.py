@@ -22,6 +22,7 @@ from cli import (RunSettings, UsageError, config_parser, non_negative_float, non
                  positive_int, quiet_tensorflow, report_skipped, run)
 from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, save_model,
                  time_limit_note, write_json)
+from run.distribute import start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
@@ -287,6 +288,8 @@ def main(argv=None):
         distribution = distribution_check(config)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    cluster = start_distribution(config.distribute)  # before TensorFlow runs anything; waits for every worker
+    cluster.check_batch(config.batch_size)
     config.sample_rate = train.sample_rate
     mel = resolve_mel_settings(config, config.sample_rate)
     hop = mel.hop_length if mel else 1
@@ -324,38 +327,45 @@ def main(argv=None):
 
     def save(model, folder):
         if not model.optimizer.built:  # so that even the epoch-0 checkpoint restores a whole optimiser
-            model.optimizer.build(model.trainable_variables)
+            with cluster.scope():
+                model.optimizer.build(model.trainable_variables)
         save_model(model, folder / "model.keras")
 
     def restore(folder):
-        restored = keras.saving.load_model(folder / "model.keras")
+        with cluster.scope():
+            restored = keras.saving.load_model(folder / "model.keras")
         restored.optimizer.learning_rate.assign(config.learning_rate)
         return restored
 
     def lower(current):
-        return lower_learning_rate(config, run_dir, (current.optimizer,))
+        return lower_learning_rate(config, folder, (current.optimizer,))
 
     found = checkpoint_to_resume(config, run_dir)
-    if found:
-        model = restore_checkpoint(run_dir, restore, found)  # or the one before a damaged checkpoint
+    start = None
+    if found:  # or the one before a damaged checkpoint
+        model, start = restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
     else:
-        model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
-                                     residual_channels=config.residual_channels,
-                                     skip_channels=config.skip_channels, sample_rate=config.sample_rate,
-                                     class_names=class_names, class_channels=config.class_channels, mel=mel,
-                                     mel_channels=config.mel_channels)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=models.loss_for(distribution), metrics=bits_metric(distribution))
+        with cluster.scope():
+            model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
+                                         residual_channels=config.residual_channels,
+                                         skip_channels=config.skip_channels, sample_rate=config.sample_rate,
+                                         class_names=class_names, class_channels=config.class_channels, mel=mel,
+                                         mel_channels=config.mel_channels)
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                          loss=models.loss_for(distribution), metrics=bits_metric(distribution))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", {
+    folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "config.json", {
         **dataclasses.asdict(config), "trainer": "wavenet", "receptive_field": rf,
         "receptive_field_ms": 1000.0 * rf / config.sample_rate, "parameters": model.count_params(),
         "class_names": list(class_names), "mel": mel.to_dict() if mel else None,
         "train_files": [str(f) for f in train.files], "train_seconds": train_seconds,
         "validate_files": [str(f) for f in validation.files], "validate_seconds": validation.seconds,
     })
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}" + ("" if cluster.chief else " (written by the chief)"))
+    if cluster.kind != "none":
+        print(cluster.describe())
     print(f"training audio: {train_seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
           f"validation: {validation.seconds:.1f} s")
     if class_names:
@@ -386,13 +396,18 @@ def main(argv=None):
     samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
                         seconds=config.sample_seconds, temperature=config.temperature, seed=config.seed,
                         log_dir=run_dir / "logs" / "samples", **sample_args)
-    model = fit_run(model, train_frames, run_dir=run_dir, epochs=config.epochs, save=save, restore=restore,
-                    callbacks=logged, after_checkpoint=[samples], validation_data=validation_frames,
-                    time_limit=config.time_limit,
+    model = fit_run(model, train_frames, run_dir=folder, epochs=config.epochs, save=save, restore=restore,
+                    callbacks=logged, after_checkpoint=[samples] if cluster.chief else [],
+                    validation_data=validation_frames, time_limit=config.time_limit,
                     on_nan=config.on_nan, lower_learning_rate=lower, loss_limit=DIVERGED_LOSS,
-                    resume_command=f"python train_wavenet.py --resume --output-dir {run_dir}",
-                    verbose=1 if sys.stdout.isatty() else 2)
-    save_model(model, run_dir / "model.keras")
+                    resume_command=cluster.resume_command(f"python train_wavenet.py --resume --output-dir {run_dir}"),
+                    verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, start=start)
+    save_model(model, folder / "model.keras")
+    if cluster.workers > 1:  # workers in sync print the same digest
+        print(f"{cluster.peers[cluster.worker]}: weights {cluster.weights_digest(model)}")
+    if not cluster.chief:
+        print(f"{cluster.peers[cluster.worker]}: done; the chief wrote {run_dir}")
+        return run_dir
     rows = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").is_file() else []
     if len(rows) > 1:
         last = dict(zip(rows[0].split(","), rows[-1].split(",")))

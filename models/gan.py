@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from models.layers import PACKAGE, AudioInput
+from models.replicas import replica_position, replica_share
 
 SLICE_LENGTHS = (4096, 8192, 16384, 32768, 65536)
 KERNEL_SIZE, STRIDE, UPSAMPLING_LAYERS = 25, 4, 5
@@ -44,7 +45,9 @@ class PhaseShuffle(keras.layers.Layer):
         if not training or self.radius == 0:
             return inputs
         batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
-        shifts = keras.random.randint((batch, 1), -self.radius, self.radius + 1, seed=self.seed_generator)
+        # Drawn for the global batch under tf.distribute, so shifts do not depend on the replica count.
+        shifts = replica_share(lambda n: keras.random.randint((n, 1), -self.radius, self.radius + 1,
+                                                              seed=self.seed_generator), batch)
         positions = ops.arange(length)[None, :] - shifts
         positions = ops.abs(positions)  # reflect at the start
         positions = ops.where(positions >= length, 2 * (length - 1) - positions, positions)  # and at the end
@@ -148,18 +151,25 @@ class WaveGAN(keras.Model):
         self.gp_weight = float(gp_weight)
         self.critic_steps = int(critic_steps)
         self.latent_seed = keras.random.SeedGenerator(0)
+        # Both networks are built functional models; marking this one built spares Keras a symbolic call of it
+        # on a batch of audio (`call` takes latent vectors), which a tf.distribute strategy would make.
+        self.built = generator.built and discriminator.built
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.gp_tracker = keras.metrics.Mean(name="gradient_penalty")
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
-        super().compile(**kwargs)
+        # No optimiser of its own: the two below do the work (Keras' default would build one for both networks).
+        super().compile(optimizer=None, **kwargs)
         if keras.config.dtype_policy().name == "mixed_float16":
             # float16 gradients underflow without loss scaling; bfloat16 needs none.
             d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
             g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
+        # Their variables are made now, in the caller's (strategy's) scope, not inside the first traced step.
+        d_optimizer.build(self.discriminator.trainable_variables)
+        g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
@@ -169,7 +179,14 @@ class WaveGAN(keras.Model):
         return self.generator(z, training=training)
 
     def sample_latents(self, count):
-        return keras.random.uniform((count, self.latent_dim), -1.0, 1.0, seed=self.latent_seed)
+        return replica_share(lambda n: keras.random.uniform((n, self.latent_dim), -1.0, 1.0, seed=self.latent_seed),
+                             count)
+
+    @staticmethod
+    def _per_replica(loss):
+        """`loss` divided by the replicas in sync: their gradients are summed, and the sum is then the gradient of
+        the global batch's mean (as Keras' own `compute_loss` does)."""
+        return loss / replica_position()[1]
 
     def _critic_loss(self, real, fake, training=True):
         real_score = self.discriminator(real, training=training)
@@ -200,7 +217,7 @@ class WaveGAN(keras.Model):
         with tf.GradientTape() as tape:
             d_loss = self._critic_loss(real, fake)
             if self.gan_loss == "wgan-gp":
-                mix = keras.random.uniform((batch, 1, 1), seed=self.latent_seed)
+                mix = replica_share(lambda n: keras.random.uniform((n, 1, 1), seed=self.latent_seed), batch)
                 between = mix * real + (1.0 - mix) * ops.cast(fake, "float32")
                 with tf.GradientTape() as inner:
                     inner.watch(between)
@@ -209,8 +226,10 @@ class WaveGAN(keras.Model):
                 norms = ops.sqrt(ops.sum(ops.square(gradients), axis=[1, 2]) + 1e-12)
                 penalty = ops.mean(ops.square(norms - 1.0))
                 d_loss = d_loss + self.gp_weight * penalty
+            # Scaled inside the tape: the tape records only what is computed within it.
+            scaled = self.d_optimizer.scale_loss(self._per_replica(d_loss))
         variables = self.discriminator.trainable_variables
-        gradients = tape.gradient(self.d_optimizer.scale_loss(d_loss), variables)
+        gradients = tape.gradient(scaled, variables)
         self.d_optimizer.apply_gradients(zip(gradients, variables))
         return d_loss, penalty
 
@@ -225,8 +244,9 @@ class WaveGAN(keras.Model):
         with tf.GradientTape() as tape:
             fake = self.generator(self.sample_latents(batch), training=True)
             g_loss = self._generator_loss(self.discriminator(fake, training=True))
+            scaled = self.g_optimizer.scale_loss(self._per_replica(g_loss))
         variables = self.generator.trainable_variables
-        gradients = tape.gradient(self.g_optimizer.scale_loss(g_loss), variables)
+        gradients = tape.gradient(scaled, variables)
         self.g_optimizer.apply_gradients(zip(gradients, variables))
         return g_loss
 

@@ -5,6 +5,8 @@
 - `run.checkpoints`: checkpoint folders written whole, then pointed at by `checkpoints/latest.json`.
 - `run.callbacks`: `Guard`, `RunLog` and `Checkpoint`, the callbacks `fit_run` puts around the trainer's own.
 - `run.driver`: `fit_run`, which trains to the last epoch through Ctrl-C, kill -9 and NaN losses.
+- `run.distribute`: `--distribute`: the tf.distribute strategy, the replicas' shares of each batch, the workers'
+  agreement to stop, and what only the chief writes.
 
 Errors meant for the user carry an `exit_status` (2: bad request, 1: failed, 130: interrupted), which
 `cli.run` prints as one line and exits with.
@@ -17,7 +19,7 @@ Example:
 from data.files import write_json
 from run.checkpoints import (latest_checkpoint, remove_stale_temporaries, restore_optimizer_state, save_model,
                              save_optimizer_state, write_checkpoint)
-from run.errors import RunFolderError, TrainingFailed, TrainingInterrupted
+from run.errors import DistributeError, RunFolderError, TrainingFailed, TrainingInterrupted, WorkerLost
 from run.folder import (check_writable, checkpoint_to_resume, lower_learning_rate, new_run_dir, resolve_config,
                         restore_checkpoint, run_trainer, time_limit_note)
 
@@ -36,8 +38,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'run' has no attribute {name!r}")
 
 
-__all__ = ["Checkpoint", "Guard", "RunFolderError", "RunLog", "TrainingFailed", "TrainingInterrupted",
+__all__ = ["Checkpoint", "DistributeError", "Guard", "RunFolderError", "RunLog", "TrainingFailed", "TrainingInterrupted",
            "check_writable", "checkpoint_to_resume", "fit_run", "latest_checkpoint", "lower_learning_rate",
            "new_run_dir", "remove_stale_temporaries", "resolve_config", "restore_checkpoint",
            "restore_optimizer_state", "run_trainer", "save_model", "save_optimizer_state", "time_limit_note",
-           "write_checkpoint", "write_json"]
+           "WorkerLost", "write_checkpoint", "write_json"]

@@ -31,17 +31,24 @@ class Guard(keras.callbacks.Callback):
     as useless as after a NaN), and `reason` says which. Passing `deadline` (a `time.monotonic()` value) sets
     `status = "time_limit"`.
 
+    With several workers (`agree`), a signal or a deadline that any worker sees stops every worker after the same
+    step: each step's end and each epoch's end sums the workers' `[signalled, past deadline]` flags. (NaN losses
+    need no vote: the logged losses are already averaged over the workers.)
+
     Args:
         loss_keys: the log entries to watch (`("loss",)` for a WaveNet, `("d_loss", "g_loss")` for a GAN).
         deadline: stop after this `time.monotonic()` value; `None` for no limit.
         loss_limit: a loss whose size passes this counts as diverged; `None` for no limit.
+        agree: `agree(flags)` returns the flags summed over the workers (`run.distribute.Distribution.agree`);
+            `None` on one machine.
     """
 
-    def __init__(self, loss_keys=("loss",), deadline=None, loss_limit=None):
+    def __init__(self, loss_keys=("loss",), deadline=None, loss_limit=None, agree=None):
         super().__init__()
         self.loss_keys = tuple(loss_keys)
         self.deadline = deadline
         self.loss_limit = loss_limit
+        self.agree = agree
         self.reason = None
         self.status = "ok"
         self.stopped_at = None
@@ -97,19 +104,29 @@ class Guard(keras.callbacks.Callback):
             return
         # Stopping after the epoch's last step leaves a whole epoch: it is checkpointed and logged as one.
         stopped_at = (self.epoch + 1, 0) if batch + 1 >= self.params.get("steps", 0) else (self.epoch, batch + 1)
-        if self.signalled:
+        signalled, late = self._votes(self.deadline is not None and time.monotonic() >= self.deadline)
+        if signalled:
             self.status, self.stopped_at = "interrupted", stopped_at
             self.model.stop_training = True
-        elif self.deadline is not None and time.monotonic() >= self.deadline:
+        elif late:
             self.status, self.stopped_at = "time_limit", stopped_at
             self.model.stop_training = True
 
+    def _votes(self, late=False):
+        """`(signalled, late)`: whether this worker, or with `agree` any worker, was signalled or is past its
+        deadline."""
+        flags = [float(self.signalled), float(late)]
+        if self.agree is not None:
+            flags = self.agree(flags)
+        return flags[0] > 0, flags[1] > 0
+
     def on_epoch_end(self, epoch, logs=None):
+        signalled, _ = self._votes()  # first, so that every worker takes part in the vote whatever follows
         if self.status != "nan" and self._bad_loss(logs, "val_"):  # the last step's update broke the weights
             self.status, self.stopped_at = "nan", (epoch, self.params.get("steps") or 0)
             self.model.stop_training = True
             return
-        if self.signalled and self.ok:  # the signal came during validation or callbacks: the epoch is whole
+        if signalled and self.ok:  # the signal came during validation or callbacks: the epoch is whole
             self.status, self.stopped_at = "interrupted", (epoch + 1, 0)
             self.model.stop_training = True
 

@@ -7,19 +7,21 @@ import keras
 
 from run.callbacks import Checkpoint, Guard, RunLog
 from run.checkpoints import latest_checkpoint, remove_stale_temporaries, write_checkpoint
-from run.errors import TrainingFailed, TrainingInterrupted
+from run.errors import TrainingFailed, TrainingInterrupted, WorkerLost
 
 
-def _dataset(frames):
-    """A `FrameGenerator` as a tf.data pipeline on the TensorFlow backend (see `FrameGenerator.as_dataset`)."""
+def _dataset(frames, distribution, groups):
+    """A `FrameGenerator` as a tf.data pipeline on the TensorFlow backend (see `FrameGenerator.as_dataset`), split
+    across the replicas of a strategy (`Distribution.dataset`)."""
     if frames is not None and keras.backend.backend() == "tensorflow" and hasattr(frames, "as_dataset"):
-        return frames.as_dataset()
+        return distribution.dataset(frames, groups) if distribution is not None else frames.as_dataset()
     return frames
 
 
 def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), after_checkpoint=(),
             validation_data=None, loss_keys=("loss",), time_limit=None, on_nan="stop", lower_learning_rate=None,
-            resume_command="", max_nan_retries=3, verbose=2, loss_limit=None):
+            resume_command="", max_nan_retries=3, verbose=2, loss_limit=None, distribution=None, batch_groups=1,
+            start=None):
     """Fits `model` from the run's latest checkpoint (or from scratch) to `epochs`, surviving what can happen.
 
     - Starts from `checkpoints/latest.json` when there is one, mid-epoch included; otherwise writes an epoch-0
@@ -51,27 +53,46 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
         verbose: as for `fit`.
         loss_limit: a loss (of `loss_keys`, or its validation value) larger than this counts as diverged;
             `None` for no limit.
+        distribution: the `run.distribute.Distribution` to train under (its strategy's scope must hold the model
+            and `restore`); `None` for one device. A worker other than the chief passes a `run_dir` of its own
+            (a temporary folder), so that it does what the chief does without writing the run folder.
+        batch_groups: equal parts of each batch that every replica takes its share of (a GAN's critic steps).
+        start: the state (`{"epoch": ..., "step": ...}`, as `restore_checkpoint` returns it) to start from when
+            `run_dir` holds no checkpoint yet (a worker resuming into its temporary folder); a checkpoint of that
+            state is written there first.
 
     Returns:
         The trained model (a restored one after a NaN recovery).
     """
     remove_stale_temporaries(run_dir)
     found = latest_checkpoint(run_dir)
-    epoch, step = (found[1]["epoch"], found[1]["step"]) if found else (0, 0)
+    state = found[1] if found else (start or {"epoch": 0, "step": 0})
+    epoch, step = state["epoch"], state["step"]
     if not found:
-        write_checkpoint(run_dir, lambda folder: save(model, folder), 0)
+        write_checkpoint(run_dir, lambda folder: save(model, folder), epoch, step)
     deadline = None if time_limit is None else time.monotonic() + 60.0 * time_limit
+    agree = distribution.agree if distribution is not None and distribution.workers > 1 else None
     retries = 0
     while epoch < epochs:
-        guard = Guard(loss_keys, deadline, loss_limit)
+        guard = Guard(loss_keys, deadline, loss_limit, agree)
         frames.epochs, frames.position = epochs, epoch * frames.steps_per_epoch + step
-        model.fit(_dataset(frames), validation_data=_dataset(validation_data), initial_epoch=epoch,
-                  validation_steps=len(validation_data) if validation_data is not None else None,
-                  epochs=epoch + 1 if step else epochs,
-                  steps_per_epoch=frames.steps_per_epoch - step, shuffle=False,
-                  callbacks=[guard, *callbacks, RunLog(run_dir, guard, epoch), Checkpoint(run_dir, save, guard, step),
-                             *after_checkpoint],
-                  verbose=verbose)
+        try:
+            model.fit(_dataset(frames, distribution, batch_groups),
+                      validation_data=_dataset(validation_data, distribution, 1), initial_epoch=epoch,
+                      validation_steps=len(validation_data) if validation_data is not None else None,
+                      epochs=epoch + 1 if step else epochs,
+                      steps_per_epoch=frames.steps_per_epoch - step, shuffle=False,
+                      callbacks=[guard, *callbacks, RunLog(run_dir, guard, epoch),
+                                 Checkpoint(run_dir, save, guard, step), *after_checkpoint],
+                      verbose=verbose)
+        except Exception as error:
+            if agree is None or not _collective_failure(error):
+                raise
+            folder, state = latest_checkpoint(run_dir)
+            raise WorkerLost(f"lost {distribution.lost_worker(error)}: it stopped answering, so "
+                             f"{distribution.peers[distribution.worker]} stopped too ({type(error).__name__}); the "
+                             f"last checkpoint, {folder.name}, is intact. Resume with: "
+                             f"{' '.join(resume_command.split())}") from None
         if guard.status == "nan":
             bad_epoch, bad_step = guard.stopped_at
             folder, state = latest_checkpoint(run_dir)
@@ -95,3 +116,11 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
             break
         epoch, step = (epoch + 1, 0) if step else (epochs, 0)
     return model
+
+
+def _collective_failure(error):
+    """Whether `error` is TensorFlow's report of a collective that a lost peer broke (aborted or unavailable)."""
+    import tensorflow as tf
+
+    return isinstance(error, (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
+                              tf.errors.DeadlineExceededError, tf.errors.InternalError))

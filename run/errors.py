@@ -17,3 +17,16 @@ class TrainingInterrupted(Exception):
     """Training stopped on a signal after writing a checkpoint; the message says how to resume. Exit status 130."""
 
     exit_status = 130
+
+
+class DistributeError(ValueError):
+    """A `--distribute` request that this machine or TF_CONFIG cannot satisfy; one line, exit status 2."""
+
+    exit_status = 2
+
+
+class WorkerLost(RuntimeError):
+    """A worker of a cluster stopped answering; the message names it and the checkpoint to resume from. Exit
+    status 1."""
+
+    exit_status = 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from data.files import folder_problem, write_json
 from run.checkpoints import POINTER, latest_checkpoint
+from run.distribute import writes_run_folder
 from run.errors import RunFolderError
 
 # The trainers whose runs a folder can hold (the `prefix` of `resolve_config`, recorded as config.json's
@@ -51,6 +52,9 @@ def resolve_config(config_class, given, prefix, shape_settings):
         prefix: the name of a default run folder, `runs/<prefix>-<timestamp>`.
         shape_settings: the settings a resumed run must keep.
 
+    A worker of a cluster other than its chief (`run.distribute.writes_run_folder`) only reads the run folder, so
+    it does not try creating files there; it makes the other checks as the chief does, so both refuse alike.
+
     Returns:
         `(config, run_dir)`.
 
@@ -70,7 +74,8 @@ def resolve_config(config_class, given, prefix, shape_settings):
         if (run_dir / "checkpoints" / "latest.json").exists():
             raise RunFolderError(f"{run_dir} already holds a run: continue it with --resume, or choose another "
                                  "--output-dir")
-        check_writable(run_dir)
+        if writes_run_folder(getattr(config, "distribute", "none")):
+            check_writable(run_dir)
         return config, run_dir
     if not given.get("output_dir"):
         raise RunFolderError("--resume needs --output-dir, the run folder to continue")
@@ -83,13 +88,15 @@ def resolve_config(config_class, given, prefix, shape_settings):
     if prefix in TRAINERS and trainer in TRAINERS and trainer != prefix:
         name, _, script = TRAINERS[trainer]
         raise RunFolderError(f"{run_dir} is a {name} run, not a {TRAINERS[prefix][0]} run: resume it with {script}")
-    check_writable(run_dir)
     for name in shape_settings:
         if name in given and given[name] != saved.get(name):
             raise RunFolderError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
                                  f"the run was trained with {saved.get(name)}")
     fields = {field.name for field in dataclasses.fields(config_class)}
-    return config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given}), run_dir
+    config = config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given})
+    if writes_run_folder(getattr(config, "distribute", "none")):
+        check_writable(run_dir)
+    return config, run_dir
 
 
 def check_writable(run_dir):
@@ -132,7 +139,7 @@ def checkpoint_to_resume(config, run_dir):
     return found
 
 
-def restore_checkpoint(run_dir, restore, found):
+def restore_checkpoint(run_dir, restore, found, writer=True):
     """Restores the newest checkpoint that loads, from `found` (what `checkpoint_to_resume` returned) back.
 
     A checkpoint whose files do not load (damaged on disk, truncated by a full disk) is passed over for the one
@@ -144,9 +151,11 @@ def restore_checkpoint(run_dir, restore, found):
         run_dir: the run folder.
         restore: `restore(folder)` returns the model of a checkpoint folder, raising if it cannot.
         found: `(folder, state)` of the latest checkpoint.
+        writer: whether this process may point `latest.json` at the checkpoint that loaded (a worker other than
+            the chief reads the run folder only).
 
     Returns:
-        The restored model.
+        `(model, state)`: the restored model and the state (epoch, step) of the checkpoint it came from.
 
     Raises:
         RunFolderError: no checkpoint loads; the message names each one and why.
@@ -159,11 +168,12 @@ def restore_checkpoint(run_dir, restore, found):
             failures.append(_load_failure(folder, error))
             continue
         if failures:
-            write_json(Path(run_dir) / "checkpoints" / POINTER, {**state, "time": time.time()})
+            if writer:
+                write_json(Path(run_dir) / "checkpoints" / POINTER, {**state, "time": time.time()})
             where = f"epoch {state['epoch']}" + (f", step {state['step']}" if state["step"] else "")
             print(f"warning: {'; '.join(failures)}; resuming from the checkpoint before it, {folder.name} ({where})",
                   file=sys.stderr, flush=True)
-        return model
+        return model, state
     raise RunFolderError(f"{run_dir}: no checkpoint loads: {'; '.join(failures)}")
 
 

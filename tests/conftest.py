@@ -12,6 +12,15 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    """Splits the CPU into two logical devices before TensorFlow starts, so that `--distribute mirrored` tests run
+    two replicas in one process (tests/test_distribute.py). Nothing else places work on the second one."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 TINY = dict(stacks=2, layers=3, residual_channels=8, skip_channels=16)
 TINY_FLAGS = ["--layers", "3", "--stacks", "2", "--residual-channels", "8", "--skip-channels", "16",
               "--frame-size", "256", "--batch-size", "2", "--steps-per-epoch", "2", "--validation-steps", "1",

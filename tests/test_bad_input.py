@@ -216,10 +216,10 @@ def test_restore_checkpoint_takes_the_newest_that_loads_and_points_latest_at_it(
             raise ValueError("cannot parse")
         return text
 
-    assert restore_checkpoint(tmp_path, restore, latest_checkpoint(tmp_path)) == "epoch 2"
+    assert restore_checkpoint(tmp_path, restore, latest_checkpoint(tmp_path))[0] == "epoch 2"
     assert capsys.readouterr().err == ""
     (tmp_path / "checkpoints" / "epoch_0002" / "state.txt").write_text("damaged")
-    assert restore_checkpoint(tmp_path, restore, latest_checkpoint(tmp_path)) == "epoch 1"
+    assert restore_checkpoint(tmp_path, restore, latest_checkpoint(tmp_path))[0] == "epoch 1"
     warning = capsys.readouterr().err.strip().splitlines()
     assert len(warning) == 1 and "epoch_0002 does not load (ValueError: cannot parse)" in warning[0]
     assert latest_checkpoint(tmp_path)[1]["epoch"] == 1

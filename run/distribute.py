@@ -1,0 +1,352 @@
+"""Training on several devices and machines with tf.distribute.
+
+`start_distribution(--distribute)` picks and creates the strategy: `MirroredStrategy` for the devices of one
+machine, `MultiWorkerMirroredStrategy` for several machines (configured by `TF_CONFIG`, or by Slurm's variables),
+or none. The returned `Distribution` is what the trainers and `fit_run` need of it:
+
+- `scope()`: where models and optimisers are built and restored.
+- `dataset(frames)`: each global batch of a `FrameGenerator` (a pure function of seed and global step) split
+  deterministically across the replicas, so two replicas compute the updates one replica would.
+- `agree(values)`: sums small counters over the workers (one all-reduce), so that a signal, a deadline or a
+  lost peer seen by one worker stops all of them at the same step.
+- `chief`: only the chief writes the run folder.
+
+Two faults of Keras 3.15.1's TensorFlow trainer under a multi-worker collective strategy are mended here, only in
+that case (see `mend_keras_for_multi_worker`).
+
+Example:
+
+>>> distribution = start_distribution("auto")
+>>> with distribution.scope():
+...     model = build_and_compile()
+>>> fit_run(model, frames, ..., distribution=distribution)
+"""
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from run.errors import DistributeError
+
+KINDS = ("auto", "none", "mirrored", "multi-worker")
+# The Keras release whose trainer `mend_keras_for_multi_worker` was checked against (tests/test_distribute.py
+# fails when requirements.txt moves on, so the mends are checked again).
+KERAS_CHECKED = "3.15.1"
+# How the multi-worker strategy checks that every peer is alive: every HEALTH_CHECK_SECONDS (TensorFlow's default
+# is 30), each check waiting HEALTH_CHECK_TIMEOUT seconds for an answer (default 10), a peer counted lost after
+# 3 failed checks. A worker that dies is noticed within about 5 + 3 x 5 = 20 s, and the others stop with
+# `WorkerLost`. (The checks are answered by TensorFlow's server threads, so a busy worker still answers.)
+HEALTH_CHECK_SECONDS = 5
+HEALTH_CHECK_TIMEOUT = 5
+
+
+def tf_config(environ=None):
+    """The parsed `TF_CONFIG` (`{}` when unset); raises `DistributeError` when it is not valid JSON."""
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DistributeError(f"TF_CONFIG is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise DistributeError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    return config
+
+
+def cluster_tasks(config):
+    """`[(job, index, address)]` of a TF_CONFIG's cluster, chief first, then workers by index."""
+    cluster = config.get("cluster") or {}
+    order = sorted(cluster, key=lambda job: (job != "chief", job))
+    return [(job, index, address) for job in order for index, address in enumerate(cluster[job] or [])]
+
+
+def _is_chief(task_type, task_index, jobs):
+    """Whether a task is the cluster's chief: the "chief" task, or worker 0 when there is none (as in Keras)."""
+    return int(task_index) == 0 and task_type == ("chief" if "chief" in jobs else "worker")
+
+
+def writes_run_folder(requested, environ=None):
+    """Whether this process writes the run folder under `--distribute requested`: every process does, except a
+    multi-worker task other than the chief (known from TF_CONFIG, or Slurm's SLURM_PROCID, before TensorFlow
+    starts)."""
+    environ = os.environ if environ is None else environ
+    if requested in ("none", "mirrored"):
+        return True
+    config = tf_config(environ)
+    tasks = cluster_tasks(config)
+    if config and (requested == "multi-worker" or len(tasks) > 1):
+        task = config.get("task") or {}
+        return _is_chief(task.get("type"), task.get("index", 0), {job for job, _, _ in tasks})
+    if requested == "multi-worker" and environ.get("SLURM_JOB_ID"):
+        return environ.get("SLURM_PROCID", "0") == "0"
+    return True
+
+
+def choose(requested, environ=None, gpus=None):
+    """The strategy `--distribute requested` means here: `"none"`, `"mirrored"` or `"multi-worker"`.
+
+    `auto` is multi-worker when TF_CONFIG names a cluster of more than one task, mirrored when more than one GPU
+    is visible, and none otherwise.
+
+    Args:
+        requested: one of `KINDS`.
+        environ: the environment (default `os.environ`).
+        gpus: the number of visible GPUs (default: asked of TensorFlow).
+    """
+    if requested not in KINDS:
+        raise DistributeError(f"--distribute must be one of {', '.join(KINDS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if len(cluster_tasks(tf_config(environ))) > 1:
+        return "multi-worker"
+    if gpus is None:
+        import tensorflow as tf
+
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    return "mirrored" if gpus > 1 else "none"
+
+
+@dataclass
+class Distribution:
+    """A training run's place in its cluster, and the strategy it trains under.
+
+    Args:
+        kind: `"none"`, `"mirrored"` or `"multi-worker"`.
+        strategy: the `tf.distribute.Strategy`, or `None` for `"none"`.
+        worker: this process's index in the cluster (0 on one machine).
+        workers: processes in the cluster.
+        chief: whether this process writes the run folder.
+        peers: a name for each task of the cluster (`"worker 1 (10.0.0.2:2222)"`), by index.
+        jobs: the job name of each task, by index (to name a lost one from TensorFlow's message).
+    """
+
+    kind: str = "none"
+    strategy: object = None
+    worker: int = 0
+    workers: int = 1
+    chief: bool = True
+    peers: tuple = ()
+    jobs: tuple = ()
+
+    @property
+    def replicas(self):
+        """Replicas in sync: each takes `batch_size / replicas` windows of every global batch."""
+        return self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+
+    def scope(self):
+        """The strategy's scope (nothing for `"none"`): build, compile and restore models in it."""
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def describe(self):
+        """One line for the console: the strategy, its replicas and this process's role."""
+        if self.kind == "none":
+            return "distribute: none (one device)"
+        devices = ", ".join(sorted(self.strategy.extended.worker_devices))
+        text = f"distribute: {self.kind}, {self.replicas} replica{'s' if self.replicas != 1 else ''} ({devices})"
+        if self.kind == "multi-worker":
+            role = "the chief, which writes the run folder" if self.chief else "writes nothing to the run folder"
+            text += f"; this is {self.peers[self.worker]} of {self.workers} ({role})"
+        return text
+
+    def output_folder(self, run_dir):
+        """Where this process writes: the run folder on the chief; on another worker a temporary folder, removed
+        when the process exits, where it writes what the chief writes (checkpoints, logs) so that both do the
+        same work step for step."""
+        from pathlib import Path
+
+        if self.chief:
+            return Path(run_dir)
+        folder = Path(tempfile.mkdtemp(prefix=f"wavegen-worker{self.worker}-"))
+        atexit.register(shutil.rmtree, folder, True)
+        return folder
+
+    def weights_digest(self, model):
+        """A short hash of a model's weights: every worker prints it at the end, and in-sync workers print the
+        same one."""
+        import hashlib
+
+        import numpy as np
+
+        digest = hashlib.sha256()
+        for weight in model.get_weights():
+            digest.update(np.ascontiguousarray(weight).tobytes())
+        return digest.hexdigest()[:16]
+
+    def resume_command(self, command):
+        """The command that resumes a run, as the interrupt message gives it."""
+        if self.kind != "multi-worker":
+            return command
+        return f"{command}\n(on every worker of the cluster, each with its own TF_CONFIG)"
+
+    def check_batch(self, batch_size, flag="--batch-size"):
+        """Refuses a global batch that the replicas cannot share equally (`DistributeError`)."""
+        if batch_size % self.replicas:
+            raise DistributeError(f"{flag} {batch_size} cannot be split equally across {self.replicas} replicas; "
+                                  f"give a multiple of {self.replicas}")
+
+    def dataset(self, frames, groups=1):
+        """The batches of a `FrameGenerator` for `fit`: as they are without a strategy; else each global batch
+        split across the replicas by `data.frames.replica_rows` (its share of each of `groups` equal parts),
+        every input pipeline drawing the global batch and keeping its replicas' rows."""
+        if frames is None or self.strategy is None:
+            return frames.as_dataset() if frames is not None else None
+        import tensorflow as tf
+
+        replicas = self.replicas
+
+        def pipeline(context):
+            local = replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+            return frames.as_dataset(replicas=(range(first, first + local), replicas, groups))
+
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+        return self.strategy.distribute_datasets_from_function(pipeline, options)
+
+    def agree(self, values):
+        """`values` (small counts) summed over the workers; as they are on one machine. Every worker must call
+        it at the same points, as for any collective."""
+        if self.kind != "multi-worker":
+            return list(values)
+        import tensorflow as tf
+
+        if getattr(self, "_sum", None) is None:
+            strategy, per_worker = self.strategy, self.replicas // self.workers
+
+            @tf.function
+            def total(local):
+                def replica():
+                    # Only each worker's first replica counts, so a worker with several devices votes once.
+                    context = tf.distribute.get_replica_context()
+                    mine = tf.where(context.replica_id_in_sync_group % per_worker == 0, local, tf.zeros_like(local))
+                    return context.all_reduce("SUM", mine)
+
+                return strategy.experimental_local_results(strategy.run(replica))[0]
+
+            self._sum = total
+        return [float(v) for v in self._sum(tf.constant([float(v) for v in values]))]
+
+    def lost_worker(self, error):
+        """Which peer a failed collective (`error`, TensorFlow's message) lost: `"worker 1 (10.0.0.2:2222)"`, or
+        `"a worker"` when the message does not say."""
+        text = str(getattr(error, "message", error))
+        for job, index in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", text):
+            name = f"{job} {index} "
+            for position, peer in enumerate(self.peers):
+                if peer.startswith(name) and position != self.worker:
+                    return peer
+        return "a worker"
+
+
+_MIRRORED = {}
+
+
+def start_distribution(requested="auto"):
+    """Creates the strategy `--distribute requested` names and returns its `Distribution`.
+
+    Call it before TensorFlow runs any operation: the multi-worker strategy configures the runtime (it waits
+    here until every worker of the cluster has started). Mirrored uses every GPU, or every logical CPU device
+    when there is no GPU (one, unless a test made two).
+
+    Raises:
+        DistributeError: a malformed TF_CONFIG, or multi-worker without a cluster to join.
+    """
+    kind = choose(requested)
+    if kind == "none":
+        return Distribution()
+    import tensorflow as tf
+
+    if kind == "mirrored":
+        devices = tuple(d.name for d in tf.config.list_logical_devices("GPU")) or \
+                  tuple(d.name for d in tf.config.list_logical_devices("CPU"))
+        # One strategy per process: a second one over the same devices would reuse its collectives' instance keys
+        # with other shapes ("Shape mismatch in the collective instance"), so a process that trains twice reuses it.
+        if devices not in _MIRRORED:
+            _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
+        return Distribution("mirrored", _MIRRORED[devices])
+    config = tf_config()
+    if config:
+        tasks = cluster_tasks(config)
+        task = config.get("task") or {}
+        if not tasks or task.get("type") not in {job for job, _, _ in tasks}:
+            raise DistributeError("TF_CONFIG needs a 'cluster' of worker addresses and a 'task' with this "
+                                  "process's 'type' and 'index'")
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    elif os.environ.get("SLURM_JOB_ID"):
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+        spec = resolver.cluster_spec().as_dict()
+        tasks = [(job, index, address) for job in sorted(spec) for index, address in enumerate(spec[job])]
+        task = {"type": resolver.task_type, "index": resolver.task_id}
+    else:
+        raise DistributeError("--distribute multi-worker needs a cluster: set TF_CONFIG on every worker (see the "
+                              "README), or run under Slurm")
+    mend_keras_for_multi_worker()
+    # The health check runs every HEALTH_CHECK_SECONDS instead of TensorFlow's 30 (a private class setting).
+    from tensorflow.python.distribute import collective_all_reduce_strategy as collective
+
+    collective.CollectiveAllReduceExtended._check_health_interval = HEALTH_CHECK_SECONDS
+    collective.CollectiveAllReduceExtended._check_health_timeout = HEALTH_CHECK_TIMEOUT
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    me = next(i for i, (job, index, _) in enumerate(tasks) if job == task["type"] and index == int(task["index"]))
+    jobs = tuple(job for job, _, _ in tasks)
+    return Distribution("multi-worker", strategy, worker=me, workers=len(tasks),
+                        chief=_is_chief(task["type"], task["index"], set(jobs)),
+                        peers=tuple(f"{job} {index} ({address})" for job, index, address in tasks), jobs=jobs)
+
+
+def mend_keras_for_multi_worker():
+    """Mends two faults of Keras' TensorFlow trainer that stop `fit` under a multi-worker collective strategy
+    (keras-team/keras#20585, tensorflow#72388); idempotent, and nothing changes for other strategies.
+
+    1. `_maybe_symbolic_build` reduces the first distributed batch with `strategy.reduce(..., axis=None)` eagerly,
+       which the collective strategy cannot do with a `PerReplica` batch ("Attempt to convert a value
+       (PerReplica...) to a Tensor"). One replica's local batch is all a symbolic build needs.
+    2. `reduce_per_replica` reduces every logged value with `axis=0`; the loss and metrics are scalars ("Invalid
+       reduction dimension 0 for input with 0 dimensions"). Scalars are reduced with `axis=None`.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "_wavegen_mended", False):
+        return
+    import tensorflow as tf
+    from keras.src import tree
+
+    def multi_worker(strategy):
+        return trainer._collective_all_reduce_multi_worker(strategy)
+
+    original_build = trainer.TensorFlowTrainer._maybe_symbolic_build
+    original_reduce = trainer.reduce_per_replica
+
+    def local_batch(value, strategy):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if strategy is None or iterator is None or not multi_worker(strategy):
+            return original_build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tree.map_structure(lambda v: local_batch(v, strategy), next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not multi_worker(strategy):
+            return original_reduce(values, strategy, reduction)
+
+        def mean(value):
+            rank = local_batch(value, strategy).shape.rank
+            return strategy.reduce("MEAN", value, axis=None if rank == 0 else 0)
+
+        return tree.map_structure(mean, values)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer._wavegen_mended = True

@@ -1,0 +1,295 @@
+"""Training under tf.distribute: the strategy `--distribute` picks, the replicas' shares of each batch, two
+replicas computing what one does (two logical CPU devices, made by conftest.py), and clusters of two worker
+processes on 127.0.0.1 that train in sync, write one run folder, stop together and resume exactly.
+
+Interrupts and kills happen at exact steps through the `WAVEGEN_KILL_AT` hook (data/faults.py).
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY_FLAGS, tone, write_wav
+
+WAVENET_FLAGS = [*TINY_FLAGS, "--epochs", "2", "--sample-every", "1"]
+GAN_FLAGS = ["--slice-length", "4096", "--model-dim", "2", "--latent-dim", "8", "--batch-size", "2",
+             "--steps-per-epoch", "2", "--epochs", "2", "--sample-every", "1"]
+
+
+@pytest.fixture
+def audio(tmp_path):
+    noise = np.random.default_rng(0).normal(0, 0.05, 24000).astype(np.float32)
+    return write_wav(tmp_path / "audio.wav", tone(3.0, frequencies=(300.0, 710.0)) + noise)
+
+
+def free_addresses(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return addresses
+
+
+def cluster(script, args, tmp_path, kill_at=(None, None), timeout=300):
+    """Runs `script args` as the two workers of a TF_CONFIG cluster on 127.0.0.1 (worker 0 is the chief).
+
+    `kill_at[i]` sets worker i's `WAVEGEN_KILL_AT`. Each worker gets its own empty TMPDIR (`tmp_path/tmp<i>`),
+    so a test can see what it leaves there. Returns `[(returncode, stdout, stderr)]` by worker, with the
+    workers' process ids as `.pids`.
+    """
+    addresses = free_addresses(2)
+    workers = []
+    for index in range(2):
+        temporary = tmp_path / f"tmp{index}"
+        temporary.mkdir(exist_ok=True)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "TMPDIR": str(temporary),
+               "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})}
+        env.pop("WAVEGEN_KILL_AT", None)
+        if kill_at[index]:
+            env["WAVEGEN_KILL_AT"] = kill_at[index]
+        workers.append(subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=tmp_path,
+                                        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    results = Results()
+    results.pids = [worker.pid for worker in workers]
+    try:
+        for worker in workers:
+            out, err = worker.communicate(timeout=timeout)  # a worker that hangs fails the test here
+            results.append((worker.returncode, out, err))
+    finally:
+        for worker in workers:
+            worker.kill()
+    return results
+
+
+def strings(items):
+    return [str(item) for item in items]
+
+
+class Results(list):
+    pids = ()
+
+
+def digests(results):
+    return [re.search(r"weights ([0-9a-f]{16})", out)[1] for _, out, _ in results]
+
+
+def weights(path):
+    import keras
+
+    import models  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(path).get_weights()
+
+
+def assert_same_weights(first, second, atol=1e-5):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+
+
+def assert_written_by_the_chief(run_dir, results, tmp_path):
+    """Only worker 0 wrote the run folder, and worker 1's temporary folder is gone."""
+    events = list(Path(run_dir, "logs").rglob("events.out.tfevents.*"))
+    assert events, "the chief writes TensorBoard logs"
+    # TensorBoard names each event file after the process that wrote it: ...<host>.<pid>.<n>.v2.
+    writers = {int(re.search(r"\.(\d+)\.\d+\.v2$", path.name)[1]) for path in events}
+    assert writers == {results.pids[0]}, (writers, results.pids)
+    assert list((tmp_path / "tmp1").iterdir()) == [], "worker 1 removes its temporary folder"
+    assert "written by the chief" in results[1][1]
+
+
+# --- choosing a strategy; shares of a batch ------------------------------------------------------------------
+
+
+def test_distribute_auto_and_the_chief_follow_tf_config():
+    from run.distribute import choose, writes_run_folder
+    from run.errors import DistributeError
+
+    two = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}})
+    one = json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}})
+    assert choose("auto", environ={}, gpus=0) == "none"
+    assert choose("auto", environ={}, gpus=1) == "none"
+    assert choose("auto", environ={}, gpus=2) == "mirrored"
+    assert choose("auto", environ={"TF_CONFIG": two}, gpus=2) == "multi-worker"
+    assert choose("auto", environ={"TF_CONFIG": one}, gpus=0) == "none"
+    assert choose("mirrored", environ={"TF_CONFIG": two}, gpus=0) == "mirrored"
+    with pytest.raises(DistributeError, match="TF_CONFIG is not valid JSON"):
+        choose("auto", environ={"TF_CONFIG": "{cluster"}, gpus=0)
+
+    assert writes_run_folder("auto", {"TF_CONFIG": two}) is False  # worker 1
+    assert writes_run_folder("none", {"TF_CONFIG": two}) is True  # not in the cluster: its own run
+    assert writes_run_folder("auto", {"TF_CONFIG": two.replace('"index": 1', '"index": 0')}) is True
+    with_chief = {"cluster": {"chief": ["127.0.0.1:3"], "worker": ["127.0.0.1:1"]}, "task": {"type": "worker",
+                                                                                            "index": 0}}
+    assert writes_run_folder("auto", {"TF_CONFIG": json.dumps(with_chief)}) is False  # the chief is "chief"
+    assert writes_run_folder("multi-worker", {"SLURM_JOB_ID": "7", "SLURM_PROCID": "1"}) is False
+    assert writes_run_folder("multi-worker", {"SLURM_JOB_ID": "7", "SLURM_PROCID": "0"}) is True
+
+
+def test_replica_rows_share_every_part_of_a_batch_once():
+    from data.frames import replica_rows
+
+    assert replica_rows(4, 0, 2).tolist() == [0, 1]
+    assert replica_rows(4, 1, 2).tolist() == [2, 3]
+    # A GAN step: 2 critic batches of 4; each replica takes its half of each.
+    assert replica_rows(8, 0, 2, groups=2).tolist() == [0, 1, 4, 5]
+    assert replica_rows(8, 1, 2, groups=2).tolist() == [2, 3, 6, 7]
+    assert sorted(np.concatenate([replica_rows(12, r, 3, 2) for r in range(3)]).tolist()) == list(range(12))
+    with pytest.raises(ValueError, match="cannot be shared by 3 replicas"):
+        replica_rows(8, 0, 3, groups=2)
+
+
+def test_sharded_dataset_yields_each_replicas_rows_of_the_global_batch():
+    from data.frames import FrameGenerator, replica_rows
+
+    signal_ = tone(2.0)
+    frames = FrameGenerator([signal_], 64, 4, 3, mode="slice", seed=5)
+    whole = [frames[i][0] for i in range(3)]
+    shared = [element[0].numpy() for element in frames.as_dataset(replicas=(range(2), 2, 2))]
+    assert len(shared) == 6  # one element per replica per step, in replica order
+    for step in range(3):
+        for replica in range(2):
+            np.testing.assert_array_equal(shared[2 * step + replica], whole[step][replica_rows(4, replica, 2, 2)])
+
+
+def test_a_batch_the_replicas_cannot_share_is_refused(audio, tmp_path):
+    import cli
+    import train_wavenet
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(lambda: train_wavenet.main(strings([*WAVENET_FLAGS, "--train", audio, "--batch-size", "3",
+                                            "--output-dir", tmp_path / "run", "--distribute", "mirrored"])),
+                "train_wavenet.py")
+    assert exit_.value.code == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_keras_mends_were_checked_against_the_pinned_keras():
+    import keras
+
+    from run.distribute import KERAS_CHECKED
+
+    pinned = re.search(r"^keras==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)[1]
+    assert keras.__version__ == pinned == KERAS_CHECKED, "check run.distribute's mends against the new Keras"
+
+
+# --- two replicas in one process compute what one does ------------------------------------------------------
+
+
+def test_two_replicas_train_the_wavenet_as_one_does(audio, tmp_path):
+    """The logistic-mixture loss, the bits-per-sample metric and CausalConv1D's own gradient under a mirrored
+    strategy of two devices: the same weights and losses as one device with the same global batch."""
+    import train_wavenet
+
+    flags = [*WAVENET_FLAGS, "--train", audio, "--head", "regressor", "--sample-every", "0"]
+    train_wavenet.main(strings([*flags, "--output-dir", tmp_path / "one", "--distribute", "none"]))
+    train_wavenet.main(strings([*flags, "--output-dir", tmp_path / "two", "--distribute", "mirrored"]))
+    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert config["distribute"] == "mirrored"
+    assert_same_weights(weights(tmp_path / "one" / "model.keras"), weights(tmp_path / "two" / "model.keras"))
+    one, two = ((tmp_path / name / "history.csv").read_text().splitlines() for name in ("one", "two"))
+    columns = one[0].split(",")
+    for row_one, row_two in zip(one[1:], two[1:]):
+        for name, a, b in zip(columns, row_one.split(","), row_two.split(",")):
+            if name in ("loss", "val_loss", "bits_per_sample", "val_bits_per_sample"):
+                assert float(a) == pytest.approx(float(b), rel=1e-5, abs=1e-5), name
+
+
+def test_two_replicas_train_the_wavegan_as_one_does(audio, tmp_path, capsys):
+    """WGAN-GP under two replicas: five critic steps, the gradient penalty, both optimisers, and the random
+    latents, mixing weights and phase shifts drawn for the global batch, so the updates are one device's."""
+    import train_gan
+
+    flags = [*GAN_FLAGS, "--train", audio, "--sample-every", "0", "--steps-per-epoch", "1", "--epochs", "1"]
+    train_gan.main(strings([*flags, "--output-dir", tmp_path / "one", "--distribute", "none"]))
+    train_gan.main(strings([*flags, "--output-dir", tmp_path / "two", "--distribute", "mirrored"]))
+    assert "distribute: mirrored, 2 replicas" in capsys.readouterr().out
+    for name in ("generator.keras", "discriminator.keras"):
+        assert_same_weights(weights(tmp_path / "one" / name), weights(tmp_path / "two" / name))
+
+
+# --- two worker processes ----------------------------------------------------------------------------------
+
+
+def test_two_workers_train_a_wavenet_in_sync_and_only_the_chief_writes(audio, tmp_path):
+    run_dir = tmp_path / "run"
+    results = cluster("train_wavenet.py", [*WAVENET_FLAGS, "--train", audio, "--output-dir", run_dir], tmp_path)
+    assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    first, second = digests(results)
+    assert first == second
+    for name in ("model.keras", "config.json", "history.csv", "checkpoints/latest.json", "samples/epoch_0002.wav"):
+        assert (run_dir / name).is_file(), name
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+    assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["epoch"] == 2
+    assert_written_by_the_chief(run_dir, results, tmp_path)
+    # The same updates as one process with the same global batch (float tolerance).
+    import train_wavenet
+
+    train_wavenet.main(strings([*WAVENET_FLAGS, "--train", audio, "--output-dir", tmp_path / "one", "--distribute", "none",
+                        "--sample-every", "0"]))
+    assert_same_weights(weights(run_dir / "model.keras"), weights(tmp_path / "one" / "model.keras"))
+
+
+def test_two_workers_train_a_wavegan_in_sync_and_only_the_chief_writes(audio, tmp_path):
+    run_dir = tmp_path / "run"
+    results = cluster("train_gan.py", [*GAN_FLAGS, "--train", audio, "--output-dir", run_dir], tmp_path)
+    assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    first, second = digests(results)
+    assert first == second
+    for name in ("generator.keras", "discriminator.keras", "checkpoints/latest.json", "samples/epoch_0002.wav"):
+        assert (run_dir / name).is_file(), name
+    assert_written_by_the_chief(run_dir, results, tmp_path)
+
+
+def test_a_signal_to_any_worker_stops_the_cluster_and_resume_continues_exactly(audio, tmp_path):
+    import train_wavenet
+
+    run_dir = tmp_path / "run"
+    flags = [*WAVENET_FLAGS, "--train", audio, "--output-dir", run_dir, "--epochs", "3", "--sample-every", "0"]
+    # Ctrl-C to worker 1 after the first step of epoch 2: both stop there, the chief writes the checkpoint.
+    results = cluster("train_wavenet.py", flags, tmp_path, kill_at=(None, "step-end:3:SIGINT"))
+    assert [code for code, _, _ in results] == [130, 130], [err[-2000:] for _, _, err in results]
+    state = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    assert (state["epoch"], state["step"]) == (1, 1)
+    assert "SIGINT" in results[1][2] and "--resume" in results[0][2]
+    # SIGTERM to the chief at the end of epoch 2 (two steps into the resumed run).
+    results = cluster("train_wavenet.py", [*flags, "--resume"], tmp_path, kill_at=("step-end:1:SIGTERM", None))
+    assert [code for code, _, _ in results] == [130, 130], [err[-2000:] for _, _, err in results]
+    state = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    assert (state["epoch"], state["step"]) == (2, 0)
+    results = cluster("train_wavenet.py", [*flags, "--resume"], tmp_path)
+    assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    assert len(set(digests(results))) == 1
+    assert [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    # The same weights as one uninterrupted process.
+    train_wavenet.main(strings([*flags[:-2], "--output-dir", tmp_path / "one", "--distribute", "none"]))
+    assert_same_weights(weights(run_dir / "model.keras"), weights(tmp_path / "one" / "model.keras"))
+
+
+def test_a_killed_worker_stops_the_other_with_a_message_naming_it_and_the_run_resumes(audio, tmp_path):
+    run_dir = tmp_path / "run"
+    flags = [*WAVENET_FLAGS, "--train", audio, "--output-dir", run_dir, "--sample-every", "0"]
+    results = cluster("train_wavenet.py", flags, tmp_path, kill_at=(None, "step-end:3"), timeout=120)
+    (code, _, err), (killed, _, _) = results
+    assert killed == -signal.SIGKILL
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert re.match(r"train_wavenet\.py: error: lost worker 1 \(127\.0\.0\.1:\d+\): it stopped "
+                                        r"answering", last), err[-2000:]
+    assert "epoch_0001" in last and "--resume" in last
+    assert "Traceback" not in err
+    results = cluster("train_wavenet.py", [*flags, "--resume"], tmp_path)
+    assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    assert len(set(digests(results))) == 1
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
