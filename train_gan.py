@@ -182,9 +182,9 @@ def main(argv=None):
     save_model(gan.generator, folder / "generator.keras")
     save_model(gan.discriminator, folder / "discriminator.keras")
     if cluster.workers > 1:  # workers in sync print the same digest
-        print(f"{cluster.peers[cluster.worker]}: weights {cluster.weights_digest(gan)}")
+        print(f"{cluster.name()}: weights {cluster.weights_digest(gan)}")
     if not cluster.chief:
-        print(f"{cluster.peers[cluster.worker]}: done; the chief wrote {run_dir}")
+        print(f"{cluster.name()}: done; the chief wrote {run_dir}")
         return run_dir
     note = time_limit_note(run_dir, config.epochs, "train_gan.py")
     if note:

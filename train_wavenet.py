@@ -404,9 +404,9 @@ def main(argv=None):
                     verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, start=start)
     save_model(model, folder / "model.keras")
     if cluster.workers > 1:  # workers in sync print the same digest
-        print(f"{cluster.peers[cluster.worker]}: weights {cluster.weights_digest(model)}")
+        print(f"{cluster.name()}: weights {cluster.weights_digest(model)}")
     if not cluster.chief:
-        print(f"{cluster.peers[cluster.worker]}: done; the chief wrote {run_dir}")
+        print(f"{cluster.name()}: done; the chief wrote {run_dir}")
         return run_dir
     rows = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").is_file() else []
     if len(rows) > 1:

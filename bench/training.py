@@ -21,7 +21,11 @@ alone. Rates are the best of several timed blocks (matrix multiply: 4 blocks of 
   consumes them;
 - the default WaveGAN (d = 64, 16384-sample clips, batch 4, WGAN-GP with 5 critic steps);
 - scale: peak memory (RSS) of `train_wavenet.py`, run as its own process, for three steps on a 6-minute and
-  on a 60-minute training file.
+  on a 60-minute training file;
+- distribute: `train_wavenet.py` with the default WaveNet and global batch, as one process (`--distribute none`)
+  and as two worker processes of a TF_CONFIG cluster on 127.0.0.1 (`--distribute multi-worker`), each on this
+  machine's cores; with GPUs visible, also on one GPU, and mirrored over two when there are two. The rate is
+  the chief's targets/s over its second epoch (the first one compiles), as history.csv records it.
 
 FLOPs count the products of every convolution and dense layer (2 per multiply-add); one training step is
 counted as three forward passes (forward, and the two products of the backward pass). For WGAN-GP one step is
@@ -192,6 +196,42 @@ def measure_scale(minutes):
         return {"minutes": minutes, "audio_float32_mb": minutes * 480000 * 4 / 2 ** 20, "peak_memory_mb": peak}
 
 
+def train_processes(workers, steps, precision="float32"):
+    """Targets/s of `train_wavenet.py` (default model and batch) over its second epoch of `steps` steps, run as
+    one process (`workers` 0: `--distribute none`, or "mirrored") or as `workers` worker processes of a TF_CONFIG
+    cluster on 127.0.0.1; the chief's history.csv gives the rate."""
+    import socket
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        command = [sys.executable, str(ROOT / "train_wavenet.py"), "--epochs", "2", "--steps-per-epoch", str(steps),
+                   "--validation-steps", "1", "--sample-every", "0", "--precision", precision,
+                   "--output-dir", str(run_dir)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if not isinstance(workers, int):
+            processes = [subprocess.Popen([*command, "--distribute", workers], cwd=ROOT, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+        else:
+            sockets = [socket.socket() for _ in range(workers)]
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+            addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
+            for sock in sockets:
+                sock.close()
+            processes = [subprocess.Popen(
+                [*command, "--distribute", "multi-worker"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True,
+                env={**env, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
+                                                     "task": {"type": "worker", "index": index}})})
+                for index in range(workers)]
+        errors = [process.communicate()[1] for process in processes]
+        if any(process.returncode for process in processes):
+            sys.exit(f"bench/training.py: train_wavenet.py failed:\n{errors[0][-3000:]}")
+        rows = (run_dir / "history.csv").read_text().splitlines()
+        last = dict(zip(rows[0].split(","), rows[-1].split(",")))
+        return float(last["targets_per_second"])
+
+
 def child(what, options):
     sys.path.insert(0, str(ROOT))
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -239,6 +279,10 @@ def build_parser():
                              "(default: 6,60)")
     parser.add_argument("--skip-gan", action="store_true", help="leave out the WaveGAN rows (the slowest part)")
     parser.add_argument("--skip-scale", action="store_true", help="leave out the memory-at-scale table")
+    parser.add_argument("--skip-distribute", action="store_true",
+                        help="leave out the table of one process against two local workers (and GPUs)")
+    parser.add_argument("--distribute-steps", type=positive_int, default=10,
+                        help="steps per epoch of each run of the distribute table (default: 10)")
     parser.add_argument("--quick", action="store_true",
                         help="check that the bench runs: 2 WaveNet / 2 original / 1 GAN steps, one run each, "
                              "0.2 s timings, 1- and 2-minute files; the figures mean nothing")
@@ -254,6 +298,7 @@ def main():
         args.steps, args.original_steps, args.gan_steps, args.repeats = 2, 2, 1, 1
         args.matmul_seconds = args.pipeline_seconds = 0.2
         args.scale_minutes = "1,2"
+        args.distribute_steps = 2
     try:
         scale_minutes = [int(m) for m in args.scale_minutes.split(",")]
         assert scale_minutes and min(scale_minutes) >= 1
@@ -319,6 +364,35 @@ def main():
             audio_growth = r["audio_float32_mb"] - short["audio_float32_mb"]
             ratio = f" ({growth / audio_growth:.2f} x the extra audio)" if audio_growth > 0 else ""
             print(f"{row} {growth:,.0f} MB{ratio} |", flush=True)
+    if not args.skip_distribute:
+        distribute_table(args.distribute_steps)
+
+
+def distribute_table(steps):
+    """One process against two local worker processes (and GPU rows where GPUs are visible)."""
+    from machine import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    print()
+    print(caption())
+    print(f"| train_wavenet.py, default WaveNet, global batch {WAVENET_BATCH} x {WAVENET_FRAME} | replicas | "
+          "targets/s | against one process |")
+    print("|---|---:|---:|---:|")
+    rows = [("one process, --distribute none" + (" (one GPU)" if gpus else " (CPU)"), 1, "none"),
+            ("two worker processes on 127.0.0.1, --distribute multi-worker" + (" (GPUs)" if gpus else
+                                                                               " (the same CPU cores)"), 2, 2)]
+    if gpus > 1:
+        rows.append((f"one process, --distribute mirrored ({gpus} GPUs)", gpus, "mirrored"))
+    one = None
+    for name, replicas, how in rows:
+        rate = train_processes(how, steps)
+        one = one or rate
+        print(f"| {name} | {replicas} | {rate:,.0f} | {rate / one:.2f} x |", flush=True)
+    if not gpus:
+        print("\n(no GPU is visible here: the GPU rows are left out)")
 
 
 if __name__ == "__main__":

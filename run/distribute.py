@@ -37,10 +37,10 @@ KINDS = ("auto", "none", "mirrored", "multi-worker")
 # The Keras release whose trainer `mend_keras_for_multi_worker` was checked against (tests/test_distribute.py
 # fails when requirements.txt moves on, so the mends are checked again).
 KERAS_CHECKED = "3.15.1"
-# How the multi-worker strategy checks that every peer is alive: every HEALTH_CHECK_SECONDS (TensorFlow's default
-# is 30), each check waiting HEALTH_CHECK_TIMEOUT seconds for an answer (default 10), a peer counted lost after
-# 3 failed checks. A worker that dies is noticed within about 5 + 3 x 5 = 20 s, and the others stop with
-# `WorkerLost`. (The checks are answered by TensorFlow's server threads, so a busy worker still answers.)
+# How often the multi-worker strategy checks that every peer is alive (TensorFlow's default: every 30 s, waiting
+# 10 s for each answer; a peer is lost after 3 failed checks). The checks are answered by TensorFlow's server
+# threads, so a busy worker still answers. Together with the runtime's own heartbeats, a worker that dies was
+# noticed within 15 to 25 s on 127.0.0.1 (tests/test_distribute.py), and the others stop with `WorkerLost`.
 HEALTH_CHECK_SECONDS = 5
 HEALTH_CHECK_TIMEOUT = 5
 
@@ -122,8 +122,7 @@ class Distribution:
         worker: this process's index in the cluster (0 on one machine).
         workers: processes in the cluster.
         chief: whether this process writes the run folder.
-        peers: a name for each task of the cluster (`"worker 1 (10.0.0.2:2222)"`), by index.
-        jobs: the job name of each task, by index (to name a lost one from TensorFlow's message).
+        tasks: `(job, index, address)` of each task of the cluster (`cluster_tasks`); this one is `tasks[worker]`.
     """
 
     kind: str = "none"
@@ -131,8 +130,14 @@ class Distribution:
     worker: int = 0
     workers: int = 1
     chief: bool = True
-    peers: tuple = ()
-    jobs: tuple = ()
+    tasks: tuple = ()
+
+    def name(self, position=None):
+        """A task of the cluster as messages name it, `"worker 1 (10.0.0.2:2222)"`; this process by default."""
+        if not self.tasks:
+            return "this process"
+        job, index, address = self.tasks[self.worker if position is None else position]
+        return f"{job} {index} ({address})"
 
     @property
     def replicas(self):
@@ -147,12 +152,13 @@ class Distribution:
         """One line for the console: the strategy, its replicas and this process's role."""
         if self.kind == "none":
             return "distribute: none (one device)"
-        devices = ", ".join(sorted(self.strategy.extended.worker_devices))
-        text = f"distribute: {self.kind}, {self.replicas} replica{'s' if self.replicas != 1 else ''} ({devices})"
-        if self.kind == "multi-worker":
-            role = "the chief, which writes the run folder" if self.chief else "writes nothing to the run folder"
-            text += f"; this is {self.peers[self.worker]} of {self.workers} ({role})"
-        return text
+        devices = ", ".join(device.split("/")[-1].replace("device:", "")
+                            for device in sorted(self.strategy.extended.worker_devices))
+        text = f"distribute: {self.kind}, {self.replicas} replica{'s' if self.replicas != 1 else ''}"
+        if self.kind != "multi-worker":
+            return f"{text} ({devices})"
+        role = "the chief, which writes the run folder" if self.chief else "it writes nothing to the run folder"
+        return f"{text} on {self.workers} workers; this is {self.name()} on {devices}, {role}"
 
     def output_folder(self, run_dir):
         """Where this process writes: the run folder on the chief; on another worker a temporary folder, removed
@@ -236,10 +242,9 @@ class Distribution:
         `"a worker"` when the message does not say."""
         text = str(getattr(error, "message", error))
         for job, index in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", text):
-            name = f"{job} {index} "
-            for position, peer in enumerate(self.peers):
-                if peer.startswith(name) and position != self.worker:
-                    return peer
+            for position, (task_job, task_index, _) in enumerate(self.tasks):
+                if (task_job, task_index) == (job, int(index)) and position != self.worker:
+                    return self.name(position)
         return "a worker"
 
 
@@ -273,15 +278,15 @@ def start_distribution(requested="auto"):
     if config:
         tasks = cluster_tasks(config)
         task = config.get("task") or {}
-        if not tasks or task.get("type") not in {job for job, _, _ in tasks}:
-            raise DistributeError("TF_CONFIG needs a 'cluster' of worker addresses and a 'task' with this "
-                                  "process's 'type' and 'index'")
+        if not any((job, index) == (task.get("type"), task.get("index")) for job, index, _ in tasks):
+            raise DistributeError("TF_CONFIG needs a 'cluster' of worker addresses and a 'task' naming this "
+                                  f"process's place in it ('type' and 'index'), got task {task}")
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     elif os.environ.get("SLURM_JOB_ID"):
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
         spec = resolver.cluster_spec().as_dict()
         tasks = [(job, index, address) for job in sorted(spec) for index, address in enumerate(spec[job])]
-        task = {"type": resolver.task_type, "index": resolver.task_id}
+        task = {"type": resolver.task_type, "index": int(resolver.task_id)}
     else:
         raise DistributeError("--distribute multi-worker needs a cluster: set TF_CONFIG on every worker (see the "
                               "README), or run under Slurm")
@@ -292,11 +297,9 @@ def start_distribution(requested="auto"):
     collective.CollectiveAllReduceExtended._check_health_interval = HEALTH_CHECK_SECONDS
     collective.CollectiveAllReduceExtended._check_health_timeout = HEALTH_CHECK_TIMEOUT
     strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    me = next(i for i, (job, index, _) in enumerate(tasks) if job == task["type"] and index == int(task["index"]))
-    jobs = tuple(job for job, _, _ in tasks)
-    return Distribution("multi-worker", strategy, worker=me, workers=len(tasks),
-                        chief=_is_chief(task["type"], task["index"], set(jobs)),
-                        peers=tuple(f"{job} {index} ({address})" for job, index, address in tasks), jobs=jobs)
+    me = [i for i, (job, index, _) in enumerate(tasks) if (job, index) == (task["type"], int(task["index"]))][0]
+    return Distribution("multi-worker", strategy, worker=me, workers=len(tasks), tasks=tuple(tasks),
+                        chief=_is_chief(task["type"], task["index"], {job for job, _, _ in tasks}))
 
 
 def mend_keras_for_multi_worker():

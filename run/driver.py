@@ -90,7 +90,7 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
                 raise
             folder, state = latest_checkpoint(run_dir)
             raise WorkerLost(f"lost {distribution.lost_worker(error)}: it stopped answering, so "
-                             f"{distribution.peers[distribution.worker]} stopped too ({type(error).__name__}); the "
+                             f"{distribution.name()} stopped too ({type(error).__name__}); the "
                              f"last checkpoint, {folder.name}, is intact. Resume with: "
                              f"{' '.join(resume_command.split())}") from None
         if guard.status == "nan":
