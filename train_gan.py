@@ -18,7 +18,7 @@ from cli import (RunSettings, config_parser, non_negative_int, positive_float, p
                  report_skipped, run)
 from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, restore_optimizer_state,
                  save_model, save_optimizer_state, time_limit_note, write_json)
-from run.distribute import start_distribution
+from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
@@ -145,13 +145,14 @@ def main(argv=None):
         return lower_learning_rate(config, folder, (gan.d_optimizer, gan.g_optimizer))
 
     found = checkpoint_to_resume(config, run_dir)
-    start = None
+    start = {"epoch": 0, "step": 0}
     if found:  # or the one before a damaged checkpoint
         gan, start = restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
     else:
         with cluster.scope():
             gan = build_gan(config)
 
+    cluster.check_same_start(dataclasses.asdict(config), start)
     folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
     folder.mkdir(parents=True, exist_ok=True)
     parameters = {"generator": gan.generator.count_params(), "discriminator": gan.discriminator.count_params()}
@@ -179,13 +180,13 @@ def main(argv=None):
                   resume_command=cluster.resume_command(f"python train_gan.py --resume --output-dir {run_dir}"),
                   verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, batch_groups=critic_steps(config),
                   start=start)
-    save_model(gan.generator, folder / "generator.keras")
-    save_model(gan.discriminator, folder / "discriminator.keras")
     if cluster.workers > 1:  # workers in sync print the same digest
         print(f"{cluster.name()}: weights {cluster.weights_digest(gan)}")
     if not cluster.chief:
         print(f"{cluster.name()}: done; the chief wrote {run_dir}")
         return run_dir
+    save_model(gan.generator, run_dir / "generator.keras")
+    save_model(gan.discriminator, run_dir / "discriminator.keras")
     note = time_limit_note(run_dir, config.epochs, "train_gan.py")
     if note:
         print(note)
@@ -195,4 +196,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run(main, "train_gan.py")
+    run(report_lost_workers(main), "train_gan.py")

@@ -22,7 +22,7 @@ from cli import (RunSettings, UsageError, config_parser, non_negative_float, non
                  positive_int, quiet_tensorflow, report_skipped, run)
 from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, save_model,
                  time_limit_note, write_json)
-from run.distribute import start_distribution
+from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
@@ -288,8 +288,6 @@ def main(argv=None):
         distribution = distribution_check(config)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    cluster = start_distribution(config.distribute)  # before TensorFlow runs anything; waits for every worker
-    cluster.check_batch(config.batch_size)
     config.sample_rate = train.sample_rate
     mel = resolve_mel_settings(config, config.sample_rate)
     hop = mel.hop_length if mel else 1
@@ -313,6 +311,10 @@ def main(argv=None):
     problem = shape_problem(config, rf, *longest, machine_memory())
     if problem:
         raise UsageError(problem)
+    # Every check of the request is made by now, alike on every worker; then the strategy starts (before
+    # TensorFlow runs anything), waiting for every worker of a cluster.
+    cluster = start_distribution(config.distribute)
+    cluster.check_batch(config.batch_size)
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
     # Features are computed once per file (piece); the frame generators only slice them.
@@ -341,7 +343,7 @@ def main(argv=None):
         return lower_learning_rate(config, folder, (current.optimizer,))
 
     found = checkpoint_to_resume(config, run_dir)
-    start = None
+    start = {"epoch": 0, "step": 0}
     if found:  # or the one before a damaged checkpoint
         model, start = restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
     else:
@@ -354,6 +356,7 @@ def main(argv=None):
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                           loss=models.loss_for(distribution), metrics=bits_metric(distribution))
 
+    cluster.check_same_start(dataclasses.asdict(config), start)
     folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "config.json", {
@@ -402,12 +405,12 @@ def main(argv=None):
                     on_nan=config.on_nan, lower_learning_rate=lower, loss_limit=DIVERGED_LOSS,
                     resume_command=cluster.resume_command(f"python train_wavenet.py --resume --output-dir {run_dir}"),
                     verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, start=start)
-    save_model(model, folder / "model.keras")
     if cluster.workers > 1:  # workers in sync print the same digest
         print(f"{cluster.name()}: weights {cluster.weights_digest(model)}")
     if not cluster.chief:
         print(f"{cluster.name()}: done; the chief wrote {run_dir}")
         return run_dir
+    save_model(model, run_dir / "model.keras")
     rows = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").is_file() else []
     if len(rows) > 1:
         last = dict(zip(rows[0].split(","), rows[-1].split(",")))
@@ -443,4 +446,4 @@ def distribution_check(config):
 
 
 if __name__ == "__main__":
-    run(main, "train_wavenet.py")
+    run(report_lost_workers(main), "train_wavenet.py")

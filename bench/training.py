@@ -196,34 +196,26 @@ def measure_scale(minutes):
         return {"minutes": minutes, "audio_float32_mb": minutes * 480000 * 4 / 2 ** 20, "peak_memory_mb": peak}
 
 
-def train_processes(workers, steps, precision="float32"):
-    """Targets/s of `train_wavenet.py` (default model and batch) over its second epoch of `steps` steps, run as
-    one process (`workers` 0: `--distribute none`, or "mirrored") or as `workers` worker processes of a TF_CONFIG
-    cluster on 127.0.0.1; the chief's history.csv gives the rate."""
-    import socket
+def train_processes(how, steps, gpus=0):
+    """Targets/s of `train_wavenet.py` (default model and batch) over its second epoch of `steps` steps: one
+    process with `--distribute how` (`"none"` or `"mirrored"`), or, for a number, that many worker processes of a
+    cluster on 127.0.0.1 (each given one GPU of its own when `gpus` are visible). The chief's history.csv gives
+    the rate."""
+    from run.distribute import local_cluster
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         command = [sys.executable, str(ROOT / "train_wavenet.py"), "--epochs", "2", "--steps-per-epoch", str(steps),
-                   "--validation-steps", "1", "--sample-every", "0", "--precision", precision,
-                   "--output-dir", str(run_dir)]
+                   "--validation-steps", "1", "--sample-every", "0", "--output-dir", str(run_dir)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        if not isinstance(workers, int):
-            processes = [subprocess.Popen([*command, "--distribute", workers], cwd=ROOT, env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+        if isinstance(how, str):
+            setups = [(["--distribute", how], env)]
         else:
-            sockets = [socket.socket() for _ in range(workers)]
-            for sock in sockets:
-                sock.bind(("127.0.0.1", 0))
-            addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
-            for sock in sockets:
-                sock.close()
-            processes = [subprocess.Popen(
-                [*command, "--distribute", "multi-worker"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, text=True,
-                env={**env, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
-                                                     "task": {"type": "worker", "index": index}})})
-                for index in range(workers)]
+            setups = [(["--distribute", "multi-worker"],
+                       {**env, "TF_CONFIG": tf_config, **({"CUDA_VISIBLE_DEVICES": str(index)} if gpus else {})})
+                      for index, tf_config in enumerate(local_cluster(how))]
+        processes = [subprocess.Popen([*command, *flags], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True) for flags, environment in setups]
         errors = [process.communicate()[1] for process in processes]
         if any(process.returncode for process in processes):
             sys.exit(f"bench/training.py: train_wavenet.py failed:\n{errors[0][-3000:]}")
@@ -381,14 +373,15 @@ def distribute_table(steps):
     print(f"| train_wavenet.py, default WaveNet, global batch {WAVENET_BATCH} x {WAVENET_FRAME} | replicas | "
           "targets/s | against one process |")
     print("|---|---:|---:|---:|")
-    rows = [("one process, --distribute none" + (" (one GPU)" if gpus else " (CPU)"), 1, "none"),
-            ("two worker processes on 127.0.0.1, --distribute multi-worker" + (" (GPUs)" if gpus else
-                                                                               " (the same CPU cores)"), 2, 2)]
+    rows = [("one process, --distribute none" + (" (one GPU)" if gpus else " (CPU)"), 1, "none")]
+    if gpus != 1:  # two workers on one GPU would share it; on CPU they share the cores, as the row says
+        rows.append(("two worker processes on 127.0.0.1, --distribute multi-worker" + (
+            " (a GPU each)" if gpus else " (the same CPU cores)"), 2, 2))
     if gpus > 1:
         rows.append((f"one process, --distribute mirrored ({gpus} GPUs)", gpus, "mirrored"))
     one = None
     for name, replicas, how in rows:
-        rate = train_processes(how, steps)
+        rate = train_processes(how, steps, gpus)
         one = one or rate
         print(f"| {name} | {replicas} | {rate:,.0f} | {rate / one:.2f} x |", flush=True)
     if not gpus:

@@ -88,6 +88,7 @@ def restore_optimizer_state(path, optimizers_and_variables):
 
     with np.load(path) as saved:
         for name, (optimizer, variables) in optimizers_and_variables.items():
-            optimizer.build(variables)
+            if not optimizer.built:  # a second build of a LossScaleOptimizer would add variables
+                optimizer.build(variables)
             for i, variable in enumerate(optimizer.variables):
                 variable.assign(saved[f"{name}/{i}"])

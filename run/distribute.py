@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from run.errors import DistributeError
+from run.errors import DistributeError, WorkerLost
 
 KINDS = ("auto", "none", "mirrored", "multi-worker")
 # The Keras release whose trainer `mend_keras_for_multi_worker` was checked against (tests/test_distribute.py
@@ -43,10 +43,13 @@ KERAS_CHECKED = "3.15.1"
 # noticed within 15 to 25 s on 127.0.0.1 (tests/test_distribute.py), and the others stop with `WorkerLost`.
 HEALTH_CHECK_SECONDS = 5
 HEALTH_CHECK_TIMEOUT = 5
+# Seconds a multi-worker run waits at start for every worker of its cluster to come up.
+STARTUP_SECONDS = 600
 
 
 def tf_config(environ=None):
-    """The parsed `TF_CONFIG` (`{}` when unset); raises `DistributeError` when it is not valid JSON."""
+    """The parsed `TF_CONFIG` (`{}` when unset); raises `DistributeError` when it is not valid JSON, or its
+    `cluster` is not job names with lists of "host:port" addresses, or its `task` not a type and a whole index."""
     text = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
     if not text:
         return {}
@@ -54,8 +57,15 @@ def tf_config(environ=None):
         config = json.loads(text)
     except json.JSONDecodeError as error:
         raise DistributeError(f"TF_CONFIG is not valid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise DistributeError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not all(
+            isinstance(addresses, list) and all(isinstance(a, str) for a in addresses)
+            for addresses in cluster.values()):
+        raise DistributeError("TF_CONFIG needs a 'cluster' of job names, each with a list of \"host:port\" "
+                              f"addresses, got {text[:200]}")
+    if task is not None and not (isinstance(task, dict) and isinstance(task.get("type"), str)
+                                 and isinstance(task.get("index", 0), int) and task.get("index", 0) >= 0):
+        raise DistributeError(f"TF_CONFIG's 'task' needs a 'type' (such as \"worker\") and a whole 'index', got {task}")
     return config
 
 
@@ -63,7 +73,7 @@ def cluster_tasks(config):
     """`[(job, index, address)]` of a TF_CONFIG's cluster, chief first, then workers by index."""
     cluster = config.get("cluster") or {}
     order = sorted(cluster, key=lambda job: (job != "chief", job))
-    return [(job, index, address) for job in order for index, address in enumerate(cluster[job] or [])]
+    return [(job, index, address) for job in order for index, address in enumerate(cluster[job])]
 
 
 def _is_chief(task_type, task_index, jobs):
@@ -71,28 +81,41 @@ def _is_chief(task_type, task_index, jobs):
     return int(task_index) == 0 and task_type == ("chief" if "chief" in jobs else "worker")
 
 
+def _slurm_tasks(environ):
+    """Tasks of the Slurm job step this process runs in (`srun`), 0 outside one."""
+    text = environ.get("SLURM_STEP_NUM_TASKS", "") if environ.get("SLURM_JOB_ID") else ""
+    return int(text) if text.isdigit() else 0
+
+
+def multi_worker_requested(requested, environ=None):
+    """Whether `--distribute requested` means a multi-worker cluster here, known before TensorFlow starts:
+    `multi-worker`, or `auto` with a TF_CONFIG cluster of more than one task or (without TF_CONFIG) inside a
+    Slurm job step of more than one task."""
+    environ = os.environ if environ is None else environ
+    if requested != "auto":
+        return requested == "multi-worker"
+    config = tf_config(environ)
+    return len(cluster_tasks(config)) > 1 if config else _slurm_tasks(environ) > 1
+
+
 def writes_run_folder(requested, environ=None):
     """Whether this process writes the run folder under `--distribute requested`: every process does, except a
-    multi-worker task other than the chief (known from TF_CONFIG, or Slurm's SLURM_PROCID, before TensorFlow
-    starts)."""
+    multi-worker task other than the chief (known from TF_CONFIG, or Slurm's SLURM_PROCID)."""
     environ = os.environ if environ is None else environ
-    if requested in ("none", "mirrored"):
+    if not multi_worker_requested(requested, environ):
         return True
     config = tf_config(environ)
-    tasks = cluster_tasks(config)
-    if config and (requested == "multi-worker" or len(tasks) > 1):
+    if config:
         task = config.get("task") or {}
-        return _is_chief(task.get("type"), task.get("index", 0), {job for job, _, _ in tasks})
-    if requested == "multi-worker" and environ.get("SLURM_JOB_ID"):
-        return environ.get("SLURM_PROCID", "0") == "0"
-    return True
+        return _is_chief(task.get("type"), task.get("index", 0), {job for job, _, _ in cluster_tasks(config)})
+    return environ.get("SLURM_PROCID", "0") == "0"
 
 
 def choose(requested, environ=None, gpus=None):
     """The strategy `--distribute requested` means here: `"none"`, `"mirrored"` or `"multi-worker"`.
 
-    `auto` is multi-worker when TF_CONFIG names a cluster of more than one task, mirrored when more than one GPU
-    is visible, and none otherwise.
+    `auto` is multi-worker when TF_CONFIG names a cluster of more than one task (or, without TF_CONFIG, inside a
+    Slurm job step of more than one task), mirrored when more than one GPU is visible, and none otherwise.
 
     Args:
         requested: one of `KINDS`.
@@ -103,13 +126,66 @@ def choose(requested, environ=None, gpus=None):
         raise DistributeError(f"--distribute must be one of {', '.join(KINDS)}, got {requested!r}")
     if requested != "auto":
         return requested
-    if len(cluster_tasks(tf_config(environ))) > 1:
+    if multi_worker_requested(requested, environ):
         return "multi-worker"
     if gpus is None:
         import tensorflow as tf
 
         gpus = len(tf.config.list_physical_devices("GPU"))
     return "mirrored" if gpus > 1 else "none"
+
+
+def local_cluster(count):
+    """`TF_CONFIG` values (JSON text) for `count` workers on 127.0.0.1, on ports free now: a cluster on one
+    machine, to try multi-worker training (tests/test_distribute.py, bench/training.py).
+
+    Example:
+
+    >>> first, second = local_cluster(2)  # run one trainer with TF_CONFIG=first, another with TF_CONFIG=second
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+            for index in range(count)]
+
+
+def collective_failure(error):
+    """Whether `error` is TensorFlow's report of collectives aborted because a peer of the cluster stopped
+    answering (its message names the lost task)."""
+    import tensorflow as tf
+
+    text = str(getattr(error, "message", error))
+    return isinstance(error, tf.errors.OpError) and bool(re.search(r"/job:\w+/replica:\d+/task:\d+", text)) and any(
+        sign in text for sign in ("aborted", "unhealthy", "is down", "heartbeat", "Unavailable", "unavailable"))
+
+
+def report_lost_workers(main):
+    """Wraps a trainer's `main` so that a peer lost at any point of a multi-worker run (while models are built,
+    restored or saved, not only while training, where `fit_run` says more) ends in one `WorkerLost` line instead
+    of TensorFlow's traceback."""
+    import functools
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except WorkerLost:
+            raise
+        except Exception as error:
+            distribution = _STARTED.get("multi-worker")
+            if distribution is None or not collective_failure(error):
+                raise
+            raise WorkerLost(distribution.lost_message(error)) from None
+
+    return wrapped
 
 
 @dataclass
@@ -201,7 +277,7 @@ class Distribution:
         split across the replicas by `data.frames.replica_rows` (its share of each of `groups` equal parts),
         every input pipeline drawing the global batch and keeping its replicas' rows."""
         if frames is None or self.strategy is None:
-            return frames.as_dataset() if frames is not None else None
+            return None if frames is None else frames.as_dataset()
         import tensorflow as tf
 
         replicas = self.replicas
@@ -235,7 +311,38 @@ class Distribution:
                 return strategy.experimental_local_results(strategy.run(replica))[0]
 
             self._sum = total
-        return [float(v) for v in self._sum(tf.constant([float(v) for v in values]))]
+        # float64: whole numbers up to 2^53 add up exactly (`check_same_start` sums squares of them).
+        return [float(v) for v in self._sum(tf.constant([float(v) for v in values], tf.float64))]
+
+    def check_same_start(self, settings, state):
+        """Refuses (`DistributeError`) a cluster whose workers were given different settings or start from
+        different checkpoints: each worker's `(epoch, step, hash of settings)` is compared in one all-reduce (all
+        equal exactly when the sum of squares times the count equals the squared sum), so all refuse together
+        rather than train apart or wait on each other forever.
+
+        Args:
+            settings: the run's resolved settings, as JSON-able values.
+            state: `{"epoch": ..., "step": ...}` this worker starts from.
+        """
+        if self.workers == 1:
+            return
+        import hashlib
+
+        text = json.dumps(settings, sort_keys=True, default=str)
+        mine = [state["epoch"], state["step"], int(hashlib.sha256(text.encode()).hexdigest()[:6], 16)]
+        totals = self.agree(mine + [value * value for value in mine])
+        if any(totals[3 + i] * self.workers != totals[i] ** 2 for i in range(3)):
+            raise DistributeError(
+                f"the workers of the cluster do not agree on the run: {self.name()} starts at epoch "
+                f"{state['epoch']}, step {state['step']}, but not every worker does, or their flags differ; give "
+                "every worker the same command, and the same run folder (a shared file system) with --resume")
+
+    def lost_message(self, error, checkpoint=None):
+        """The one line of a `WorkerLost`: which peer `error` (a failed collective) lost, and what is kept."""
+        kept = f"the last checkpoint, {checkpoint}, is intact" if checkpoint else \
+            "the chief's last checkpoint is kept"
+        return (f"lost {self.lost_worker(error)}: it stopped answering, so {self.name()} stopped too "
+                f"({type(error).__name__}); {kept}")
 
     def lost_worker(self, error):
         """Which peer a failed collective (`error`, TensorFlow's message) lost: `"worker 1 (10.0.0.2:2222)"`, or
@@ -249,6 +356,7 @@ class Distribution:
 
 
 _MIRRORED = {}
+_STARTED = {}  # the multi-worker Distribution this process started, for `report_lost_workers`
 
 
 def start_distribution(requested="auto"):
@@ -278,28 +386,38 @@ def start_distribution(requested="auto"):
     if config:
         tasks = cluster_tasks(config)
         task = config.get("task") or {}
-        if not any((job, index) == (task.get("type"), task.get("index")) for job, index, _ in tasks):
-            raise DistributeError("TF_CONFIG needs a 'cluster' of worker addresses and a 'task' naming this "
-                                  f"process's place in it ('type' and 'index'), got task {task}")
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     elif os.environ.get("SLURM_JOB_ID"):
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
-        spec = resolver.cluster_spec().as_dict()
-        tasks = [(job, index, address) for job in sorted(spec) for index, address in enumerate(spec[job])]
+        tasks = cluster_tasks({"cluster": resolver.cluster_spec().as_dict()})
         task = {"type": resolver.task_type, "index": int(resolver.task_id)}
     else:
         raise DistributeError("--distribute multi-worker needs a cluster: set TF_CONFIG on every worker (see the "
                               "README), or run under Slurm")
+    me = [i for i, (job, index, _) in enumerate(tasks) if (job, index) == (task.get("type"), task.get("index", 0))]
+    if not me:
+        raise DistributeError("TF_CONFIG needs a 'cluster' of worker addresses and a 'task' naming this "
+                              f"process's place in it ('type' and 'index'), got task {task}")
     mend_keras_for_multi_worker()
-    # The health check runs every HEALTH_CHECK_SECONDS instead of TensorFlow's 30 (a private class setting).
+    # Private class settings: the health check's pace (see HEALTH_CHECK_SECONDS), and a bounded wait for the
+    # cluster at start (TensorFlow's default waits for ever).
     from tensorflow.python.distribute import collective_all_reduce_strategy as collective
 
     collective.CollectiveAllReduceExtended._check_health_interval = HEALTH_CHECK_SECONDS
     collective.CollectiveAllReduceExtended._check_health_timeout = HEALTH_CHECK_TIMEOUT
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    me = [i for i, (job, index, _) in enumerate(tasks) if (job, index) == (task["type"], int(task["index"]))][0]
-    return Distribution("multi-worker", strategy, worker=me, workers=len(tasks), tasks=tuple(tasks),
-                        chief=_is_chief(task["type"], task["index"], {job for job, _, _ in tasks}))
+    collective.CollectiveAllReduceExtended._check_health_initial_timeout = STARTUP_SECONDS
+    print(f"waiting for the {len(tasks)} workers of the cluster (up to {STARTUP_SECONDS // 60} minutes)", flush=True)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    except RuntimeError as error:
+        if "Timeout waiting for the cluster" not in str(error):
+            raise
+        raise DistributeError(f"not every worker of the cluster started within {STARTUP_SECONDS // 60} minutes "
+                              f"({', '.join(address for _, _, address in tasks)})") from None
+    distribution = Distribution("multi-worker", strategy, worker=me[0], workers=len(tasks), tasks=tuple(tasks),
+                                chief=_is_chief(task["type"], task.get("index", 0), {job for job, _, _ in tasks}))
+    _STARTED["multi-worker"] = distribution
+    return distribution
 
 
 def mend_keras_for_multi_worker():

@@ -7,14 +7,15 @@ import keras
 
 from run.callbacks import Checkpoint, Guard, RunLog
 from run.checkpoints import latest_checkpoint, remove_stale_temporaries, write_checkpoint
+from run.distribute import Distribution, collective_failure
 from run.errors import TrainingFailed, TrainingInterrupted, WorkerLost
 
 
 def _dataset(frames, distribution, groups):
-    """A `FrameGenerator` as a tf.data pipeline on the TensorFlow backend (see `FrameGenerator.as_dataset`), split
-    across the replicas of a strategy (`Distribution.dataset`)."""
+    """A `FrameGenerator` as a tf.data pipeline on the TensorFlow backend, split across the replicas of a strategy
+    (`Distribution.dataset`, `FrameGenerator.as_dataset`)."""
     if frames is not None and keras.backend.backend() == "tensorflow" and hasattr(frames, "as_dataset"):
-        return distribution.dataset(frames, groups) if distribution is not None else frames.as_dataset()
+        return distribution.dataset(frames, groups)
     return frames
 
 
@@ -71,7 +72,8 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
     if not found:
         write_checkpoint(run_dir, lambda folder: save(model, folder), epoch, step)
     deadline = None if time_limit is None else time.monotonic() + 60.0 * time_limit
-    agree = distribution.agree if distribution is not None and distribution.workers > 1 else None
+    distribution = distribution or Distribution()
+    agree = distribution.agree if distribution.workers > 1 else None
     retries = 0
     while epoch < epochs:
         guard = Guard(loss_keys, deadline, loss_limit, agree)
@@ -86,12 +88,11 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
                                  Checkpoint(run_dir, save, guard, step), *after_checkpoint],
                       verbose=verbose)
         except Exception as error:
-            if agree is None or not _collective_failure(error):
+            if agree is None or not collective_failure(error):
                 raise
-            folder, state = latest_checkpoint(run_dir)
-            raise WorkerLost(f"lost {distribution.lost_worker(error)}: it stopped answering, so "
-                             f"{distribution.name()} stopped too ({type(error).__name__}); the "
-                             f"last checkpoint, {folder.name}, is intact. Resume with: "
+            # A worker other than the chief names no folder: its own are temporary copies.
+            checkpoint = latest_checkpoint(run_dir)[0].name if distribution.chief else None
+            raise WorkerLost(f"{distribution.lost_message(error, checkpoint)}. Resume with: "
                              f"{' '.join(resume_command.split())}") from None
         if guard.status == "nan":
             bad_epoch, bad_step = guard.stopped_at
@@ -117,10 +118,3 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
         epoch, step = (epoch + 1, 0) if step else (epochs, 0)
     return model
 
-
-def _collective_failure(error):
-    """Whether `error` is TensorFlow's report of a collective that a lost peer broke (aborted or unavailable)."""
-    import tensorflow as tf
-
-    return isinstance(error, (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
-                              tf.errors.DeadlineExceededError, tf.errors.InternalError))

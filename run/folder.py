@@ -16,7 +16,7 @@ from pathlib import Path
 
 from data.files import folder_problem, write_json
 from run.checkpoints import POINTER, latest_checkpoint
-from run.distribute import writes_run_folder
+from run.distribute import multi_worker_requested, writes_run_folder
 from run.errors import RunFolderError
 
 # The trainers whose runs a folder can hold (the `prefix` of `resolve_config`, recorded as config.json's
@@ -25,6 +25,9 @@ from run.errors import RunFolderError
 TRAINERS = {"wavenet": ("WaveNet", "model.keras", "train_wavenet.py"),
             "gan": ("GAN", "generator.keras", "train_gan.py")}
 CHECKPOINT_NAME = re.compile(r"epoch_(\d+)(?:_step_(\d+))?")
+# Settings that describe the machines a run trained on, not the run: a resumed run takes them from its own flags
+# (a multi-worker run may be resumed on one machine).
+MACHINE_SETTINGS = ("distribute",)
 
 
 def new_run_dir(output_dir, prefix):
@@ -68,6 +71,8 @@ def resolve_config(config_class, given, prefix, shape_settings):
     >>> config, run_dir = resolve_config(WaveNetConfig, given, "wavenet", ("layers", "stacks"))
     """
     given = dict(given)
+    if multi_worker_requested(given.get("distribute", "auto")) and not given.get("output_dir"):
+        raise RunFolderError("a multi-worker run needs --output-dir: every worker must name the same run folder")
     if not given.get("resume"):
         config = config_class(**given)
         run_dir = new_run_dir(config.output_dir, prefix)
@@ -92,7 +97,7 @@ def resolve_config(config_class, given, prefix, shape_settings):
         if name in given and given[name] != saved.get(name):
             raise RunFolderError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
                                  f"the run was trained with {saved.get(name)}")
-    fields = {field.name for field in dataclasses.fields(config_class)}
+    fields = {field.name for field in dataclasses.fields(config_class)} - set(MACHINE_SETTINGS)
     config = config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given})
     if writes_run_folder(getattr(config, "distribute", "none")):
         check_writable(run_dir)

@@ -21,6 +21,8 @@ def pytest_configure(config):
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
 TINY = dict(stacks=2, layers=3, residual_channels=8, skip_channels=16)
 TINY_FLAGS = ["--layers", "3", "--stacks", "2", "--residual-channels", "8", "--skip-channels", "16",
               "--frame-size", "256", "--batch-size", "2", "--steps-per-epoch", "2", "--validation-steps", "1",

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,34 +29,26 @@ def audio(tmp_path):
     return write_wav(tmp_path / "audio.wav", tone(3.0, frequencies=(300.0, 710.0)) + noise)
 
 
-def free_addresses(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return addresses
-
-
-def cluster(script, args, tmp_path, kill_at=(None, None), timeout=300):
+def cluster(script, args, tmp_path, kill_at=(None, None), timeout=300, extra=((), ())):
     """Runs `script args` as the two workers of a TF_CONFIG cluster on 127.0.0.1 (worker 0 is the chief).
 
-    `kill_at[i]` sets worker i's `WAVEGEN_KILL_AT`. Each worker gets its own empty TMPDIR (`tmp_path/tmp<i>`),
+    `kill_at[i]` sets worker i's `WAVEGEN_KILL_AT`; `extra[i]` are more arguments for worker i alone. Each worker gets its own empty TMPDIR (`tmp_path/tmp<i>`),
     so a test can see what it leaves there. Returns `[(returncode, stdout, stderr)]` by worker, with the
     workers' process ids as `.pids`.
     """
-    addresses = free_addresses(2)
+    from run.distribute import local_cluster
+
     workers = []
-    for index in range(2):
+    for index, tf_config in enumerate(local_cluster(2)):
         temporary = tmp_path / f"tmp{index}"
         temporary.mkdir(exist_ok=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "TMPDIR": str(temporary),
-               "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})}
+               "TF_CONFIG": tf_config}
         env.pop("WAVEGEN_KILL_AT", None)
         if kill_at[index]:
             env["WAVEGEN_KILL_AT"] = kill_at[index]
-        workers.append(subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=tmp_path,
+        workers.append(subprocess.Popen([sys.executable, str(ROOT / script), *map(str, [*args, *extra[index]])],
+                                        cwd=tmp_path,
                                         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True))
     results = Results()
@@ -135,6 +126,30 @@ def test_distribute_auto_and_the_chief_follow_tf_config():
     assert writes_run_folder("auto", {"TF_CONFIG": json.dumps(with_chief)}) is False  # the chief is "chief"
     assert writes_run_folder("multi-worker", {"SLURM_JOB_ID": "7", "SLURM_PROCID": "1"}) is False
     assert writes_run_folder("multi-worker", {"SLURM_JOB_ID": "7", "SLURM_PROCID": "0"}) is True
+    # auto inside a Slurm job step (srun) of several tasks, without TF_CONFIG: multi-worker.
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"}
+    assert choose("auto", environ=slurm, gpus=0) == "multi-worker"
+    assert writes_run_folder("auto", slurm) is False
+    assert choose("auto", environ={**slurm, "SLURM_STEP_NUM_TASKS": "1"}, gpus=0) == "none"
+
+
+def test_a_multi_worker_run_needs_a_run_folder_and_resumes_on_any_machines(tmp_path, monkeypatch):
+    import train_wavenet
+    from run.errors import RunFolderError
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(RunFolderError, match="a multi-worker run needs --output-dir"):
+        train_wavenet.resolve([])
+    # --distribute describes the machines, not the run: a resumed run takes it from its own flags.
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "latest.json").write_text('{"folder": "epoch_0001", "epoch": 1, "step": 0}')
+    (run_dir / "config.json").write_text(json.dumps({"trainer": "wavenet", "distribute": "multi-worker",
+                                                     "epochs": 5}))
+    monkeypatch.delenv("TF_CONFIG")
+    config, _ = train_wavenet.resolve(["--resume", "--output-dir", str(run_dir)])
+    assert (config.distribute, config.epochs) == ("auto", 5)
 
 
 def test_replica_rows_share_every_part_of_a_batch_once():
@@ -179,6 +194,10 @@ def test_a_batch_the_replicas_cannot_share_is_refused(audio, tmp_path):
     ("{cluster", "TF_CONFIG is not valid JSON"),
     ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 5}}',
      "TF_CONFIG needs a 'cluster' of worker addresses and a 'task' naming this process's place in it"),
+    ('{"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG needs a 'cluster' of job names, each with a list"),
+    ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": "one"}}',
+     "TF_CONFIG's 'task' needs a 'type'"),
 ])
 def test_a_bad_tf_config_is_refused_in_one_line(audio, tmp_path, monkeypatch, capsys, tf_config, message):
     import cli
@@ -315,6 +334,18 @@ def test_a_signal_to_any_worker_stops_the_cluster_and_resume_continues_exactly(a
     # The same weights as one uninterrupted process.
     train_wavenet.main(strings([*flags[:-2], "--output-dir", tmp_path / "one", "--distribute", "none"]))
     assert_same_weights(weights(run_dir / "model.keras"), weights(tmp_path / "one" / "model.keras"))
+
+
+def test_workers_given_different_settings_refuse_together(audio, tmp_path):
+    run_dir = tmp_path / "run"
+    flags = [*WAVENET_FLAGS, "--train", audio, "--output-dir", run_dir]
+    # Worker 1 gets another learning rate (a flag typed differently on one machine).
+    results = cluster("train_wavenet.py", flags, tmp_path, extra=([], ["--learning-rate", "0.01"]))
+    for code, _, err in results:
+        assert code == 2, err[-2000:]
+        assert err.strip().splitlines()[-1].startswith("train_wavenet.py: error: the workers of the cluster do not "
+                                                       "agree on the run")
+    assert not (run_dir / "checkpoints").exists()
 
 
 def test_a_killed_worker_stops_the_other_with_a_message_naming_it_and_the_run_resumes(audio, tmp_path):
