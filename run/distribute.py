@@ -340,7 +340,7 @@ class Distribution:
     def lost_message(self, error, checkpoint=None):
         """The one line of a `WorkerLost`: which peer `error` (a failed collective) lost, and what is kept."""
         kept = f"the last checkpoint, {checkpoint}, is intact" if checkpoint else \
-            "the chief's last checkpoint is kept"
+            "the last checkpoint in the run folder is kept"
         return (f"lost {self.lost_worker(error)}: it stopped answering, so {self.name()} stopped too "
                 f"({type(error).__name__}); {kept}")
 

@@ -214,6 +214,33 @@ def test_a_bad_tf_config_is_refused_in_one_line(audio, tmp_path, monkeypatch, ca
     assert not (tmp_path / "run").exists()
 
 
+def test_a_collective_aborted_for_a_lost_peer_becomes_one_line_naming_it(monkeypatch):
+    import tensorflow as tf
+
+    from run import distribute
+    from run.errors import WorkerLost
+
+    tasks = (("worker", 0, "10.0.0.1:2222"), ("worker", 1, "10.0.0.2:2222"))
+    me = distribute.Distribution("multi-worker", worker=0, workers=2, tasks=tasks)
+    monkeypatch.setitem(distribute._STARTED, "multi-worker", me)
+    message = ("Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are "
+               "unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\n")
+
+    def build_model():  # a peer dies while variables are broadcast, outside fit
+        raise tf.errors.UnavailableError(None, None, message)
+
+    with pytest.raises(WorkerLost) as lost:
+        distribute.report_lost_workers(build_model)()
+    assert str(lost.value) == ("lost worker 1 (10.0.0.2:2222): it stopped answering, so worker 0 (10.0.0.1:2222) "
+                               "stopped too (UnavailableError); the last checkpoint in the run folder is kept")
+
+    def bug():  # an error that names no lost peer keeps its traceback
+        raise tf.errors.InternalError(None, None, "a bug in an op")
+
+    with pytest.raises(tf.errors.InternalError):
+        distribute.report_lost_workers(bug)()
+
+
 def test_the_keras_mends_were_checked_against_the_pinned_keras():
     import keras
 
