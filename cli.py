@@ -34,10 +34,11 @@ RUN_HELP = {
     "output_dir": "run folder; default: runs/<trainer>-<timestamp>",
     "seed": "random seed: the same seed repeats the run",
     "resume": "continue the run in --output-dir from its last checkpoint",
-    "distribute": "tf.distribute strategy: auto (multi-worker when TF_CONFIG names a cluster, mirrored when more "
-                  "than one GPU is visible, else none), none, mirrored (every GPU of this machine) or multi-worker "
-                  "(the machines of TF_CONFIG or of a Slurm job; run the same command on each). --batch-size is "
-                  "the global batch, shared equally by the replicas",
+    "distribute": "tf.distribute strategy: auto (multi-worker when TF_CONFIG names a cluster of several tasks or "
+                  "in a Slurm job step of several tasks, mirrored when more than one GPU is visible, else none), "
+                  "none, mirrored (every GPU of this machine) or multi-worker (the machines of TF_CONFIG or of a "
+                  "Slurm job; run the same command on each, with the same --output-dir). --batch-size is the "
+                  "global batch, shared equally by the replicas",
 }
 RUN_CHOICES = {"precision": ("float32", "mixed_bfloat16", "mixed_float16"), "on_nan": ("stop", "lower-lr"),
                "distribute": ("auto", "none", "mirrored", "multi-worker")}

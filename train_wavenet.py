@@ -20,9 +20,9 @@ from typing import Optional
 
 from cli import (RunSettings, UsageError, config_parser, non_negative_float, non_negative_int, positive_float,
                  positive_int, quiet_tensorflow, report_skipped, run)
-from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, save_model,
-                 time_limit_note, write_json)
-from run.distribute import report_lost_workers, start_distribution
+from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, run_settings,
+                 save_model, time_limit_note, write_json)
+from run.distribute import report_lost_workers, start_distribution, weights_digest
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
@@ -343,6 +343,9 @@ def main(argv=None):
         return lower_learning_rate(config, folder, (current.optimizer,))
 
     found = checkpoint_to_resume(config, run_dir)
+    # Before any variable is made (each is a collective under a cluster), and before the chief may re-point
+    # latest.json at an older checkpoint: workers started differently refuse together.
+    cluster.check_same_start(run_settings(config), found[1] if found else {"epoch": 0, "step": 0})
     start = {"epoch": 0, "step": 0}
     if found:  # or the one before a damaged checkpoint
         model, start = restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
@@ -356,7 +359,6 @@ def main(argv=None):
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                           loss=models.loss_for(distribution), metrics=bits_metric(distribution))
 
-    cluster.check_same_start(dataclasses.asdict(config), start)
     folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "config.json", {
@@ -406,7 +408,7 @@ def main(argv=None):
                     resume_command=cluster.resume_command(f"python train_wavenet.py --resume --output-dir {run_dir}"),
                     verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, start=start)
     if cluster.workers > 1:  # workers in sync print the same digest
-        print(f"{cluster.name()}: weights {cluster.weights_digest(model)}")
+        print(f"{cluster.name()}: weights {weights_digest(model)}")
     if not cluster.chief:
         print(f"{cluster.name()}: done; the chief wrote {run_dir}")
         return run_dir

@@ -217,8 +217,9 @@ def train_processes(how, steps, gpus=0):
         processes = [subprocess.Popen([*command, *flags], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True) for flags, environment in setups]
         errors = [process.communicate()[1] for process in processes]
-        if any(process.returncode for process in processes):
-            sys.exit(f"bench/training.py: train_wavenet.py failed:\n{errors[0][-3000:]}")
+        for process, error in zip(processes, errors):
+            if process.returncode:
+                sys.exit(f"bench/training.py: train_wavenet.py failed:\n{error[-3000:]}")
         rows = (run_dir / "history.csv").read_text().splitlines()
         last = dict(zip(rows[0].split(","), rows[-1].split(",")))
         return float(last["targets_per_second"])

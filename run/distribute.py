@@ -7,9 +7,11 @@ or none. The returned `Distribution` is what the trainers and `fit_run` need of 
 - `scope()`: where models and optimisers are built and restored.
 - `dataset(frames)`: each global batch of a `FrameGenerator` (a pure function of seed and global step) split
   deterministically across the replicas, so two replicas compute the updates one replica would.
-- `agree(values)`: sums small counters over the workers (one all-reduce), so that a signal, a deadline or a
-  lost peer seen by one worker stops all of them at the same step.
-- `chief`: only the chief writes the run folder.
+- `agree(values)`: sums small counters over the workers (one all-reduce), so that a signal or a deadline seen
+  by one worker stops all of them at the same step; `check_same_start` uses it to refuse workers started
+  differently.
+- `chief`: only the chief writes the run folder. A lost peer surfaces as a failed collective, which
+  `fit_run` and `report_lost_workers` turn into one `WorkerLost` line.
 
 Two faults of Keras 3.15.1's TensorFlow trainer under a multi-worker collective strategy are mended here, only in
 that case (see `mend_keras_for_multi_worker`).
@@ -63,9 +65,13 @@ def tf_config(environ=None):
             for addresses in cluster.values()):
         raise DistributeError("TF_CONFIG needs a 'cluster' of job names, each with a list of \"host:port\" "
                               f"addresses, got {text[:200]}")
+    if set(cluster) - {"chief", "worker"}:
+        raise DistributeError(f"TF_CONFIG: only 'chief' and 'worker' jobs take part in this training, got "
+                              f"{sorted(cluster)}")
     if task is not None and not (isinstance(task, dict) and isinstance(task.get("type"), str)
                                  and isinstance(task.get("index", 0), int) and task.get("index", 0) >= 0):
-        raise DistributeError(f"TF_CONFIG's 'task' needs a 'type' (such as \"worker\") and a whole 'index', got {task}")
+        raise DistributeError(f"TF_CONFIG's 'task' needs a 'type' (such as \"worker\") and a whole 'index', "
+                              f"got {task}")
     return config
 
 
@@ -74,11 +80,6 @@ def cluster_tasks(config):
     cluster = config.get("cluster") or {}
     order = sorted(cluster, key=lambda job: (job != "chief", job))
     return [(job, index, address) for job in order for index, address in enumerate(cluster[job])]
-
-
-def _is_chief(task_type, task_index, jobs):
-    """Whether a task is the cluster's chief: the "chief" task, or worker 0 when there is none (as in Keras)."""
-    return int(task_index) == 0 and task_type == ("chief" if "chief" in jobs else "worker")
 
 
 def _slurm_tasks(environ):
@@ -98,6 +99,15 @@ def multi_worker_requested(requested, environ=None):
     return len(cluster_tasks(config)) > 1 if config else _slurm_tasks(environ) > 1
 
 
+def _place(tasks, task):
+    """`(position, chief)` of `task` (TF_CONFIG's `{"type", "index"}`) among `tasks` (`cluster_tasks`); the
+    position is `None` when it is not one of them."""
+    job, index = task.get("type"), task.get("index", 0)
+    positions = [i for i, (name, number, _) in enumerate(tasks) if (name, number) == (job, index)]
+    chief = index == 0 and job == ("chief" if any(name == "chief" for name, _, _ in tasks) else "worker")
+    return (positions[0] if positions else None), chief
+
+
 def writes_run_folder(requested, environ=None):
     """Whether this process writes the run folder under `--distribute requested`: every process does, except a
     multi-worker task other than the chief (known from TF_CONFIG, or Slurm's SLURM_PROCID)."""
@@ -106,8 +116,7 @@ def writes_run_folder(requested, environ=None):
         return True
     config = tf_config(environ)
     if config:
-        task = config.get("task") or {}
-        return _is_chief(task.get("type"), task.get("index", 0), {job for job, _, _ in cluster_tasks(config)})
+        return _place(cluster_tasks(config), config.get("task") or {})[1]
     return environ.get("SLURM_PROCID", "0") == "0"
 
 
@@ -167,6 +176,19 @@ def collective_failure(error):
         sign in text for sign in ("aborted", "unhealthy", "is down", "heartbeat", "Unavailable", "unavailable"))
 
 
+def weights_digest(model):
+    """A short hash of a model's weights: every worker prints it at the end, and workers in sync print the same
+    one."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def report_lost_workers(main):
     """Wraps a trainer's `main` so that a peer lost at any point of a multi-worker run (while models are built,
     restored or saved, not only while training, where `fit_run` says more) ends in one `WorkerLost` line instead
@@ -177,13 +199,10 @@ def report_lost_workers(main):
     def wrapped(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except WorkerLost:
-            raise
         except Exception as error:
-            distribution = _STARTED.get("multi-worker")
-            if distribution is None or not collective_failure(error):
+            if _started is None or not collective_failure(error):
                 raise
-            raise WorkerLost(distribution.lost_message(error)) from None
+            raise WorkerLost(_started.lost_message(error)) from None
 
     return wrapped
 
@@ -226,8 +245,6 @@ class Distribution:
 
     def describe(self):
         """One line for the console: the strategy, its replicas and this process's role."""
-        if self.kind == "none":
-            return "distribute: none (one device)"
         devices = ", ".join(device.split("/")[-1].replace("device:", "")
                             for device in sorted(self.strategy.extended.worker_devices))
         text = f"distribute: {self.kind}, {self.replicas} replica{'s' if self.replicas != 1 else ''}"
@@ -248,36 +265,33 @@ class Distribution:
         atexit.register(shutil.rmtree, folder, True)
         return folder
 
-    def weights_digest(self, model):
-        """A short hash of a model's weights: every worker prints it at the end, and in-sync workers print the
-        same one."""
-        import hashlib
-
-        import numpy as np
-
-        digest = hashlib.sha256()
-        for weight in model.get_weights():
-            digest.update(np.ascontiguousarray(weight).tobytes())
-        return digest.hexdigest()[:16]
-
     def resume_command(self, command):
         """The command that resumes a run, as the interrupt message gives it."""
         if self.kind != "multi-worker":
             return command
         return f"{command}\n(on every worker of the cluster, each with its own TF_CONFIG)"
 
-    def check_batch(self, batch_size, flag="--batch-size"):
-        """Refuses a global batch that the replicas cannot share equally (`DistributeError`)."""
+    def check_batch(self, batch_size):
+        """Refuses (`DistributeError`) a global `--batch-size` that the replicas cannot share equally.
+
+        Args:
+            batch_size: the global batch.
+        """
         if batch_size % self.replicas:
-            raise DistributeError(f"{flag} {batch_size} cannot be split equally across {self.replicas} replicas; "
-                                  f"give a multiple of {self.replicas}")
+            raise DistributeError(f"--batch-size {batch_size} cannot be split equally across {self.replicas} "
+                                  f"replicas; give a multiple of {self.replicas}")
 
     def dataset(self, frames, groups=1):
         """The batches of a `FrameGenerator` for `fit`: as they are without a strategy; else each global batch
-        split across the replicas by `data.frames.replica_rows` (its share of each of `groups` equal parts),
-        every input pipeline drawing the global batch and keeping its replicas' rows."""
-        if frames is None or self.strategy is None:
-            return None if frames is None else frames.as_dataset()
+        split across the replicas by `data.frames.replica_rows`, every input pipeline drawing the global batch
+        and keeping its replicas' rows.
+
+        Args:
+            frames: the `FrameGenerator`.
+            groups: equal parts of each batch that every replica takes its share of (a GAN's critic steps).
+        """
+        if self.strategy is None:
+            return frames.as_dataset()
         import tensorflow as tf
 
         replicas = self.replicas
@@ -293,8 +307,6 @@ class Distribution:
     def agree(self, values):
         """`values` (small counts) summed over the workers; as they are on one machine. Every worker must call
         it at the same points, as for any collective."""
-        if self.kind != "multi-worker":
-            return list(values)
         import tensorflow as tf
 
         if getattr(self, "_sum", None) is None:
@@ -329,13 +341,14 @@ class Distribution:
         import hashlib
 
         text = json.dumps(settings, sort_keys=True, default=str)
-        mine = [state["epoch"], state["step"], int(hashlib.sha256(text.encode()).hexdigest()[:6], 16)]
+        # 16 bits, so that squares times the workers stay exact in float64 for any cluster size one meets.
+        mine = [state["epoch"], state["step"], int(hashlib.sha256(text.encode()).hexdigest()[:4], 16)]
         totals = self.agree(mine + [value * value for value in mine])
         if any(totals[3 + i] * self.workers != totals[i] ** 2 for i in range(3)):
             raise DistributeError(
                 f"the workers of the cluster do not agree on the run: {self.name()} starts at epoch "
                 f"{state['epoch']}, step {state['step']}, but not every worker does, or their flags differ; give "
-                "every worker the same command, and the same run folder (a shared file system) with --resume")
+                "every worker the same command and the same run folder (a shared file system)")
 
     def lost_message(self, error, checkpoint=None):
         """The one line of a `WorkerLost`: which peer `error` (a failed collective) lost, and what is kept."""
@@ -356,7 +369,7 @@ class Distribution:
 
 
 _MIRRORED = {}
-_STARTED = {}  # the multi-worker Distribution this process started, for `report_lost_workers`
+_started = None  # the multi-worker Distribution this process started, for `report_lost_workers`
 
 
 def start_distribution(requested="auto"):
@@ -367,7 +380,8 @@ def start_distribution(requested="auto"):
     when there is no GPU (one, unless a test made two).
 
     Raises:
-        DistributeError: a malformed TF_CONFIG, or multi-worker without a cluster to join.
+        DistributeError: a malformed TF_CONFIG, multi-worker without a cluster to join, or a cluster whose
+            workers did not all start within `STARTUP_SECONDS`.
     """
     kind = choose(requested)
     if kind == "none":
@@ -394,8 +408,8 @@ def start_distribution(requested="auto"):
     else:
         raise DistributeError("--distribute multi-worker needs a cluster: set TF_CONFIG on every worker (see the "
                               "README), or run under Slurm")
-    me = [i for i, (job, index, _) in enumerate(tasks) if (job, index) == (task.get("type"), task.get("index", 0))]
-    if not me:
+    position, chief = _place(tasks, task)
+    if position is None:
         raise DistributeError("TF_CONFIG needs a 'cluster' of worker addresses and a 'task' naming this "
                               f"process's place in it ('type' and 'index'), got task {task}")
     mend_keras_for_multi_worker()
@@ -414,10 +428,10 @@ def start_distribution(requested="auto"):
             raise
         raise DistributeError(f"not every worker of the cluster started within {STARTUP_SECONDS // 60} minutes "
                               f"({', '.join(address for _, _, address in tasks)})") from None
-    distribution = Distribution("multi-worker", strategy, worker=me[0], workers=len(tasks), tasks=tuple(tasks),
-                                chief=_is_chief(task["type"], task.get("index", 0), {job for job, _, _ in tasks}))
-    _STARTED["multi-worker"] = distribution
-    return distribution
+    global _started
+    _started = Distribution("multi-worker", strategy, worker=position, workers=len(tasks), tasks=tuple(tasks),
+                            chief=chief)
+    return _started
 
 
 def mend_keras_for_multi_worker():

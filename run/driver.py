@@ -117,4 +117,3 @@ def fit_run(model, frames, *, run_dir, epochs, save, restore, callbacks=(), afte
             break
         epoch, step = (epoch + 1, 0) if step else (epochs, 0)
     return model
-

@@ -79,7 +79,7 @@ def resolve_config(config_class, given, prefix, shape_settings):
         if (run_dir / "checkpoints" / "latest.json").exists():
             raise RunFolderError(f"{run_dir} already holds a run: continue it with --resume, or choose another "
                                  "--output-dir")
-        if writes_run_folder(getattr(config, "distribute", "none")):
+        if writes_run_folder(config.distribute):
             check_writable(run_dir)
         return config, run_dir
     if not given.get("output_dir"):
@@ -99,9 +99,14 @@ def resolve_config(config_class, given, prefix, shape_settings):
                                  f"the run was trained with {saved.get(name)}")
     fields = {field.name for field in dataclasses.fields(config_class)} - set(MACHINE_SETTINGS)
     config = config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given})
-    if writes_run_folder(getattr(config, "distribute", "none")):
+    if writes_run_folder(config.distribute):
         check_writable(run_dir)
     return config, run_dir
+
+
+def run_settings(config):
+    """A run's settings as a dict, leaving out `MACHINE_SETTINGS` (what every worker of a cluster must share)."""
+    return {key: value for key, value in dataclasses.asdict(config).items() if key not in MACHINE_SETTINGS}
 
 
 def check_writable(run_dir):

@@ -32,9 +32,9 @@ def audio(tmp_path):
 def cluster(script, args, tmp_path, kill_at=(None, None), timeout=300, extra=((), ())):
     """Runs `script args` as the two workers of a TF_CONFIG cluster on 127.0.0.1 (worker 0 is the chief).
 
-    `kill_at[i]` sets worker i's `WAVEGEN_KILL_AT`; `extra[i]` are more arguments for worker i alone. Each worker gets its own empty TMPDIR (`tmp_path/tmp<i>`),
-    so a test can see what it leaves there. Returns `[(returncode, stdout, stderr)]` by worker, with the
-    workers' process ids as `.pids`.
+    `kill_at[i]` sets worker i's `WAVEGEN_KILL_AT`; `extra[i]` are more arguments for worker i alone. Each worker
+    gets its own empty TMPDIR (`tmp_path/tmp<i>`), so a test can see what it leaves there. Returns
+    `[(returncode, stdout, stderr)]` by worker, with the workers' process ids as `.pids`.
     """
     from run.distribute import local_cluster
 
@@ -47,10 +47,9 @@ def cluster(script, args, tmp_path, kill_at=(None, None), timeout=300, extra=(()
         env.pop("WAVEGEN_KILL_AT", None)
         if kill_at[index]:
             env["WAVEGEN_KILL_AT"] = kill_at[index]
-        workers.append(subprocess.Popen([sys.executable, str(ROOT / script), *map(str, [*args, *extra[index]])],
-                                        cwd=tmp_path,
-                                        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True))
+        command = [sys.executable, str(ROOT / script), *map(str, [*args, *extra[index]])]
+        workers.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = Results()
     results.pids = [worker.pid for worker in workers]
     try:
@@ -222,7 +221,7 @@ def test_a_collective_aborted_for_a_lost_peer_becomes_one_line_naming_it(monkeyp
 
     tasks = (("worker", 0, "10.0.0.1:2222"), ("worker", 1, "10.0.0.2:2222"))
     me = distribute.Distribution("multi-worker", worker=0, workers=2, tasks=tasks)
-    monkeypatch.setitem(distribute._STARTED, "multi-worker", me)
+    monkeypatch.setattr(distribute, "_started", me)
     message = ("Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are "
                "unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\n")
 
@@ -320,8 +319,8 @@ def test_two_workers_train_a_wavenet_in_sync_and_only_the_chief_writes(audio, tm
     # The same updates as one process with the same global batch (float tolerance).
     import train_wavenet
 
-    train_wavenet.main(strings([*WAVENET_FLAGS, "--train", audio, "--output-dir", tmp_path / "one", "--distribute", "none",
-                        "--sample-every", "0"]))
+    train_wavenet.main(strings([*WAVENET_FLAGS, "--train", audio, "--output-dir", tmp_path / "one",
+                                "--distribute", "none", "--sample-every", "0"]))
     assert_same_weights(weights(run_dir / "model.keras"), weights(tmp_path / "one" / "model.keras"))
 
 
@@ -366,8 +365,8 @@ def test_a_signal_to_any_worker_stops_the_cluster_and_resume_continues_exactly(a
 def test_workers_given_different_settings_refuse_together(audio, tmp_path):
     run_dir = tmp_path / "run"
     flags = [*WAVENET_FLAGS, "--train", audio, "--output-dir", run_dir]
-    # Worker 1 gets another learning rate (a flag typed differently on one machine).
-    results = cluster("train_wavenet.py", flags, tmp_path, extra=([], ["--learning-rate", "0.01"]))
+    # Worker 1 gets another width (a flag typed differently on one machine): it would build other variables.
+    results = cluster("train_wavenet.py", flags, tmp_path, extra=([], ["--residual-channels", "16"]))
     for code, _, err in results:
         assert code == 2, err[-2000:]
         assert err.strip().splitlines()[-1].startswith("train_wavenet.py: error: the workers of the cluster do not "
