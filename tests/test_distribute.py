@@ -213,6 +213,53 @@ def test_a_bad_tf_config_is_refused_in_one_line(audio, tmp_path, monkeypatch, ca
     assert not (tmp_path / "run").exists()
 
 
+class StubModel:
+    stop_training = False
+
+
+@pytest.mark.parametrize("others, status", [([0.0, 0.0], "ok"), ([1.0, 0.0], "interrupted"),
+                                            ([0.0, 1.0], "time_limit"), ([1.0, 1.0], "interrupted")])
+def test_guard_stops_on_what_any_worker_saw(others, status):
+    """The vote `fit_run` gives the Guard: this worker saw nothing, the other worker's flags decide."""
+    from run.callbacks import Guard
+
+    votes = []
+
+    def agree(flags):
+        votes.append(list(flags))
+        return [mine + theirs for mine, theirs in zip(flags, others)]
+
+    guard = Guard(agree=agree)
+    guard.set_model(StubModel())
+    guard.params = {"steps": 4}
+    guard.on_epoch_begin(0)
+    guard.on_train_batch_end(1, {"loss": 1.0})
+    assert votes == [[0.0, 0.0]]
+    assert guard.status == status
+    assert guard.model.stop_training == (status != "ok")
+    if status != "ok":
+        assert guard.stopped_at == (0, 2)
+
+
+def test_check_same_start_refuses_unless_every_worker_sent_the_same():
+    from run.distribute import Distribution
+    from run.errors import DistributeError
+
+    class Cluster(Distribution):
+        def __init__(self, other):
+            super().__init__("multi-worker", workers=2, tasks=(("worker", 0, "a:1"), ("worker", 1, "b:2")))
+            self.other = other
+
+        def agree(self, values):  # the other worker sends the same settings, from `other`'s epoch
+            theirs = list(values)
+            theirs[0], theirs[3] = self.other, self.other ** 2
+            return [mine + their for mine, their in zip(values, theirs)]
+
+    Cluster(3).check_same_start({"layers": 10}, {"epoch": 3, "step": 0})
+    with pytest.raises(DistributeError, match="the workers of the cluster do not agree on the run: worker 0"):
+        Cluster(2).check_same_start({"layers": 10}, {"epoch": 3, "step": 0})
+
+
 def test_a_collective_aborted_for_a_lost_peer_becomes_one_line_naming_it(monkeypatch):
     import tensorflow as tf
 
