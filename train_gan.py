@@ -16,9 +16,9 @@ from typing import Optional
 
 from cli import (RunSettings, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
                  report_skipped, run)
-from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, restore_optimizer_state,
-                 run_settings, save_model, save_optimizer_state, time_limit_note, write_json)
-from run.distribute import report_lost_workers, start_distribution, weights_digest
+from run import (lower_learning_rate, resolve_config, restore_optimizer_state, restore_or_build, save_model,
+                 save_optimizer_state, time_limit_note, write_json)
+from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
@@ -144,16 +144,7 @@ def main(argv=None):
     def lower(gan):
         return lower_learning_rate(config, folder, (gan.d_optimizer, gan.g_optimizer))
 
-    found = checkpoint_to_resume(config, run_dir)
-    # Before any variable is made (each is a collective under a cluster), and before the chief may re-point
-    # latest.json at an older checkpoint: workers started differently refuse together.
-    cluster.check_same_start(run_settings(config), found[1] if found else {"epoch": 0, "step": 0})
-    start = {"epoch": 0, "step": 0}
-    if found:  # or the one before a damaged checkpoint
-        gan, start = restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
-    else:
-        with cluster.scope():
-            gan = build_gan(config)
+    gan, start = restore_or_build(config, run_dir, cluster, restore, lambda: build_gan(config))
 
     folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,10 +173,7 @@ def main(argv=None):
                   resume_command=cluster.resume_command(f"python train_gan.py --resume --output-dir {run_dir}"),
                   verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, batch_groups=critic_steps(config),
                   start=start)
-    if cluster.workers > 1:  # workers in sync print the same digest
-        print(f"{cluster.name()}: weights {weights_digest(gan)}")
-    if not cluster.chief:
-        print(f"{cluster.name()}: done; the chief wrote {run_dir}")
+    if not cluster.finish(gan, run_dir):
         return run_dir
     save_model(gan.generator, run_dir / "generator.keras")
     save_model(gan.discriminator, run_dir / "discriminator.keras")

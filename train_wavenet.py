@@ -20,9 +20,8 @@ from typing import Optional
 
 from cli import (RunSettings, UsageError, config_parser, non_negative_float, non_negative_int, positive_float,
                  positive_int, quiet_tensorflow, report_skipped, run)
-from run import (checkpoint_to_resume, lower_learning_rate, resolve_config, restore_checkpoint, run_settings,
-                 save_model, time_limit_note, write_json)
-from run.distribute import report_lost_workers, start_distribution, weights_digest
+from run import lower_learning_rate, resolve_config, restore_or_build, save_model, time_limit_note, write_json
+from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
@@ -342,22 +341,16 @@ def main(argv=None):
     def lower(current):
         return lower_learning_rate(config, folder, (current.optimizer,))
 
-    found = checkpoint_to_resume(config, run_dir)
-    # Before any variable is made (each is a collective under a cluster), and before the chief may re-point
-    # latest.json at an older checkpoint: workers started differently refuse together.
-    cluster.check_same_start(run_settings(config), found[1] if found else {"epoch": 0, "step": 0})
-    start = {"epoch": 0, "step": 0}
-    if found:  # or the one before a damaged checkpoint
-        model, start = restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
-    else:
-        with cluster.scope():
-            model = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
-                                         residual_channels=config.residual_channels,
-                                         skip_channels=config.skip_channels, sample_rate=config.sample_rate,
-                                         class_names=class_names, class_channels=config.class_channels, mel=mel,
-                                         mel_channels=config.mel_channels)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                          loss=models.loss_for(distribution), metrics=bits_metric(distribution))
+    def build():
+        net = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
+                                   residual_channels=config.residual_channels, skip_channels=config.skip_channels,
+                                   sample_rate=config.sample_rate, class_names=class_names,
+                                   class_channels=config.class_channels, mel=mel, mel_channels=config.mel_channels)
+        net.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=models.loss_for(distribution),
+                    metrics=bits_metric(distribution))
+        return net
+
+    model, start = restore_or_build(config, run_dir, cluster, restore, build)
 
     folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
     folder.mkdir(parents=True, exist_ok=True)
@@ -407,10 +400,7 @@ def main(argv=None):
                     on_nan=config.on_nan, lower_learning_rate=lower, loss_limit=DIVERGED_LOSS,
                     resume_command=cluster.resume_command(f"python train_wavenet.py --resume --output-dir {run_dir}"),
                     verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, start=start)
-    if cluster.workers > 1:  # workers in sync print the same digest
-        print(f"{cluster.name()}: weights {weights_digest(model)}")
-    if not cluster.chief:
-        print(f"{cluster.name()}: done; the chief wrote {run_dir}")
+    if not cluster.finish(model, run_dir):
         return run_dir
     save_model(model, run_dir / "model.keras")
     rows = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").is_file() else []

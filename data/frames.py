@@ -223,7 +223,7 @@ class FrameGenerator(keras.utils.PyDataset):
                     yield batch
                     continue
                 for rows in shares:
-                    yield _take_rows(batch, rows)
+                    yield keras.tree.map_structure(lambda array: array[rows], batch)
 
         options = tf.data.Options()
         options.autotune.enabled = False
@@ -256,11 +256,3 @@ def replica_rows(batch_size, replica, replicas, groups=1):
         raise ValueError(f"a batch of {batch_size} in {groups} parts cannot be shared by {replicas} replicas")
     return (np.arange(groups)[:, None] * part + replica * share + np.arange(share)[None, :]).ravel()
 
-
-def _take_rows(batch, rows):
-    """`batch` (a tuple of arrays or dicts of arrays) with only `rows` of each array."""
-    if isinstance(batch, dict):
-        return {key: value[rows] for key, value in batch.items()}
-    if isinstance(batch, tuple):
-        return tuple(_take_rows(part, rows) for part in batch)
-    return batch[rows]

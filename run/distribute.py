@@ -265,6 +265,16 @@ class Distribution:
         atexit.register(shutil.rmtree, folder, True)
         return folder
 
+    def finish(self, model, run_dir):
+        """Ends a worker's training: with several workers each prints its weights' digest (the same on all when
+        they are in sync), and a worker other than the chief says who wrote `run_dir`. Returns whether this
+        process goes on to write the run's final files (the chief does)."""
+        if self.workers > 1:
+            print(f"{self.name()}: weights {weights_digest(model)}")
+        if not self.chief:
+            print(f"{self.name()}: done; the chief wrote {run_dir}")
+        return self.chief
+
     def resume_command(self, command):
         """The command that resumes a run, as the interrupt message gives it."""
         if self.kind != "multi-worker":
@@ -449,7 +459,7 @@ def mend_keras_for_multi_worker():
     if getattr(trainer, "_wavegen_mended", False):
         return
     import tensorflow as tf
-    from keras.src import tree
+    from keras import tree
 
     def multi_worker(strategy):
         return trainer._collective_all_reduce_multi_worker(strategy)

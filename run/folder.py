@@ -187,6 +187,31 @@ def restore_checkpoint(run_dir, restore, found, writer=True):
     raise RunFolderError(f"{run_dir}: no checkpoint loads: {'; '.join(failures)}")
 
 
+def restore_or_build(config, run_dir, cluster, restore, build):
+    """The model a run starts from, and the state (`{"epoch", "step"}`) it starts at: restored from the checkpoint
+    that `--resume` continues (or the one before it, see `restore_checkpoint`), else built fresh, either way in the
+    scope of `cluster` (a `run.distribute.Distribution`).
+
+    First the workers of a cluster compare their settings and starting checkpoint (`check_same_start`): before
+    any variable is made, since each is a collective there, and before the chief may re-point `latest.json` at an
+    older checkpoint, so that workers started differently refuse together.
+
+    Args:
+        config: the run's config.
+        run_dir: the run folder.
+        cluster: the `Distribution` the run trains under.
+        restore: `restore(folder)` returns the model of a checkpoint folder (in the cluster's scope).
+        build: `build()` returns a fresh compiled model; it is called in the cluster's scope.
+    """
+    found = checkpoint_to_resume(config, run_dir)
+    fresh = {"epoch": 0, "step": 0}
+    cluster.check_same_start(run_settings(config), found[1] if found else fresh)
+    if found:
+        return restore_checkpoint(run_dir, restore, found, writer=cluster.chief)
+    with cluster.scope():
+        return build(), fresh
+
+
 def _older_checkpoints(run_dir, state):
     """`(folder, state)` of every checkpoint folder older than `state`, newest first."""
     older = []
