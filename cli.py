@@ -1,6 +1,7 @@
 """What the command-line scripts share: argument types and parsers, and errors printed as one line.
 
-It imports nothing of the project: an error raised anywhere reaches `run` with its own `exit_status`.
+It imports nothing of the project at import time (`resolve_mel_settings` reads `data.features` when called): an
+error raised anywhere reaches `run` with its own `exit_status`.
 """
 
 import argparse
@@ -23,6 +24,72 @@ class RunSettings:
     seed: int = 0
     resume: bool = False
     distribute: str = "auto"
+
+
+@dataclasses.dataclass
+class MelFlags:
+    """The log-mel settings of a trainer with `--condition mel` (`data.features.mel_settings`); a config mixin."""
+
+    mel_bins: int = 80
+    mel_hop_ms: float = 12.5
+    mel_window_ms: float = 50.0
+    mel_fft: typing.Optional[int] = None
+    mel_fmin: float = 0.0
+    mel_fmax: typing.Optional[float] = None
+    mel_floor: float = 1e-5
+
+
+MEL_HELP = {
+    "mel_bins": "mel bins of the spectrograms (with --condition mel)",
+    "mel_hop_ms": "milliseconds between spectrogram frames",
+    "mel_window_ms": "spectrogram window in milliseconds",
+    "mel_fft": "FFT size in samples; None: the next power of two over the window",
+    "mel_fmin": "lowest mel frequency in Hz",
+    "mel_fmax": "highest mel frequency in Hz; None: half the sample rate (Nyquist)",
+    "mel_floor": "magnitudes are floored here before the log (below 1)",
+}
+# Settings that fix a mel-conditioned model's shape: a resumed run keeps them.
+MEL_SHAPE_SETTINGS = ("condition", *(field.name for field in dataclasses.fields(MelFlags)))
+
+
+def resolve_mel_settings(config, sample_rate, window=None):
+    """The `MelSettings` of `--condition mel` at `sample_rate`, or `None`.
+
+    Args:
+        config: a config with `condition` and the `MelFlags` fields.
+        sample_rate: the audio's rate in Hz.
+        window: optional `(flag, samples)` that one hop must not exceed (a WaveNet's `--frame-size`).
+
+    Raises:
+        UsageError: settings that do not fit the sample rate or each other.
+    """
+    from data.features import mel_settings, samples_in
+
+    if config.condition != "mel":
+        return None
+    nyquist = sample_rate / 2
+    length = samples_in(config.mel_window_ms, sample_rate)
+    hop = samples_in(config.mel_hop_ms, sample_rate)
+    if config.mel_fft is not None and length > config.mel_fft:
+        raise UsageError(f"--mel-window-ms {config.mel_window_ms:g} is {length} samples at {sample_rate} Hz, longer "
+                         f"than --mel-fft {config.mel_fft}; give a larger --mel-fft or a shorter window")
+    if config.mel_fmax is not None and config.mel_fmax > nyquist:
+        raise UsageError(f"--mel-fmax {config.mel_fmax:g} Hz is above the Nyquist frequency ({nyquist:g} Hz at "
+                         f"{sample_rate} Hz)")
+    top = nyquist if config.mel_fmax is None else config.mel_fmax
+    if config.mel_fmin >= top:
+        raise UsageError(f"--mel-fmin {config.mel_fmin:g} Hz must be below --mel-fmax ({top:g} Hz)")
+    if not config.mel_floor < 1:
+        raise UsageError(f"--mel-floor {config.mel_floor:g} must be below 1")
+    if window is not None and hop > window[1]:
+        raise UsageError(f"--mel-hop-ms {config.mel_hop_ms:g} is {hop} samples at {sample_rate} Hz, longer than "
+                         f"{window[0]} {window[1]}")
+    try:
+        return mel_settings(sample_rate, n_mels=config.mel_bins, hop_ms=config.mel_hop_ms,
+                            window_ms=config.mel_window_ms, n_fft=config.mel_fft, fmin=config.mel_fmin,
+                            fmax=config.mel_fmax, log_floor=config.mel_floor)
+    except ValueError as error:
+        raise UsageError(f"--mel settings: {error}") from None
 
 
 RUN_HELP = {
@@ -102,6 +169,9 @@ positive_int = _number(int, lambda v: v > 0, "positive")
 non_negative_int = _number(int, lambda v: v >= 0, "zero or more")
 positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "positive")
 non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "zero or more")
+MEL_TYPES = {"mel_bins": positive_int, "mel_hop_ms": positive_float, "mel_window_ms": positive_float,
+             "mel_fft": positive_int, "mel_fmin": non_negative_float, "mel_fmax": positive_float,
+             "mel_floor": positive_float}
 
 
 def quiet_tensorflow():
@@ -155,7 +225,7 @@ def run(main, prog):
 
 def config_parser(config_class, prog, description, helps, types, choices, defaults_shown=None):
     """An argument parser with one `--flag` per field of a config dataclass (a `RunSettings`), model settings
-    first, then the run settings every trainer shares.
+    first, then the mel settings (`MelFlags`) and the run settings every trainer shares.
 
     Flags default to "not given" (argparse.SUPPRESS), so `vars(parser.parse_args())` holds only the flags the
     user typed: `run.resolve_config` lays them over a resumed run's saved settings.
@@ -164,7 +234,8 @@ def config_parser(config_class, prog, description, helps, types, choices, defaul
     helps, choices = {**helps, **RUN_HELP}, {**choices, **RUN_CHOICES}
     types = {**types, "time_limit": positive_float, "seed": int}
     shared = [field.name for field in dataclasses.fields(RunSettings)]
-    fields = sorted(dataclasses.fields(config_class), key=lambda field: field.name in shared)
+    mel = [field.name for field in dataclasses.fields(MelFlags)]
+    fields = sorted(dataclasses.fields(config_class), key=lambda field: (field.name in shared, field.name in mel))
     for field in fields:
         flag = "--" + field.name.replace("_", "-")
         default = (defaults_shown or {}).get(field.name, field.default)

@@ -82,7 +82,9 @@ def evaluate_generator(generator, args):
         note_resampled(corpus, sample_rate)
         held_out.extend(corpus.signals)
     rng = np.random.default_rng(args.seed)
-    sets = {"generated": models.generate_clips(generator, args.num, seed=args.seed),
+    names = models.gan_class_names(generator)  # a class-conditional generator: its classes in turn, or --class
+    classes = None if not names else [args.class_name or names[i % len(names)] for i in range(args.num)]
+    sets = {"generated": models.generate_clips(generator, args.num, seed=args.seed, classes=classes),
             "held-out real": random_clips(held_out, length, args.num, seed=args.seed),
             "white noise": rng.uniform(-0.5, 0.5, (args.num, length)).astype(np.float32)}
     results = compare(sets, random_clips(train, length, max(4 * args.num, 100), seed=args.seed + 1), sample_rate,
@@ -128,9 +130,13 @@ def main(argv=None):
     except models.ModelFileError as error:
         raise UsageError(str(error)) from None
     if models.is_gan_generator(model):
-        if args.class_name is not None:
-            raise UsageError("--class applies to class-conditioned WaveNets, not to a GAN generator")
+        names = models.gan_class_names(model)
+        if args.class_name is not None and args.class_name not in names:
+            raise UsageError(f"--class {args.class_name}: " + (f"the generator's classes are {', '.join(names)}" if names
+                             else "applies to class-conditioned models, not to this GAN generator"))
         return evaluate_generator(model, args)
+    if models.is_gan_vocoder(model):
+        raise UsageError(f"{args.model}: a GAN vocoder; score it with bench/vocoder.py (it has no likelihood)")
     try:
         spec = models.wavenet_spec(model)
     except ValueError as error:

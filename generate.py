@@ -4,6 +4,8 @@
     python generate.py runs/wavenet-.../model.keras --num 8 --output-dir samples/   # 8 streams in one batch
     python generate.py runs/wavenet-.../model.keras --prime start.wav --seconds 5 --output continued.wav
     python generate.py runs/gan-.../generator.keras --num 8 --output-dir clips/ --seed 1   # GAN clips
+    python generate.py runs/gan-.../generator.keras --class low --num 4 --output-dir clips/   # class-conditional
+    python generate.py runs/gan-.../generator.keras --mel-from speech.wav --output resynth.wav   # GAN vocoder
 
 Conditioned WaveNets (trained with classes and/or log-mel spectrograms):
 
@@ -14,10 +16,13 @@ Conditioned WaveNets (trained with classes and/or log-mel spectrograms):
     python generate.py vocoder.keras --mel speech_mel.npz --output resynth.wav   # a saved log-mel
     python generate.py both.keras --class bob --mel-from alice.wav --output bob_says.wav
 
-The sample rate is the one the model was trained at (saved in the model). A GAN generator makes clips of its
-fixed length: --seconds, --temperature, --prime, --class, --mel and --mel-from apply to WaveNets only, and are
-refused for a GAN. Audio is written as it is generated, so minutes of it need no more memory than the file
-itself.
+The sample rate is the one the model was trained at (saved in the model). A WaveGAN generator makes clips of its
+fixed length: --seconds, --temperature, --prime, --mel and --mel-from apply to WaveNets only, and are refused for
+it; --class picks the class of a class-conditional one (train_gan.py --labels), as for a WaveNet. A GAN vocoder
+(train_gan.py --condition mel) takes --mel-from or --mel exactly as a WaveNet vocoder does, and renders the
+spectrogram in one parallel pass, in chunks with overlap (memory stays flat, borders match one whole pass); it
+draws nothing at random, so --temperature is refused for it. Audio is written as it is generated, so minutes of
+it need no more memory than the file itself.
 
 Classes (a model trained with classes): each --class NAME writes one file, generated together in one batch; with
 several, give --output-dir (files sample_001_NAME.wav, ...). --num N with --class cycles the given classes over
@@ -175,13 +180,13 @@ def remove_folders(folders):
             pass
 
 
-def write_clips(generator, paths, seed):
-    """Writes one GAN clip per path."""
+def write_clips(generator, paths, seed, labels=None):
+    """Writes one GAN clip per path (of the class in `labels` for each, for a class-conditional generator)."""
     import models
     from data.audio import write_audio
 
     sample_rate = generator.get_layer("audio").sample_rate
-    clips = models.generate_clips(generator, len(paths), seed=seed)
+    clips = models.generate_clips(generator, len(paths), seed=seed, classes=labels)
     created, finished = make_folders(paths), False
     try:
         for path, clip in zip(paths, clips):
@@ -190,7 +195,9 @@ def write_clips(generator, paths, seed):
     finally:
         if not finished:
             remove_folders(created)
-    print(f"wrote {len(paths)} clip(s) of {clips.shape[1] / sample_rate:.2f} s at {sample_rate} Hz: "
+    names = "" if labels is None else (f", class{'es' if len(set(labels)) > 1 else ''} "
+                                       f"{', '.join(dict.fromkeys(labels))}")
+    print(f"wrote {len(paths)} clip(s) of {clips.shape[1] / sample_rate:.2f} s at {sample_rate} Hz{names}: "
           f"{', '.join(str(p) for p in paths[:3])}{' ...' if len(paths) > 3 else ''}")
     return paths
 
@@ -233,20 +240,25 @@ def generate_files(args, paths):
         raise UsageError(str(error)) from None
     if models.is_gan_generator(model):
         given = [flag for flag, value in (("--seconds", args.seconds), ("--temperature", args.temperature),
-                                          ("--prime", args.prime), ("--class", args.classes),
-                                          ("--mel-from", args.mel_from), ("--mel", args.mel)) if value is not None]
+                                          ("--prime", args.prime), ("--mel-from", args.mel_from),
+                                          ("--mel", args.mel)) if value is not None]
         if given:
             length, rate = model.output_shape[1], model.get_layer("audio").sample_rate
             flags = f"{', '.join(given[:-1])} and {given[-1]}" if len(given) > 1 else given[0]
             raise UsageError(f"{args.model}: a GAN generator makes clips of its fixed length ({length} samples, "
                              f"{length / rate:.2f} s at {rate} Hz); {flags} "
                              f"appl{'ies' if len(given) == 1 else 'y'} to WaveNets only")
-        return write_clips(model, paths, args.seed)
+        labels, paths = stream_classes(args, models.gan_class_names(model), paths)
+        return write_clips(model, paths, args.seed, labels)
+    gan_vocoder = models.is_gan_vocoder(model)
+    if gan_vocoder and args.temperature is not None:
+        raise UsageError(f"--temperature: {args.model} is a GAN vocoder, which draws nothing at random; leave "
+                         "--temperature out")
     try:
-        spec = models.wavenet_spec(model)
+        spec = models.vocoder_spec(model) if gan_vocoder else models.wavenet_spec(model)
     except ValueError as error:
         raise UsageError(f"{args.model}: {error}") from None
-    labels, paths = stream_classes(args, spec, paths)
+    labels, paths = stream_classes(args, spec.class_names, paths)
     mel = spectrogram(args, spec, len(paths))
     if mel is None:
         num_samples = wavenet_length(args, spec.sample_rate)
@@ -262,7 +274,8 @@ def generate_files(args, paths):
         temperature = DEFAULT_TEMPERATURE if mel is None else DEFAULT_VOCODER_TEMPERATURE
     prime = read_audio(args.prime, spec.sample_rate)[0] if args.prime else None
     try:  # the model's own checks of the request, before any file exists: a refusal is one line
-        resolve_conditioning(spec, len(paths), labels, mel, prime)
+        if not gan_vocoder:  # (a GAN vocoder's spectrogram was checked by `spectrogram`)
+            resolve_conditioning(spec, len(paths), labels, mel, prime)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -307,32 +320,32 @@ def generate_files(args, paths):
     return paths
 
 
-def stream_classes(args, spec, paths):
-    """`(class name per file or None, paths)` for a WaveNet whose spec is `spec`; the paths are renamed after the
-    model's classes when `--num` cycles them.
+def stream_classes(args, class_names, paths):
+    """`(class name per file or None, paths)` for a model with classes `class_names` (a WaveNet's or a WaveGAN's;
+    empty for none); the paths are renamed after the model's classes when `--num` cycles them.
 
     Raises:
         UsageError: --class on a model without classes, an unknown class, or a class-conditioned model given
             neither --class nor --num.
     """
-    if not spec.class_names:
+    if not class_names:
         if args.classes:
             raise UsageError(f"--class: {args.model} is not conditioned on classes (trained without them); "
                              "leave --class out")
         return None, paths
-    known = ", ".join(spec.class_names)
+    known = ", ".join(class_names)
     if args.classes:
         import models
 
         try:
-            models.class_ids(spec, args.classes)
+            models.class_ids(class_names, args.classes)
         except ValueError as error:  # an unknown class: the message lists the model's classes
             raise UsageError(f"--class: {error}") from None
         return cycled(args.classes, len(paths)), paths
     if args.num is None:
         raise UsageError(f"{args.model} is conditioned on classes: give --class NAME (one of: {known}), or --num N "
                          "--output-dir DIR to cycle through them")
-    labels = cycled(list(spec.class_names), len(paths))
+    labels = cycled(list(class_names), len(paths))
     return labels, output_paths(args, labels)
 
 

@@ -1,11 +1,19 @@
-"""Train a convolutional GAN (WaveGAN) that generates fixed-length clips like your recordings.
+"""Train a convolutional GAN: a WaveGAN that generates fixed-length clips like your recordings, optionally one
+class at a time, or a GAN vocoder that turns log-mel spectrograms into audio in one parallel pass.
 
     python train_gan.py --train my_audio/ --sample-rate 16000 --epochs 200
     python train_gan.py                          # the bundled speech clip, a few minutes on a CPU
+    python train_gan.py --train voices/ --labels folders       # one class per subfolder; generate.py --class NAME
+    python train_gan.py --train speech/ --condition mel        # a GAN vocoder (MelGAN generator, HiFi-GAN losses)
 
 The run folder (default runs/gan-<timestamp>/) gets generator.keras and discriminator.keras, checkpoints/ with
-both networks and both optimisers' state, config.json, history.csv, TensorBoard logs in logs/, and samples/
-(the same latent vectors every time, so epochs can be compared by ear).
+both networks and both optimisers' state, config.json, history.csv, TensorBoard logs in logs/ (curves and the
+samples as audio), and samples/ (WaveGAN: the same latent vectors every time, so epochs can be compared by ear;
+vocoder: the resynthesis of the first seconds of the training audio, beside original.wav).
+
+WaveGAN flags (--slice-length, --latent-dim, --model-dim, --loss, --phase-shuffle, --labels, --class-channels)
+and vocoder flags (--segment-frames, --generator-channels, --discriminator-channels, --stft-weight,
+--feature-weight, --adversarial-weight, --mel-*) are refused in the other mode.
 """
 
 import dataclasses
@@ -14,38 +22,68 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (RunSettings, config_parser, non_negative_int, positive_float, positive_int, quiet_tensorflow,
-                 report_skipped, run)
-from run import (lower_learning_rate, resolve_config, restore_optimizer_state, restore_or_build, save_model,
-                 save_optimizer_state, time_limit_note, write_json)
+from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, MelFlags, RunSettings, UsageError, config_parser,
+                 non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow, report_skipped,
+                 resolve_mel_settings, run)
+from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_optimizer_state,
+                 restore_or_build, save_model, save_optimizer_state, time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
-SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate")
+SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate", "labels",
+                  "class_channels", "generator_channels", "discriminator_channels", *MEL_SHAPE_SETTINGS)
+WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "labels", "class_channels",
+                "sample_clips")
+VOCODER_ONLY = ("segment_frames", "generator_channels", "discriminator_channels", "stft_weight", "feature_weight",
+                "adversarial_weight", "sample_seconds", *MEL_SHAPE_SETTINGS[1:])
+# Defaults that differ between the two: (WaveGAN, vocoder).
+MODE_DEFAULTS = {"batch_size": (4, 8), "learning_rate": (1e-4, 2e-4)}
 
 
 @dataclass
-class GANConfig(RunSettings):
+class GANConfig(MelFlags, RunSettings):
     """Defaults of a GAN run; every field is also a command-line flag."""
 
     train: str = str(DEMO_CLIP)
     sample_rate: Optional[int] = None
+    condition: str = "none"
     slice_length: int = 16384
     latent_dim: int = 100
     model_dim: int = 64
     loss: str = "wgan-gp"
     phase_shuffle: int = 2
+    labels: Optional[str] = None
+    class_channels: int = 16
+    segment_frames: int = 64
+    generator_channels: int = 128
+    discriminator_channels: int = 16
+    stft_weight: float = 45.0
+    feature_weight: float = 2.0
+    adversarial_weight: float = 1.0
     epochs: int = 4
     steps_per_epoch: int = 5
-    batch_size: int = 4
-    learning_rate: float = 1e-4
+    batch_size: Optional[int] = None
+    learning_rate: Optional[float] = None
     sample_every: int = 2
     sample_clips: int = 4
+    sample_seconds: float = 2.0
 
 
 HELP = {
-    "train": "training audio: a file or a folder searched recursively, each file at least a quarter of a clip; "
-             "default: the bundled 40 s speech clip",
+    **MEL_HELP,
+    "train": "training audio: a file or a folder searched recursively, each file at least a quarter of a clip "
+             "(vocoder: one segment); default: the bundled 40 s speech clip",
+    "condition": "none: a WaveGAN that makes clips from noise; mel: a GAN vocoder, log-mel spectrogram to audio",
+    "labels": "WaveGAN conditioned on a class per file: 'folders' (each subfolder of the --train folder is a class) "
+              "or a CSV of path,label rows (paths relative to the CSV; then leave out --train)",
+    "class_channels": "size of each class's learned vector, joined to the latent vector (with --labels)",
+    "segment_frames": "vocoder: spectrogram frames per training segment (x the hop: its samples)",
+    "generator_channels": "vocoder: channels of the generator's first layer (halved at each upsampling)",
+    "discriminator_channels": "vocoder: channels of each discriminator's first layer (then x2, x4, x8)",
+    "stft_weight": "vocoder: weight of the multi-resolution STFT loss",
+    "feature_weight": "vocoder: weight of feature matching within the adversarial loss",
+    "adversarial_weight": "vocoder: weight of the adversarial loss (0: STFT loss only, no discriminators)",
+    "sample_seconds": "vocoder: seconds of training audio resynthesised for each sample",
     "sample_rate": "resample all audio to this rate in Hz; default: the first training file's rate",
     "slice_length": "samples per generated clip: 4096, 8192, 16384, 32768 or 65536",
     "latent_dim": "size of the latent vector z",
@@ -54,16 +92,22 @@ HELP = {
     "phase_shuffle": "phase-shuffle radius in the discriminator (0: off)",
     "epochs": "epochs to train",
     "steps_per_epoch": "generator steps per epoch",
-    "batch_size": "clips per step (each critic step of wgan-gp draws its own batch)",
-    "learning_rate": "Adam learning rate of both networks (beta 0.5, 0.9)",
+    "batch_size": "clips (vocoder: segments) per step (each critic step of wgan-gp draws its own batch); "
+                  "None: 4 for a WaveGAN, 8 for a vocoder",
+    "learning_rate": "Adam learning rate of both networks (WaveGAN: beta 0.5, 0.9; vocoder: 0.8, 0.99); "
+                     "None: 1e-4 for a WaveGAN, 2e-4 for a vocoder",
     "sample_every": "write samples every N epochs (0: never)",
     "sample_clips": "clips per sample file (fixed latent vectors)",
 }
 TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim": positive_int,
          "model_dim": positive_int, "phase_shuffle": non_negative_int, "epochs": positive_int,
          "steps_per_epoch": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
-         "sample_every": non_negative_int, "sample_clips": positive_int}
-CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536)}
+         "sample_every": non_negative_int, "sample_clips": positive_int, "class_channels": positive_int,
+         "segment_frames": positive_int, "generator_channels": positive_int, "discriminator_channels": positive_int,
+         "stft_weight": non_negative_float, "feature_weight": non_negative_float,
+         "adversarial_weight": non_negative_float, "sample_seconds": positive_float, **MEL_TYPES}
+CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536),
+           "condition": ("none", "mel")}
 
 
 def build_parser():
@@ -72,31 +116,70 @@ def build_parser():
 
 
 def critic_steps(config):
-    """Discriminator steps per generator step of a config (see `models.critic_steps`)."""
+    """Discriminator steps per generator step of a config (see `models.critic_steps`); 1 for a vocoder."""
     import models
 
-    return models.critic_steps(config.loss)
+    return 1 if config.condition == "mel" else models.critic_steps(config.loss)
 
 
-def build_gan(config, generator=None, discriminator=None):
-    """The compiled `WaveGAN` of a config, around given (restored) networks or fresh ones."""
+def build_gan(config, mel, class_names, generator=None, discriminator=None):
+    """The compiled GAN of a config (`VocoderGAN` with `mel` settings, else `WaveGAN`), around given (restored)
+    networks or fresh ones."""
     import models
 
+    if mel is not None:
+        return models.build_vocoder_gan(mel, config.generator_channels, config.discriminator_channels,
+                                        config.learning_rate, config.stft_weight, config.feature_weight,
+                                        config.adversarial_weight, generator, discriminator)
     return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
-                                config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator)
+                                config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator,
+                                class_names=class_names, class_channels=config.class_channels)
+
+
+def resolve(argv=None):
+    """`(config, run_dir)` from the command line, refusing flags of the other mode (WaveGAN or vocoder)."""
+    given = vars(build_parser().parse_args(argv))
+    config, run_dir = resolve_config(GANConfig, given, "gan", SHAPE_SETTINGS)
+    vocoder = config.condition == "mel"
+    wrong = [name for name in (WAVEGAN_ONLY if vocoder else VOCODER_ONLY) if name in given]
+    if wrong:
+        flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
+        raise UsageError(f"{flags}: {'a WaveGAN' if vocoder else 'a vocoder'} setting, not used with --condition "
+                         f"{config.condition}; leave {'it' if len(wrong) == 1 else 'them'} out")
+    if config.labels and config.labels != "folders" and not config.resume and config.train != str(DEMO_CLIP):
+        raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
+    for name, defaults in MODE_DEFAULTS.items():
+        if getattr(config, name) is None:
+            setattr(config, name, defaults[vocoder])
+    return config, run_dir
 
 
 def load_training_audio(config):
-    """The training audio, refusing what is too short to learn clips from (`AudioError`, exit 2).
+    """The training audio, refusing what is too short to learn from (`AudioError`, exit 2).
 
-    Files shorter than a slice are padded with silence, so a file must hold at least a quarter of a slice (the
-    rest of its clips is then at most three quarters silence), and the audio as a whole at least one slice.
+    WaveGAN: files shorter than a slice are padded with silence, so a file must hold at least a quarter of a slice
+    (the rest of its clips is then at most three quarters silence), and the audio as a whole at least one slice.
+    Vocoder: each file must hold one training segment (`--segment-frames` x the hop, plus a hop).
     """
     from data.audio import AudioError, load_audio
+    from data.features import samples_in
+    from data.labels import load_labelled_audio
 
+    if config.condition == "mel":
+        rate = config.sample_rate or _first_rate(config.train)
+        least = (config.segment_frames + 1) * samples_in(config.mel_hop_ms, rate)
+        train = load_audio(config.train, config.sample_rate, min_samples=least, skip_bad_files=True,
+                           too_short_for=f"one training segment ({config.segment_frames} frames, --segment-frames)")
+        report_skipped(train)
+        return train
     quarter = config.slice_length // 4
-    train = load_audio(config.train, config.sample_rate, min_samples=quarter, skip_bad_files=True,
-                       too_short_for=f"a quarter of a clip of --slice-length {config.slice_length}")
+    too_short = f"a quarter of a clip of --slice-length {config.slice_length}"
+    if config.labels:
+        train = load_labelled_audio(config.labels, config.train, config.sample_rate, min_samples=quarter,
+                                    too_short_for=too_short)
+    else:
+        train = load_audio(config.train, config.sample_rate, min_samples=quarter, skip_bad_files=True,
+                           too_short_for=too_short)
     report_skipped(train)
     if train.num_samples < config.slice_length:
         raise AudioError(f"{config.train}: {train.num_samples} samples in all is less than one clip "
@@ -104,10 +187,27 @@ def load_training_audio(config):
     return train
 
 
+def _first_rate(path):
+    """The sample rate of the first audio file of `path` (the rate a corpus is read at by default)."""
+    import soundfile as sf
+
+    from data.audio import find_audio_files
+
+    for file in find_audio_files(path):
+        try:
+            return sf.info(str(file)).samplerate
+        except Exception:  # unreadable: load_audio names it
+            continue
+    return 1
+
+
 def main(argv=None):
-    config, run_dir = resolve_config(GANConfig, vars(build_parser().parse_args(argv)), "gan", SHAPE_SETTINGS)
+    config, run_dir = resolve(argv)
     train = load_training_audio(config)  # before anything slow: bad audio fails in a second
     config.sample_rate = train.sample_rate
+    mel = resolve_mel_settings(config, config.sample_rate)
+    class_names = tuple(train.class_names or ()) if config.labels else ()
+    check_resumed_classes(config, run_dir, class_names)
     quiet_tensorflow()
     cluster = start_distribution(config.distribute)  # before TensorFlow runs anything; waits for every worker
     cluster.check_batch(config.batch_size)
@@ -117,56 +217,85 @@ def main(argv=None):
 
     import models  # noqa: F401  (registers the custom layers before checkpoints load)
     from callbacks import SaveAudio, Throughput
-    from data.frames import FrameGenerator
+    from data.features import log_mel
+    from data.frames import FrameGenerator, frame_conditioning
     from run import fit_run
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
-    slices = FrameGenerator(train.signals, config.slice_length, config.batch_size * critic_steps(config),
-                            config.steps_per_epoch, mode="slice", seed=config.seed)
+    if mel:
+        hop = mel.hop_length
+        clip = train.signals[0][:max(2 * hop, int(round(config.sample_seconds * config.sample_rate))) // hop * hop]
+        frames = FrameGenerator(train.signals, config.segment_frames * hop, config.batch_size,
+                                config.steps_per_epoch, mode="vocoder", seed=config.seed,
+                                **frame_conditioning(train, False, mel))
+    else:
+        frames = FrameGenerator(train.signals, config.slice_length, config.batch_size * critic_steps(config),
+                                config.steps_per_epoch, mode="slice", seed=config.seed,
+                                labels=train.labels if class_names else None)
 
     def save(gan, folder):
         save_model(gan.generator, folder / "generator.keras")
         save_model(gan.discriminator, folder / "discriminator.keras")
         save_optimizer_state(folder / "optimizers.npz", {"d": gan.d_optimizer, "g": gan.g_optimizer})
-        np.save(folder / "latent_seed.npy", np.asarray(gan.latent_seed.state))
+        if not mel:
+            np.save(folder / "latent_seed.npy", np.asarray(gan.latent_seed.state))
 
     def restore(folder):
         with cluster.scope():
-            gan = build_gan(config, keras.saving.load_model(folder / "generator.keras"),
+            gan = build_gan(config, mel, class_names, keras.saving.load_model(folder / "generator.keras"),
                             keras.saving.load_model(folder / "discriminator.keras"))
         restore_optimizer_state(folder / "optimizers.npz", {
             "d": (gan.d_optimizer, gan.discriminator.trainable_variables),
             "g": (gan.g_optimizer, gan.generator.trainable_variables)})
-        gan.latent_seed.state.assign(np.load(folder / "latent_seed.npy"))
+        if not mel:
+            gan.latent_seed.state.assign(np.load(folder / "latent_seed.npy"))
         return gan
 
     def lower(gan):
         return lower_learning_rate(config, folder, (gan.d_optimizer, gan.g_optimizer))
 
-    gan, start = restore_or_build(config, run_dir, cluster, restore, lambda: build_gan(config))
+    gan, start = restore_or_build(config, run_dir, cluster, restore, lambda: build_gan(config, mel, class_names))
 
     folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
     folder.mkdir(parents=True, exist_ok=True)
     parameters = {"generator": gan.generator.count_params(), "discriminator": gan.discriminator.count_params()}
     write_json(folder / "config.json", {**dataclasses.asdict(config), "trainer": "gan", "parameters": parameters,
+                                         "class_names": list(class_names), "mel": mel.to_dict() if mel else None,
                                          "slice_seconds": config.slice_length / config.sample_rate,
                                          "train_files": [str(f) for f in train.files],
                                          "train_seconds": train.seconds})
     print(f"run folder: {run_dir}" + ("" if cluster.chief else " (written by the chief)"))
     if cluster.kind != "none":
         print(cluster.describe())
-    print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
-          f"clips of {config.slice_length} samples ({config.slice_length / config.sample_rate:.2f} s)")
-    print(f"WaveGAN ({config.loss}): generator {parameters['generator']:,} and discriminator "
-          f"{parameters['discriminator']:,} parameters", flush=True)
+    if mel:
+        print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
+              f"segments of {config.segment_frames} frames ({config.segment_frames * hop} samples)")
+        print(f"GAN vocoder on log-mel spectrograms ({mel.describe()}): generator {parameters['generator']:,} and "
+              f"discriminators {parameters['discriminator']:,} parameters", flush=True)
+    else:
+        print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
+              f"clips of {config.slice_length} samples ({config.slice_length / config.sample_rate:.2f} s)")
+        if class_names:
+            print(f"classes ({len(class_names)}, --labels {config.labels}): {', '.join(class_names)}")
+        print(f"WaveGAN ({config.loss}): generator {parameters['generator']:,} and discriminator "
+              f"{parameters['discriminator']:,} parameters", flush=True)
 
-    # The same latent vectors every epoch (and after a resume), so samples are comparable.
-    latents = np.random.default_rng(config.seed).uniform(-1, 1, (config.sample_clips, config.latent_dim))
-    samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="gan",
-                        latents=latents.astype(np.float32))
-    gan = fit_run(gan, slices, run_dir=folder, epochs=config.epochs, save=save, restore=restore,
-                  callbacks=[Throughput(config.batch_size, unit="clips")],
+    logs = run_dir / "logs" / "samples"
+    if mel:
+        samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="vocoder",
+                            mel=log_mel(clip, mel), original=clip, log_dir=logs)
+    else:
+        # The same latent vectors (and classes) every epoch and after a resume, so samples are comparable.
+        latents = np.random.default_rng(config.seed).uniform(-1, 1, (config.sample_clips, config.latent_dim))
+        samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="gan",
+                            latents=latents.astype(np.float32), classes=class_names or None,
+                            max_classes=config.sample_clips, log_dir=logs)
+    train_seconds = train.seconds
+    train.signals.clear()  # the frame generator holds the audio now
+    gan = fit_run(gan, frames, run_dir=folder, epochs=config.epochs, save=save, restore=restore,
+                  callbacks=[Throughput(config.batch_size * (config.segment_frames * mel.hop_length if mel else 1),
+                                        unit="samples" if mel else "clips")],
                   after_checkpoint=[samples] if cluster.chief else [],
                   loss_keys=("d_loss", "g_loss"), time_limit=config.time_limit,
                   on_nan=config.on_nan, lower_learning_rate=lower,
@@ -180,8 +309,13 @@ def main(argv=None):
     note = time_limit_note(run_dir, config.epochs, "train_gan.py")
     if note:
         print(note)
-    print(f"saved {run_dir / 'generator.keras'}; generate clips with:\n"
-          f"  python generate.py {run_dir / 'generator.keras'} --num 8 --output-dir clips/")
+    if mel:
+        print(f"saved {run_dir / 'generator.keras'} ({train_seconds:.0f} s of training audio); vocode with:\n"
+              f"  python generate.py {run_dir / 'generator.keras'} --mel-from speech.wav --output resynth.wav")
+    else:
+        example = f" --class {class_names[0]}" if class_names else ""
+        print(f"saved {run_dir / 'generator.keras'}; generate clips with:\n"
+              f"  python generate.py {run_dir / 'generator.keras'}{example} --num 8 --output-dir clips/")
     return run_dir
 
 

@@ -10,7 +10,6 @@ history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
 """
 
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -18,23 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (RunSettings, UsageError, config_parser, non_negative_float, non_negative_int, positive_float,
-                 positive_int, quiet_tensorflow, report_skipped, run)
-from run import lower_learning_rate, resolve_config, restore_or_build, save_model, time_limit_note, write_json
+from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, MelFlags, RunSettings, UsageError, config_parser,
+                 non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow, report_skipped,
+                 resolve_mel_settings, run)
+from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_or_build, save_model,
+                 time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
 SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip_channels", "sample_rate", "labels",
-                  "condition", "mel_bins", "mel_hop_ms", "mel_window_ms", "mel_fft", "mel_fmin", "mel_fmax",
-                  "mel_floor", "class_channels", "mel_channels")
+                  "class_channels", "mel_channels", *MEL_SHAPE_SETTINGS)
 # A loss (nats per sample) beyond this is a diverged run, treated like NaN: a model that knows nothing scores
 # ln 256 = 5.5, and no sane run comes within orders of magnitude of it.
 DIVERGED_LOSS = 1e4
 
 
 @dataclass
-class WaveNetConfig(RunSettings):
+class WaveNetConfig(MelFlags, RunSettings):
     """Defaults of a WaveNet run; every field is also a command-line flag (`--steps-per-epoch` and so on)."""
 
     train: str = str(DEMO_CLIP)
@@ -58,17 +58,10 @@ class WaveNetConfig(RunSettings):
     labels: Optional[str] = None
     class_channels: int = 16
     condition: str = "none"
-    mel_bins: int = 80
-    mel_hop_ms: float = 12.5
-    mel_window_ms: float = 50.0
-    mel_fft: Optional[int] = None
-    mel_fmin: float = 0.0
-    mel_fmax: Optional[float] = None
-    mel_floor: float = 1e-5
     mel_channels: int = 64
 
 
-HELP = {
+HELP = {**MEL_HELP,
     "train": "training audio: a file or a folder searched recursively (WAV, FLAC, OGG, ...); "
              "default: the bundled 40 s speech clip",
     "validate": "validation audio (file or folder); default: the last 10%% of the training audio",
@@ -93,13 +86,6 @@ HELP = {
               "--train); validation is the last 10%% of each class",
     "class_channels": "size of each class's learned vector (with --labels)",
     "condition": "none, or mel: condition on log-mel spectrograms of the audio (a vocoder)",
-    "mel_bins": "mel bins of the spectrograms (with --condition mel)",
-    "mel_hop_ms": "milliseconds between spectrogram frames",
-    "mel_window_ms": "spectrogram window in milliseconds",
-    "mel_fft": "FFT size in samples; None: the next power of two over the window",
-    "mel_fmin": "lowest mel frequency in Hz",
-    "mel_fmax": "highest mel frequency in Hz; None: half the sample rate (Nyquist)",
-    "mel_floor": "magnitudes are floored here before the log (below 1)",
     "mel_channels": "channels of the upsampled spectrogram inside the model",
 }
 TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch": positive_int,
@@ -107,9 +93,7 @@ TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch":
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
          "skip_channels": positive_int, "learning_rate": positive_float, "sample_every": non_negative_int,
          "sample_seconds": positive_float, "temperature": non_negative_float, "class_channels": positive_int,
-         "mel_bins": positive_int, "mel_hop_ms": positive_float, "mel_window_ms": positive_float,
-         "mel_fft": positive_int, "mel_fmin": non_negative_float, "mel_fmax": positive_float,
-         "mel_floor": positive_float, "mel_channels": positive_int}
+         "mel_channels": positive_int, **MEL_TYPES}
 CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
            "condition": ("none", "mel")}
 
@@ -181,49 +165,6 @@ def check_lengths(config, train, validation, window):
             print(f"warning: validation has no frame of class '{name}'", file=sys.stderr)
 
 
-def resolve_mel_settings(config, sample_rate):
-    """The `MelSettings` of `--condition mel` at `sample_rate`, or `None`; raises `UsageError` on bad settings."""
-    from data.features import mel_settings, samples_in
-
-    if config.condition != "mel":
-        return None
-    nyquist = sample_rate / 2
-    window = samples_in(config.mel_window_ms, sample_rate)
-    hop = samples_in(config.mel_hop_ms, sample_rate)
-    if config.mel_fft is not None and window > config.mel_fft:
-        raise UsageError(f"--mel-window-ms {config.mel_window_ms:g} is {window} samples at {sample_rate} Hz, longer "
-                         f"than --mel-fft {config.mel_fft}; give a larger --mel-fft or a shorter window")
-    if config.mel_fmax is not None and config.mel_fmax > nyquist:
-        raise UsageError(f"--mel-fmax {config.mel_fmax:g} Hz is above the Nyquist frequency ({nyquist:g} Hz at "
-                         f"{sample_rate} Hz)")
-    top = nyquist if config.mel_fmax is None else config.mel_fmax
-    if config.mel_fmin >= top:
-        raise UsageError(f"--mel-fmin {config.mel_fmin:g} Hz must be below --mel-fmax ({top:g} Hz)")
-    if not config.mel_floor < 1:
-        raise UsageError(f"--mel-floor {config.mel_floor:g} must be below 1")
-    if hop > config.frame_size:
-        raise UsageError(f"--mel-hop-ms {config.mel_hop_ms:g} is {hop} samples at {sample_rate} Hz, longer than "
-                         f"--frame-size {config.frame_size}")
-    try:
-        return mel_settings(sample_rate, n_mels=config.mel_bins, hop_ms=config.mel_hop_ms,
-                            window_ms=config.mel_window_ms, n_fft=config.mel_fft, fmin=config.mel_fmin,
-                            fmax=config.mel_fmax, log_floor=config.mel_floor)
-    except ValueError as error:
-        raise UsageError(f"--mel settings: {error}") from None
-
-
-def frame_conditioning(corpus, labelled, mel):
-    """The conditioning arguments of a `FrameGenerator` over `corpus`: its labels, and the padded log-mel of each
-    signal (`log_mel` then `pad_features`, computed once here) with the hop."""
-    from data.features import log_mel, pad_features
-
-    given = {"labels": corpus.labels} if labelled else {}
-    if mel:
-        given.update(features=[pad_features(log_mel(signal, mel), mel) for signal in corpus.signals],
-                     hop=mel.hop_length)
-    return given
-
-
 def machine_memory():
     """Bytes of memory this process can have: the machine's, or its container's limit (cgroup v2) when lower;
     `None` where neither can be read."""
@@ -288,22 +229,18 @@ def main(argv=None):
     except ValueError as error:
         raise UsageError(str(error)) from None
     config.sample_rate = train.sample_rate
-    mel = resolve_mel_settings(config, config.sample_rate)
+    mel = resolve_mel_settings(config, config.sample_rate, ("--frame-size", config.frame_size))
     hop = mel.hop_length if mel else 1
     check_lengths(config, train, validation, config.frame_size + hop)
     class_names = tuple(train.class_names)
-    if config.resume and (run_dir / "config.json").is_file():
-        saved = json.loads((run_dir / "config.json").read_text()).get("class_names") or []
-        if tuple(saved) != class_names:
-            raise UsageError(f"cannot resume {run_dir}: it was trained with classes {list(saved)}, the audio now has "
-                             f"{list(class_names)}")
+    check_resumed_classes(config, run_dir, class_names)
 
     import keras
 
     import models
     from callbacks import CrossEntropyBits, SaveAudio, Throughput
     from data.features import log_mel
-    from data.frames import FrameGenerator
+    from data.frames import FrameGenerator, frame_conditioning
     from run import fit_run
 
     rf = models.receptive_field(config.stacks, config.layers)

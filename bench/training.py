@@ -20,6 +20,8 @@ alone. Rates are the best of several timed blocks (matrix multiply: 4 blocks of 
 - the data pipeline alone (FrameGenerator, no model): windows/s, and how many times faster than training
   consumes them;
 - the default WaveGAN (d = 64, 16384-sample clips, batch 4, WGAN-GP with 5 critic steps);
+- the default GAN vocoder (train_gan.py --condition mel: batch 8 of 64-frame segments at 8 kHz; one step is the
+  generator forward and backward and the eight discriminators forward and backward on real and generated audio);
 - scale: peak memory (RSS) of `train_wavenet.py`, run as its own process, for three steps on a 6-minute and
   on a 60-minute training file;
 - distribute: `train_wavenet.py` with the default WaveNet and global batch, as one process (`--distribute none`)
@@ -173,6 +175,48 @@ def measure_gan(precision, steps, repeats):
             "flops_per_step": flops, "flops_per_second": flops / seconds, "peak_memory_mb": peak_memory_mb()}
 
 
+def running_flops(model, inputs):
+    """2 x multiply-adds of every convolution and Dense layer of `model` on `inputs`, from the shapes of one forward
+    pass (for models whose layers run at several rates over inputs of any length)."""
+    import keras
+    import numpy as np
+
+    kinds = ("Conv1D", "Conv2D", "Conv1DTranspose", "Dense")
+    layers = [layer for layer in model.layers if type(layer).__name__ in kinds]
+    outputs = keras.Model(model.inputs, [layer.output for layer in layers])(inputs)
+    total = 0
+    for layer, output in zip(layers, outputs):
+        positions = int(np.prod(output.shape[:-1]))  # batch x time (x period) of the output
+        if type(layer).__name__ == "Conv1DTranspose":
+            positions //= layer.strides[0]  # each input position's kernel makes `stride` outputs
+        total += 2 * layer.kernel.size * positions
+    return total
+
+
+def measure_vocoder(precision, steps, repeats):
+    import keras
+
+    import models
+    from data.features import log_mel, mel_settings, pad_features
+    from data.frames import FrameGenerator
+
+    keras.config.set_dtype_policy(precision)
+    keras.utils.set_random_seed(0)
+    settings, batch, segment = mel_settings(8000), 8, 64  # train_gan.py --condition mel's defaults
+    gan = models.build_vocoder_gan(settings)
+    signal = speech()
+    data = FrameGenerator([signal], segment * settings.hop_length, batch, 1000, mode="vocoder",
+                          features=[pad_features(log_mel(signal, settings), settings)], hop=settings.hop_length)
+    seconds = timed_fit(gan, fit_frames(data), steps, repeats)
+    mel, audio = data[0]
+    g, d = running_flops(gan.generator, mel), running_flops(gan.discriminator, audio)
+    flops = 3 * (g + 2 * d)  # forward and backward of the generator, and of the discriminators on real and fake
+    return {"step_seconds": seconds, "steps_per_second": 1 / seconds,
+            "samples_per_second": batch * segment * settings.hop_length / seconds, "flops_per_step": flops,
+            "generator_share": 3 * g / flops, "flops_per_second": flops / seconds,
+            "peak_memory_mb": peak_memory_mb()}
+
+
 def measure_scale(minutes):
     """Peak memory of `train_wavenet.py` (its own process) training three steps on a `minutes`-long 8 kHz file
     (16-bit on disk). This wrapper is a fresh process whose only child is the trainer, so the children's peak
@@ -238,6 +282,7 @@ def child(what, options):
               "original": lambda: measure_original(o["original_steps"], o["repeats"]),
               "pipeline": lambda: measure_pipeline(o["pipeline_seconds"]),
               "gan": lambda: measure_gan(o["precision"], o["gan_steps"], o["gan_repeats"]),
+              "vocoder": lambda: measure_vocoder(o["precision"], o["gan_steps"], o["gan_repeats"]),
               "scale": lambda: measure_scale(o["minutes"])}[what]()
     print("RESULT " + json.dumps(result))
 
@@ -270,7 +315,7 @@ def build_parser():
     parser.add_argument("--scale-minutes", default="6,60",
                         help="lengths in minutes of the training files for the memory table, comma-separated "
                              "(default: 6,60)")
-    parser.add_argument("--skip-gan", action="store_true", help="leave out the WaveGAN rows (the slowest part)")
+    parser.add_argument("--skip-gan", action="store_true", help="leave out the WaveGAN and GAN vocoder rows (the slowest part)")
     parser.add_argument("--skip-scale", action="store_true", help="leave out the memory-at-scale table")
     parser.add_argument("--skip-distribute", action="store_true",
                         help="leave out the table of one process against two local workers (and GPUs)")
@@ -326,6 +371,13 @@ def main():
             print(f"| WaveGAN d=64, 16384, WGAN-GP | {precision} | {r['step_seconds']:.2f} | "
                   f"{r['steps_per_second']:.3f} steps/s, {r['clips_per_second']:.2f} clips/s | "
                   f"{r['flops_per_step'] / 1e9:.0f} | {r['flops_per_second'] / 1e9:.0f} | "
+                  f"{r['flops_per_second'] / limit:.0%} | {r['peak_memory_mb']:,.0f} MB |", flush=True)
+        for precision in ("float32", "mixed_bfloat16"):
+            r = run_child("vocoder", precision=precision, gan_steps=max(args.gan_steps, 5 if not args.quick else 1),
+                          gan_repeats=1)
+            print(f"| GAN vocoder (train_gan.py --condition mel; 8 x 6400 samples) | {precision} | "
+                  f"{r['step_seconds']:.3f} | {r['steps_per_second']:.2f} steps/s, {r['samples_per_second']:,.0f} "
+                  f"samples/s | {r['flops_per_step'] / 1e9:.1f} | {r['flops_per_second'] / 1e9:.0f} | "
                   f"{r['flops_per_second'] / limit:.0%} | {r['peak_memory_mb']:,.0f} MB |", flush=True)
     print()
     ours = wavenet["float32"]["targets_per_second"]

@@ -1,12 +1,16 @@
-"""The WaveNet as a vocoder against Griffin-Lim: resynthesis of held-out speech from its log-mel spectrogram.
+"""The vocoders side by side: resynthesis of held-out speech from its log-mel spectrogram by Griffin-Lim, the
+WaveNet vocoder and the GAN vocoder.
 
-    python bench/vocoder.py --model runs/vocoder-.../model.keras
+    python bench/vocoder.py --model runs/vocoder-.../model.keras --gan runs/gan-.../generator.keras
     python bench/vocoder.py --model vocoder.keras --unconditioned runs/wavenet-.../model.keras --write /tmp/listen
     python bench/vocoder.py --model vocoder.keras --seconds 4 --temperatures 0.7 --streams 8   # a quick look
+    python bench/vocoder.py --gan runs/gan-.../generator.keras           # the GAN vocoder against Griffin-Lim
 
 Takes held-out audio (default ../shared/audio/speech/validate.wav, read at the model's rate; `--start` and
-`--seconds` choose the part scored) and a trained mel-conditioned WaveNet. Computes the clip's log-mel spectrogram
-with the settings saved in the model, then resynthesises it:
+`--seconds` choose the part scored) and a trained mel-conditioned WaveNet (`--model`) and/or GAN vocoder
+(`--gan`; with both, their mel settings must agree). Computes the clip's log-mel spectrogram with the settings
+saved in the model, then resynthesises it:
+- with the GAN vocoder (`models.vocode`: one parallel pass, in chunks with overlap), timed after one warm-up call;
 - with the WaveNet (`models.generate(model, mel=...)`) at each `--temperatures` value. For speed the clip is cut
   at frame boundaries into `--streams` segments generated together as parallel streams (mel of shape (streams,
   frames, n_mels)); each stream first generates `--warmup-frames` frames before its segment, discarded, so the
@@ -22,7 +26,8 @@ model's conditioned held-out bits per sample on the clip (evaluation.likelihood,
 and, with `--unconditioned MODEL`, that model's bits on the same samples, and which temperature scored best.
 
 Prints the machine line first (bench/machine.py) and a "CPU: ..." caption above the table; its samples/s are
-the samples generated per second of wall time (all streams, warm-up included; Griffin-Lim: samples made).
+the samples generated per second of wall time (all streams, warm-up included; Griffin-Lim and the GAN: samples
+made), and "x real time" is samples/s over the sample rate.
 `--write DIR` saves the original clip and every resynthesis as 16-bit WAVs for listening.
 """
 
@@ -47,7 +52,8 @@ GRIFFIN_LIM_ITERATIONS = 32
 def build_parser():
     parser = argparse.ArgumentParser(prog="bench/vocoder.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a trained mel-conditioned WaveNet (.keras)")
+    parser.add_argument("--model", help="a trained mel-conditioned WaveNet (.keras)")
+    parser.add_argument("--gan", help="a trained GAN vocoder (generator.keras of train_gan.py --condition mel)")
     parser.add_argument("--audio", default=str(SPEECH / "validate.wav"),
                         help="held-out audio (default: ../shared/audio/speech/validate.wav)")
     parser.add_argument("--start", type=non_negative_float, default=0.0,
@@ -95,17 +101,28 @@ def main():
     from data.features import griffin_lim, log_mel, samples_for_frames
     from evaluation import signal_bits, vocoder_scores
 
-    model = models.load_model(args.model)
-    spec = models.wavenet_spec(model)
-    if spec.mel is None:
-        sys.exit(f"bench/vocoder.py: {args.model} is not conditioned on log-mel spectrograms")
-    class_name = None
-    if spec.class_names:
-        class_name = args.class_name or spec.class_names[0]
-        if class_name not in spec.class_names:
-            sys.exit(f"bench/vocoder.py: unknown class {class_name!r}; the model's classes: "
-                     f"{', '.join(spec.class_names)}")
-    rate, settings = spec.sample_rate, spec.mel
+    if args.model is None and args.gan is None:
+        sys.exit("bench/vocoder.py: give --model (a WaveNet vocoder), --gan (a GAN vocoder) or both")
+    model = spec = gan = class_name = None
+    if args.model:
+        model = models.load_model(args.model)
+        spec = models.wavenet_spec(model)
+        if spec.mel is None:
+            sys.exit(f"bench/vocoder.py: {args.model} is not conditioned on log-mel spectrograms")
+        if spec.class_names:
+            class_name = args.class_name or spec.class_names[0]
+            if class_name not in spec.class_names:
+                sys.exit(f"bench/vocoder.py: unknown class {class_name!r}; the model's classes: "
+                         f"{', '.join(spec.class_names)}")
+    if args.gan:
+        gan = models.load_model(args.gan)
+        if not models.is_gan_vocoder(gan):
+            sys.exit(f"bench/vocoder.py: --gan {args.gan} is not a GAN vocoder (train_gan.py --condition mel)")
+        if spec is not None and models.vocoder_settings(gan) != spec.mel:
+            sys.exit(f"bench/vocoder.py: the two vocoders' mel settings differ: {spec.mel.describe()} (--model) "
+                     f"against {models.vocoder_settings(gan).describe()} (--gan)")
+    settings = spec.mel if spec is not None else models.vocoder_settings(gan)
+    rate = settings.sample_rate
     signal = read_audio(args.audio, rate)[0]
     first = int(round(args.start * rate))
     clip = signal[first:first + int(round(args.seconds * rate))]
@@ -116,13 +133,26 @@ def main():
     print(f"{Path(args.audio).name}: {len(clip) / rate:.2f} s from {args.start:g} s at {rate} Hz; log-mel "
           f"{mel.shape[0]} frames x {mel.shape[1]} bins ({settings.describe()}); scored on the "
           f"{len(reference)} samples the spectrogram stands for")
-    print(f"model: {args.model} ({spec.stacks}x{spec.layers}, {spec.residual_channels}/{spec.skip_channels} channels, "
-          f"mel {spec.mel_channels} channels{f', class {class_name}' if class_name else ''})", flush=True)
+    if model is not None:
+        print(f"WaveNet vocoder: {args.model} ({spec.stacks}x{spec.layers}, {spec.residual_channels}/"
+              f"{spec.skip_channels} channels, mel {spec.mel_channels} channels"
+              f"{f', class {class_name}' if class_name else ''})", flush=True)
+    if gan is not None:
+        print(f"GAN vocoder: {args.gan} ({gan.count_params():,} parameters)", flush=True)
 
     rows, written = [], {"original": reference}
-    # Warm up (the compiled kernel's first call, the upsampler's first trace) so the first timing is like the rest.
-    resynthesise(model, mel[:4], settings, 1.0, 1, 0, args.seed, class_name)
-    for temperature in args.temperatures:
+    if gan is not None:
+        models.vocode(gan, mel[:models.gan_vocoder.CHUNK_FRAMES + 1])  # warm-up: the traces of both chunk shapes
+        start = time.perf_counter()
+        audio = models.vocode(gan, mel)[0]
+        seconds = time.perf_counter() - start
+        rows.append(("GAN vocoder", vocoder_scores(reference, audio, mel, settings), seconds, len(audio) / seconds))
+        written["gan"] = audio
+        print(f"  GAN vocoder: {seconds:.2f} s, STOI {rows[-1][1]['stoi']:.3f}", flush=True)
+    if model is not None:
+        # Warm up (the compiled kernel's first call, the upsampler's first trace): the first timing is like the rest.
+        resynthesise(model, mel[:4], settings, 1.0, 1, 0, args.seed, class_name)
+    for temperature in (args.temperatures if model is not None else []):
         audio, plan, seconds = resynthesise(model, mel, settings, temperature, args.streams, args.warmup_frames,
                                             args.seed, class_name)
         scores = vocoder_scores(reference, audio, mel, settings)
@@ -131,7 +161,8 @@ def main():
         written[f"wavenet_t{temperature:g}"] = audio
         print(f"  WaveNet at temperature {temperature:g}: {seconds:.1f} s, STOI {scores['stoi']:.3f}, mel distance "
               f"{scores['mel_distance']:.3f}", flush=True)
-    print(f"WaveNet resynthesis: {plan.describe()}")
+    if model is not None:
+        print(f"WaveNet resynthesis: {plan.describe()}")
     start = time.perf_counter()
     audio = griffin_lim(mel, settings, n_iter=GRIFFIN_LIM_ITERATIONS, seed=args.seed)
     seconds = time.perf_counter() - start
@@ -139,35 +170,36 @@ def main():
                  seconds, len(audio) / seconds))
     written["griffin_lim"] = audio
 
-    bits = float(signal_bits(model, spec, clip, class_id=class_name).mean())
-    print(f"held-out bits/sample on the clip ({len(clip) - 1} samples): conditioned on its own log-mel"
-          f"{f' and class {class_name}' if class_name else ''}: {bits:.3f}", end="")
-    if args.unconditioned:
-        plain = models.load_model(args.unconditioned)
-        plain_spec = models.wavenet_spec(plain)
-        if plain_spec.mel is not None:
-            sys.exit(f"\nbench/vocoder.py: --unconditioned {args.unconditioned} is conditioned on spectrograms")
-        plain_class = None
-        if plain_spec.class_names:
-            plain_class = class_name if class_name in plain_spec.class_names else plain_spec.class_names[0]
-        unconditioned = float(signal_bits(plain, plain_spec, clip, class_id=plain_class).mean())
-        print(f"; unconditioned ({args.unconditioned}): {unconditioned:.3f}", end="")
-    print()
-    if args.alignment_check:
-        # Is the spectrogram used, and on the frames it belongs to? The same bits given a silent spectrogram, and
-        # the clip's own one moved (rolled) by whole frames: a centred minimum at no shift means aligned.
-        own = log_mel(clip, settings)
-        variants = [("a silent spectrogram", np.full_like(own, settings.floor_value))] + [
-            (f"the spectrogram {abs(shift)} frame{'s' if abs(shift) > 1 else ''} {'late' if shift > 0 else 'early'}",
-             np.roll(own, shift, axis=0)) for shift in (-5, -1, 1, 5)]
-        for name, given in variants:
-            other = float(signal_bits(model, spec, clip, class_id=class_name, mel=given).mean())
-            print(f"alignment check: bits/sample given {name}: {other:.3f} ({other - bits:+.3f})", flush=True)
-    wavenet = [row for row in rows if row[0].startswith("WaveNet")]
-    by_mel = min(wavenet, key=lambda row: row[1]["mel_distance"])
-    by_stoi = max(wavenet, key=lambda row: row[1]["stoi"])
-    print(f"best WaveNet temperature: by mel distance {by_mel[0].split()[-1]} ({by_mel[1]['mel_distance']:.3f}), "
-          f"by STOI {by_stoi[0].split()[-1]} ({by_stoi[1]['stoi']:.3f})")
+    if model is not None:
+        bits = float(signal_bits(model, spec, clip, class_id=class_name).mean())
+        print(f"held-out bits/sample on the clip ({len(clip) - 1} samples): conditioned on its own log-mel"
+              f"{f' and class {class_name}' if class_name else ''}: {bits:.3f}", end="")
+        if args.unconditioned:
+            plain = models.load_model(args.unconditioned)
+            plain_spec = models.wavenet_spec(plain)
+            if plain_spec.mel is not None:
+                sys.exit(f"\nbench/vocoder.py: --unconditioned {args.unconditioned} is conditioned on spectrograms")
+            plain_class = None
+            if plain_spec.class_names:
+                plain_class = class_name if class_name in plain_spec.class_names else plain_spec.class_names[0]
+            unconditioned = float(signal_bits(plain, plain_spec, clip, class_id=plain_class).mean())
+            print(f"; unconditioned ({args.unconditioned}): {unconditioned:.3f}", end="")
+        print()
+        if args.alignment_check:
+            # Is the spectrogram used, and on the frames it belongs to? The same bits given a silent spectrogram, and
+            # the clip's own one moved (rolled) by whole frames: a centred minimum at no shift means aligned.
+            own = log_mel(clip, settings)
+            variants = [("a silent spectrogram", np.full_like(own, settings.floor_value))] + [
+                (f"the spectrogram {abs(shift)} frame{'s' if abs(shift) > 1 else ''} {'late' if shift > 0 else 'early'}",
+                 np.roll(own, shift, axis=0)) for shift in (-5, -1, 1, 5)]
+            for name, given in variants:
+                other = float(signal_bits(model, spec, clip, class_id=class_name, mel=given).mean())
+                print(f"alignment check: bits/sample given {name}: {other:.3f} ({other - bits:+.3f})", flush=True)
+        wavenet = [row for row in rows if row[0].startswith("WaveNet")]
+        by_mel = min(wavenet, key=lambda row: row[1]["mel_distance"])
+        by_stoi = max(wavenet, key=lambda row: row[1]["stoi"])
+        print(f"best WaveNet temperature: by mel distance {by_mel[0].split()[-1]} ({by_mel[1]['mel_distance']:.3f}), "
+              f"by STOI {by_stoi[0].split()[-1]} ({by_stoi[1]['stoi']:.3f})")
     if args.write:
         folder = Path(args.write)
         folder.mkdir(parents=True, exist_ok=True)
@@ -178,12 +210,13 @@ def main():
     print()
     print(caption())
     print(f"| resynthesis of {len(reference) / rate:.1f} s of {Path(args.audio).name} | STOI | LSD (dB) "
-          "| MR-STFT SC | MR-STFT log-mag | MR-STFT total | mel distance (nats) | seconds | samples/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| MR-STFT SC | MR-STFT log-mag | MR-STFT total | mel distance (nats) | seconds | samples/s "
+          "| x real time |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, scores, seconds, rate_made in rows:
         print(f"| {name} | {scores['stoi']:.3f} | {scores['lsd_db']:.2f} | {scores['mrstft_sc']:.3f} "
               f"| {scores['mrstft_log_mag']:.3f} | {scores['mrstft']:.3f} | {scores['mel_distance']:.3f} "
-              f"| {seconds:.1f} | {rate_made:,.0f} |")
+              f"| {seconds:.2f} | {rate_made:,.0f} | {rate_made / rate:,.1f} |")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ class SaveAudio(keras.callbacks.Callback):
         sample_rate: the audio's rate in Hz.
         every: epochs between samples; 0 turns the callback off.
         seconds: length of a WaveNet sample (not of a resynthesis: the spectrogram sets that).
-        mode: `"wavenet"` or `"gan"`.
+        mode: `"wavenet"`, `"gan"` (a WaveGAN: one file of clips, or one per class) or `"vocoder"` (a GAN
+            vocoder's resynthesis of `mel`).
         prime: audio that WaveNet samples continue (1-D, in [-1, 1]); unused with classes or a spectrogram.
         latents: `(clips, latent_dim)` latent vectors for GAN samples.
         temperature: WaveNet sampling temperature.
@@ -80,8 +81,8 @@ class SaveAudio(keras.callbacks.Callback):
     def __init__(self, directory, sample_rate, every=1, seconds=1.0, mode="wavenet", prime=None, latents=None,
                  temperature=1.0, seed=0, classes=None, max_classes=4, mel=None, original=None, log_dir=None):
         super().__init__()
-        if mode not in ("wavenet", "gan"):
-            raise ValueError(f"mode must be 'wavenet' or 'gan', got {mode!r}")
+        if mode not in ("wavenet", "gan", "vocoder"):
+            raise ValueError(f"mode must be 'wavenet', 'gan' or 'vocoder', got {mode!r}")
         self.directory = Path(directory)
         self.sample_rate = int(sample_rate)
         self.every = int(every)
@@ -100,10 +101,24 @@ class SaveAudio(keras.callbacks.Callback):
 
     def samples(self):
         """The audio this callback would write now: `[(name, audio)]`, `name` being `""` or a class's name."""
+        if self.mode == "vocoder":
+            from models.gan_vocoder import vocode
+
+            return [("", vocode(self.model.generator, self.mel)[0])]
         if self.mode == "gan":
-            clips = np.asarray(self.model.generator(self.latents, training=False))[..., 0]
-            gap = np.zeros((len(clips), self.sample_rate // 10), np.float32)
-            return [("", np.concatenate([clips, gap], axis=1).reshape(-1))]
+            from models.gan import gan_class_names
+            from models.generation import class_ids
+
+            generator, latents = self.model.generator, self.latents
+            names = gan_class_names(generator)
+            if not names:
+                return [("", self._joined(np.asarray(generator(latents, training=False))[..., 0]))]
+            # One file per class, each with every latent vector: the classes compare clip for clip.
+            files = []
+            for name in self._class_list(names):
+                ids = np.repeat(class_ids(names, [name]), len(latents))[:, None]
+                files.append((name, self._joined(np.asarray(generator([latents, ids], training=False))[..., 0])))
+            return files
         from models.generation import generate  # models imports callbacks' users, not the reverse
         from models.wavenet import wavenet_spec
 
@@ -121,8 +136,16 @@ class SaveAudio(keras.callbacks.Callback):
         return [("", generate(self.model, num_samples, temperature=self.temperature, prime=self.prime,
                               seed=self.seed)[0])]
 
+    def _joined(self, clips):
+        """GAN clips one after another, each followed by 0.1 s of silence."""
+        gap = np.zeros((len(clips), self.sample_rate // 10), np.float32)
+        return np.concatenate([clips, gap], axis=1).reshape(-1)
+
     def _classes(self, spec):
-        return list(self.classes if self.classes is not None else spec.class_names)[:max(1, self.max_classes)]
+        return self._class_list(spec.class_names)
+
+    def _class_list(self, names):
+        return list(self.classes if self.classes is not None else names)[:max(1, self.max_classes)]
 
     def sample(self):
         """The first (or only) audio this callback would write now, as a 1-D float32 array."""

@@ -6,7 +6,7 @@ import numpy as np
 from data.features import CONTEXT_FRAMES
 from data.mulaw import QUANTIZATION_CHANNELS, mu_law_encode, mu_law_table
 
-MODES = ("classifier", "regressor", "slice")
+MODES = ("classifier", "regressor", "slice", "vocoder")
 ENCODE_BLOCK = 1 << 20
 
 
@@ -29,7 +29,11 @@ class FrameGenerator(keras.utils.PyDataset):
           `y` = window[1:] as int32 mu-law codes, shape `(batch, frame_size)`.
         - `"regressor"`: same `x`; `y` = window[1:] as float32 samples, shape `(batch, frame_size, 1)`.
         - `"slice"` (GAN): `x` = a float32 slice of `frame_size` samples, shape `(batch, frame_size, 1)`;
-          signals shorter than a slice are padded with silence.
+          signals shorter than a slice are padded with silence. With `labels`, `x` is
+          `{"waveform": slices, "class_id": (batch, 1) int32}` (a class-conditional GAN).
+        - `"vocoder"` (GAN vocoder; needs `features`): `x` = the padded log-mel rows of a window, `(batch,
+          mel_frames, n_mels)`; `y` = its `frame_size` samples as float32, `(batch, frame_size, 1)`, the targets of
+          the regressor's window (the first one a multiple of `hop`).
 
     Conditioning (WaveNet modes only): with `labels` and/or `features`, `x` is a dict keyed by the model's input
     names, `{"waveform": x, "class_id": (batch, 1) int32, "mel": (batch, mel_frames, n_mels) float32}` (only the
@@ -77,8 +81,10 @@ class FrameGenerator(keras.utils.PyDataset):
                             ("steps_per_epoch", steps_per_epoch)):
             if int(value) <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if mode == "slice" and (labels is not None or features is not None):
-            raise ValueError("labels and features condition a WaveNet; slice mode takes neither")
+        if mode == "slice" and features is not None:
+            raise ValueError("features condition a WaveNet or a vocoder; slice mode takes none")
+        if mode == "vocoder" and (features is None or labels is not None):
+            raise ValueError("vocoder mode takes features (padded log-mels) and no labels")
         for name, given in (("labels", labels), ("features", features)):
             if given is not None and len(given) != len(signals):
                 raise ValueError(f"{name} must have one entry per signal ({len(signals)}), got {len(given)}")
@@ -126,7 +132,7 @@ class FrameGenerator(keras.utils.PyDataset):
         # One signal is used as it is; several are joined once. Windows are only ever gathered per batch.
         self.audio = signals[0] if len(signals) == 1 else np.concatenate(signals)
         self.codes = None
-        if mode != "slice":
+        if mode in ("classifier", "regressor"):
             self.codes = np.empty(len(self.audio), np.uint8)
             for start in range(0, len(self.audio), ENCODE_BLOCK):  # blocks: temporaries stay small
                 block = self.audio[start:start + ENCODE_BLOCK]
@@ -168,7 +174,11 @@ class FrameGenerator(keras.utils.PyDataset):
         signal, start = self.draw(index)
         rows = (self.file_starts[signal] + start)[:, None] + np.arange(self.window)[None, :]
         if self.mode == "slice":
-            return (self.audio[rows][..., None],)
+            if self.labels is None:
+                return (self.audio[rows][..., None],)
+            return ({"waveform": self.audio[rows][..., None], "class_id": self.labels[signal][:, None]},)
+        if self.mode == "vocoder":
+            return self._mel_rows(signal, start), self.audio[rows[:, 1:]][..., None]
         codes = self.codes[rows]
         x = self.table[codes[:, :-1]][..., None]
         y = codes[:, 1:].astype(np.int32) if self.mode == "classifier" else self.audio[rows[:, 1:]][..., None]
@@ -178,9 +188,14 @@ class FrameGenerator(keras.utils.PyDataset):
         if self.labels is not None:
             inputs["class_id"] = self.labels[signal][:, None]
         if self.features is not None:
-            first = (start + 1) // self.hop  # the padded row CONTEXT_FRAMES before the first target's frame
-            inputs["mel"] = np.stack([self.features[s][f:f + self.mel_frames] for s, f in zip(signal, first)])
+            inputs["mel"] = self._mel_rows(signal, start)
         return inputs, y
+
+    def _mel_rows(self, signal, start):
+        """The padded log-mel rows of windows `(signal, start)`: `mel_frames` rows from the one `CONTEXT_FRAMES`
+        before the first target's frame."""
+        first = (start + 1) // self.hop
+        return np.stack([self.features[s][f:f + self.mel_frames] for s, f in zip(signal, first)])
 
     def as_dataset(self, prefetch=2, replicas=None):
         """The same batches as a `tf.data.Dataset`, prefetched by one thread with autotuning off.
@@ -206,7 +221,10 @@ class FrameGenerator(keras.utils.PyDataset):
                 x["class_id"] = tf.TensorSpec((None, 1), tf.int32)
             if self.features is not None:
                 x["mel"] = tf.TensorSpec((None, self.mel_frames, self.n_mels), tf.float32)
-        if self.mode == "slice":
+        if self.mode == "vocoder":
+            signature = (tf.TensorSpec((None, self.mel_frames, self.n_mels), tf.float32),
+                         tf.TensorSpec((None, frame, 1), tf.float32))
+        elif self.mode == "slice":
             signature = (x,)
         elif self.mode == "classifier":
             signature = (x, tf.TensorSpec((None, frame), tf.int32))
@@ -256,3 +274,16 @@ def replica_rows(batch_size, replica, replicas, groups=1):
         raise ValueError(f"a batch of {batch_size} in {groups} parts cannot be shared by {replicas} replicas")
     return (np.arange(groups)[:, None] * part + replica * share + np.arange(share)[None, :]).ravel()
 
+
+
+def frame_conditioning(corpus, labelled, mel):
+    """The conditioning arguments of a `FrameGenerator` over `corpus` (a `data.audio.AudioCorpus`): its labels when
+    `labelled`, and with `mel` (a `MelSettings`) the padded log-mel of each signal (`log_mel` then `pad_features`,
+    computed once here) with the hop."""
+    from data.features import log_mel, pad_features
+
+    given = {"labels": corpus.labels} if labelled else {}
+    if mel:
+        given.update(features=[pad_features(log_mel(signal, mel), mel) for signal in corpus.signals],
+                     hop=mel.hop_length)
+    return given

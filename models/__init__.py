@@ -6,7 +6,10 @@ Importing this package registers every custom layer, loss and metric, so a saved
 
 from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, bits_per_sample, loss_for
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
-                        generate_clips, is_gan_generator)
+                        gan_class_names, generate_clips, is_gan_generator)
+from models.gan_vocoder import (PeriodFold, TrimEdges, VocoderGAN, build_vocoder_discriminator,
+                                build_vocoder_gan, build_vocoder_generator, is_gan_vocoder, stft_loss,
+                                upsample_factors, vocode, vocoder_settings, vocoder_spec)
 from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
                                generate_chunks, generate_naive, pack_weights)
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
@@ -15,7 +18,9 @@ from models.loading import ModelFileError, load_model
 from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, distribution_for, receptive_field,
                             wavenet_spec)
 
-__all__ = ["AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",
+__all__ = ["PeriodFold", "TrimEdges", "VocoderGAN", "build_vocoder_discriminator", "build_vocoder_gan",
+           "build_vocoder_generator", "gan_class_names", "is_gan_vocoder", "stft_loss", "upsample_factors", "vocode",
+           "vocoder_settings", "vocoder_spec", "AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",
            "GatedActivation", "IncrementalWaveNet", "MelFeatures", "ModelFileError", "OutputDistribution", "PackedWeights",
            "PhaseShuffle", "StreamState", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
            "build_from_spec", "build_generator", "build_wavegan", "build_wavenet", "critic_steps",

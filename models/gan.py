@@ -1,9 +1,10 @@
 """WaveGAN-style convolutional GAN for fixed-length audio clips (Donahue et al., 2019)."""
 
 import keras
+import numpy as np
 from keras import ops
 
-from models.layers import PACKAGE, AudioInput
+from models.layers import PACKAGE, AudioInput, ClassEmbedding
 from models.replicas import replica_position, replica_share
 
 SLICE_LENGTHS = (4096, 8192, 16384, 32768, 65536)
@@ -46,12 +47,19 @@ class PhaseShuffle(keras.layers.Layer):
             return inputs
         batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
         # Drawn for the global batch under tf.distribute, so shifts do not depend on the replica count.
-        shifts = replica_share(lambda n: keras.random.randint((n, 1), -self.radius, self.radius + 1,
+        shifts = replica_share(lambda n: keras.random.randint((n,), -self.radius, self.radius + 1,
                                                               seed=self.seed_generator), batch)
-        positions = ops.arange(length)[None, :] - shifts
-        positions = ops.abs(positions)  # reflect at the start
-        positions = ops.where(positions >= length, 2 * (length - 1) - positions, positions)  # and at the end
-        return ops.take_along_axis(inputs, ops.cast(positions, "int32")[..., None], axis=1)
+        # Output t of an example shifted by k is input t - k, reflected at both ends: a slice of the input padded by
+        # reflection. Each example takes its slice through a one-hot weight per shift: element-wise work forward
+        # and back, where a gather's gradient is a scatter (it made phase shuffle a third of the discriminator's
+        # step on a CPU).
+        padded = ops.pad(inputs, [[0, 0], [self.radius, self.radius], [0, 0]], mode="reflect")
+        chosen = ops.cast(ops.one_hot(shifts + self.radius, 2 * self.radius + 1), inputs.dtype)
+        output = 0
+        for index, shift in enumerate(range(-self.radius, self.radius + 1)):
+            window = ops.slice(padded, [0, self.radius - shift, 0], [batch, length, ops.shape(inputs)[2]])
+            output = output + chosen[:, index, None, None] * window
+        return output
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -60,8 +68,12 @@ class PhaseShuffle(keras.layers.Layer):
         return {**super().get_config(), "radius": self.radius, "seed": self.seed}
 
 
-def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=16000, name="generator"):
+def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=16000, name="generator",
+                    class_names=(), class_channels=16):
     """WaveGAN generator: z -> Dense -> reshape -> five transposed 1-D convolutions (kernel 25, stride 4) -> tanh.
+
+    With `class_names`, a second input `class_id` `(batch, 1)` picks a learned vector of `class_channels` that is
+    joined to z before the Dense layer (a conditional GAN).
 
     Args:
         latent_dim: size of z (uniform in [-1, 1]).
@@ -69,6 +81,8 @@ def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rat
         slice_length: output samples; one of 4096, 8192, 16384, 32768, 65536 (the Dense output length adapts).
         sample_rate: the training audio's rate, saved with the model.
         name: the model's name.
+        class_names: the classes of a class-conditional generator, in id order (empty: unconditional).
+        class_channels: size of each class's vector.
 
     Example:
 
@@ -78,7 +92,13 @@ def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rat
     """
     base = _base_length(slice_length)
     z = keras.Input(shape=(latent_dim,), name="z")
-    x = keras.layers.Dense(base * 16 * model_dim, name="project")(z)
+    inputs, x = z, z
+    if class_names:
+        class_id = keras.Input(shape=(1,), dtype="int32", name="class_id")
+        vector = ClassEmbedding(class_names, class_channels, name="class_embedding")(class_id)
+        vector = keras.layers.Reshape((class_channels,), name="class_vector")(vector)
+        inputs, x = [z, class_id], keras.layers.Concatenate(name="latent_and_class")([z, vector])
+    x = keras.layers.Dense(base * 16 * model_dim, name="project")(x)
     x = keras.layers.Reshape((base, 16 * model_dim), name="reshape")(x)
     x = keras.layers.ReLU(name="project_relu")(x)
     for i, channels in enumerate((8 * model_dim, 4 * model_dim, 2 * model_dim, model_dim)):
@@ -86,13 +106,16 @@ def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rat
                                          name=f"upconv_{i}")(x)
     x = keras.layers.Conv1DTranspose(1, KERNEL_SIZE, strides=STRIDE, padding="same", activation="tanh",
                                      name="upconv_4")(x)
-    return keras.Model(z, AudioInput(sample_rate, name="audio", dtype="float32")(x), name=name)
+    return keras.Model(inputs, AudioInput(sample_rate, name="audio", dtype="float32")(x), name=name)
 
 
 def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sample_rate=16000,
-                        name="discriminator"):
+                        name="discriminator", class_names=()):
     """WaveGAN discriminator: five strided 1-D convolutions (kernel 25, stride 4) with LeakyReLU(0.2) and phase
     shuffle -> Dense(1) score (a logit for `bce`, a critic value for `wgan-gp`).
+
+    With `class_names`, a second input `class_id` `(batch, 1)` adds the projection term of Miyato & Koyama (2018):
+    the inner product of a learned vector of the class with the flattened features.
 
     Args:
         model_dim: width multiplier; channels go d, 2d, 4d, 8d, 16d.
@@ -100,6 +123,7 @@ def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sampl
         phase_shuffle: phase-shuffle radius after each of the first four convolutions (0: none).
         sample_rate: the audio's rate, saved with the model.
         name: the model's name.
+        class_names: the classes of a class-conditional discriminator, in id order (empty: unconditional).
     """
     _base_length(slice_length)
     audio = keras.Input(shape=(slice_length, 1), name="waveform")
@@ -110,7 +134,14 @@ def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sampl
         if i < 4 and phase_shuffle:
             x = PhaseShuffle(phase_shuffle, name=f"phase_shuffle_{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    return keras.Model(audio, keras.layers.Dense(1, name="score", dtype="float32")(x), name=name)
+    score = keras.layers.Dense(1, name="score", dtype="float32")(x)
+    if not class_names:
+        return keras.Model(audio, score, name=name)
+    class_id = keras.Input(shape=(1,), dtype="int32", name="class_id")
+    vector = ClassEmbedding(class_names, x.shape[-1], name="class_projection")(class_id)
+    vector = keras.layers.Reshape((x.shape[-1],), name="class_projection_vector")(vector)
+    projection = keras.layers.Dot(axes=1, name="projection", dtype="float32")([x, vector])
+    return keras.Model([audio, class_id], keras.layers.Add(name="conditional_score")([score, projection]), name=name)
 
 
 class WaveGAN(keras.Model):
@@ -188,9 +219,16 @@ class WaveGAN(keras.Model):
         the global batch's mean (as Keras' own `compute_loss` does)."""
         return loss / replica_position()[1]
 
-    def _critic_loss(self, real, fake, training=True):
-        real_score = self.discriminator(real, training=training)
-        fake_score = self.discriminator(fake, training=training)
+    def _generate(self, batch, ids, training=True):
+        z = self.sample_latents(batch)
+        return self.generator(z if ids is None else [z, ids], training=training)
+
+    def _score(self, audio, ids, training=True):
+        return self.discriminator(audio if ids is None else [audio, ids], training=training)
+
+    def _critic_loss(self, real, fake, ids=None, training=True):
+        real_score = self._score(real, ids, training)
+        fake_score = self._score(fake, ids, training)
         if self.gan_loss == "bce":
             bce = keras.losses.binary_crossentropy
             return (ops.mean(bce(ops.ones_like(real_score), real_score, from_logits=True))
@@ -203,8 +241,9 @@ class WaveGAN(keras.Model):
                                                              from_logits=True))
         return -ops.mean(fake_score)
 
-    def discriminator_step(self, real):
-        """One optimiser step of the discriminator on `real` slices and as many generated ones.
+    def discriminator_step(self, real, ids=None):
+        """One optimiser step of the discriminator on `real` slices and as many generated ones (of the same
+        classes `ids`, `(batch, 1)`, for a class-conditional GAN).
 
         Returns:
             `(d_loss, gradient_penalty)`.
@@ -212,16 +251,16 @@ class WaveGAN(keras.Model):
         import tensorflow as tf  # the steps are backend-specific, as in Keras' "customizing fit" guide
 
         batch = ops.shape(real)[0]
-        fake = self.generator(self.sample_latents(batch), training=True)
+        fake = self._generate(batch, ids)
         penalty = ops.zeros(())
         with tf.GradientTape() as tape:
-            d_loss = self._critic_loss(real, fake)
+            d_loss = self._critic_loss(real, fake, ids)
             if self.gan_loss == "wgan-gp":
                 mix = replica_share(lambda n: keras.random.uniform((n, 1, 1), seed=self.latent_seed), batch)
                 between = mix * real + (1.0 - mix) * ops.cast(fake, "float32")
                 with tf.GradientTape() as inner:
                     inner.watch(between)
-                    score = self.discriminator(between, training=True)
+                    score = self._score(between, ids)
                 gradients = inner.gradient(score, between)
                 norms = ops.sqrt(ops.sum(ops.square(gradients), axis=[1, 2]) + 1e-12)
                 penalty = ops.mean(ops.square(norms - 1.0))
@@ -233,8 +272,9 @@ class WaveGAN(keras.Model):
         self.d_optimizer.apply_gradients(zip(gradients, variables))
         return d_loss, penalty
 
-    def generator_step(self, batch):
-        """One optimiser step of the generator on `batch` latent vectors; the discriminator is only read.
+    def generator_step(self, batch, ids=None):
+        """One optimiser step of the generator on `batch` latent vectors (of classes `ids` when conditional); the
+        discriminator is only read.
 
         Returns:
             the generator loss.
@@ -242,8 +282,8 @@ class WaveGAN(keras.Model):
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            fake = self.generator(self.sample_latents(batch), training=True)
-            g_loss = self._generator_loss(self.discriminator(fake, training=True))
+            fake = self._generate(batch, ids)
+            g_loss = self._generator_loss(self._score(fake, ids))
             scaled = self.g_optimizer.scale_loss(self._per_replica(g_loss))
         variables = self.generator.trainable_variables
         gradients = tape.gradient(scaled, variables)
@@ -252,12 +292,17 @@ class WaveGAN(keras.Model):
 
     def train_step(self, data):
         real = data[0] if isinstance(data, tuple) else data
+        ids = None
+        if isinstance(real, dict):  # a class-conditional batch: {"waveform": slices, "class_id": ids}
+            real, ids = real["waveform"], ops.cast(real["class_id"], "int32")
         real = ops.cast(real, "float32")
         steps = self.critic_steps if self.gan_loss == "wgan-gp" else 1
         batch = ops.shape(real)[0] // steps
         for step in range(steps):  # each critic step sees its own real slices
-            d_loss, penalty = self.discriminator_step(real[step * batch:(step + 1) * batch])
-        g_loss = self.generator_step(batch)
+            part = slice(step * batch, (step + 1) * batch)
+            d_loss, penalty = self.discriminator_step(real[part], None if ids is None else ids[part])
+        # The generator makes the classes of the last critic batch: the classes' frequencies in the data.
+        g_loss = self.generator_step(batch, None if ids is None else ids[part])
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         self.gp_tracker.update_state(penalty)
@@ -270,7 +315,8 @@ def critic_steps(loss):
 
 
 def build_wavegan(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=16000, phase_shuffle=2,
-                  loss="wgan-gp", learning_rate=1e-4, generator=None, discriminator=None):
+                  loss="wgan-gp", learning_rate=1e-4, generator=None, discriminator=None, class_names=(),
+                  class_channels=16):
     """A compiled `WaveGAN`, around given (e.g. restored) networks or fresh ones.
 
     Both networks get Adam with beta 0.5, 0.9, as in WaveGAN.
@@ -285,14 +331,18 @@ def build_wavegan(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=
         learning_rate: Adam learning rate of both networks.
         generator: an existing generator to train instead of a fresh one.
         discriminator: an existing discriminator to train instead of a fresh one.
+        class_names: classes of a class-conditional GAN (empty: unconditional).
+        class_channels: size of each class's vector in the generator.
 
     Example:
 
     >>> gan = build_wavegan(model_dim=4, slice_length=4096)
     >>> gan.fit(slices, epochs=10)  # slices: batches of critic_steps("wgan-gp") x batch_size real clips
     """
-    generator = generator or build_generator(latent_dim, model_dim, slice_length, sample_rate)
-    discriminator = discriminator or build_discriminator(model_dim, slice_length, phase_shuffle, sample_rate)
+    generator = generator or build_generator(latent_dim, model_dim, slice_length, sample_rate,
+                                             class_names=class_names, class_channels=class_channels)
+    discriminator = discriminator or build_discriminator(model_dim, slice_length, phase_shuffle, sample_rate,
+                                                         class_names=class_names)
     gan = WaveGAN(generator, discriminator, latent_dim=latent_dim, loss=loss, critic_steps=critic_steps(loss))
     adam = dict(learning_rate=learning_rate, beta_1=0.5, beta_2=0.9)
     gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
@@ -304,23 +354,44 @@ def is_gan_generator(model):
     return len(model.inputs[0].shape) == 2 and "audio" in {layer.name for layer in model.layers}
 
 
-def generate_clips(generator, num_clips, seed=None, batch_size=16):
+def gan_class_names(generator):
+    """The classes of a WaveGAN generator, in id order; empty for an unconditional one."""
+    for layer in generator.layers:
+        if layer.name == "class_embedding":
+            return tuple(layer.class_names)
+    return ()
+
+
+def generate_clips(generator, num_clips, seed=None, batch_size=16, classes=None):
     """Draws `num_clips` latent vectors (uniform in [-1, 1], seeded) and returns `(num_clips, slice_length)` audio.
 
     `num_clips=0` gives an empty `(0, slice_length)` array; a negative or fractional count is a `ValueError`.
+    A class-conditional generator needs `classes`: names or ids, one per clip (or one for all).
 
     Example:
 
     >>> generator = keras.saving.load_model("runs/gan-.../generator.keras")
     >>> clips = generate_clips(generator, 8, seed=1)
     """
-    import numpy as np
-
     if isinstance(num_clips, bool) or int(num_clips) != num_clips or num_clips < 0:
         raise ValueError(f"num_clips must be a whole number >= 0, got {num_clips!r}")
     num_clips = int(num_clips)
-    latent_dim = generator.input_shape[-1]
+    from models.generation import class_ids
+
+    names = gan_class_names(generator)
+    ids = None
+    if names:
+        if classes is None:
+            raise ValueError(f"the generator is conditioned on classes: give one of {', '.join(names)}")
+        given = list(classes) if isinstance(classes, (list, tuple, np.ndarray)) else [classes]
+        given = given * num_clips if len(given) == 1 else given
+        if len(given) != num_clips:
+            raise ValueError(f"classes: one per clip ({num_clips}) or one for all, got {len(given)}")
+        ids = class_ids(names, given)[:, None]
+    elif classes is not None:
+        raise ValueError("the generator is not conditioned on classes (trained without them)")
+    latent_dim = generator.inputs[0].shape[-1]
     if num_clips == 0:
         return np.zeros((0, generator.output_shape[1]), np.float32)
     z = np.random.default_rng(seed).uniform(-1.0, 1.0, (num_clips, latent_dim)).astype(np.float32)
-    return np.asarray(generator.predict(z, batch_size=batch_size, verbose=0))[..., 0]
+    return np.asarray(generator.predict(z if ids is None else [z, ids], batch_size=batch_size, verbose=0))[..., 0]

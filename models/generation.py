@@ -25,6 +25,7 @@ import numpy as np
 from data.features import CONTEXT_FRAMES, check_mel, pad_features, samples_for_frames
 from data.mulaw import mu_law_bin_edges, mu_law_round_trip, mu_law_table
 from models import fallback
+from models.gan_vocoder import is_gan_vocoder, vocoder_request
 from models.layers import gate_halves
 from models.sampling import DISTRIBUTION_CODES, DRAWS_PER_STEP, sample
 from models.wavenet import wavenet_spec
@@ -247,23 +248,24 @@ def _as_audio(prime, name="prime"):
 
 
 def class_ids(spec, classes):
-    """The integer ids of `classes` (names, or ids) for a model whose `WaveNetSpec` is `spec`.
+    """The integer ids of `classes` (names, or ids) for a model whose `WaveNetSpec` is `spec` (or whose class names,
+    in id order, are `spec`: a WaveGAN's).
 
     Raises:
         ValueError: the model has no classes, or a name or id it does not know (the message lists its classes).
     """
-    if not spec.class_names:
+    names = tuple(getattr(spec, "class_names", spec))
+    if not names:
         raise ValueError("this model was not trained with classes")
-    known = ", ".join(spec.class_names)
+    known = ", ".join(names)
     ids = []
     for value in np.atleast_1d(np.asarray(classes, dtype=object)).tolist():
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            if not 0 <= int(value) < len(spec.class_names):
-                raise ValueError(f"class id {value} is out of range: the model has {len(spec.class_names)} "
-                                 f"classes ({known})")
+            if not 0 <= int(value) < len(names):
+                raise ValueError(f"class id {value} is out of range: the model has {len(names)} classes ({known})")
             ids.append(int(value))
-        elif str(value) in spec.class_names:
-            ids.append(spec.class_names.index(str(value)))
+        elif str(value) in names:
+            ids.append(names.index(str(value)))
         else:
             raise ValueError(f"unknown class {value!r}; the model's classes: {known}")
     return np.array(ids, np.int32)
@@ -538,8 +540,12 @@ def generate_chunks(model, num_samples=None, *, num_streams=None, temperature=1.
                     chunk_size=4096, engine=None, classes=None, mel=None):
     """Yields the generated audio in `(num_streams, <= chunk_size)` pieces, so long outputs need not fit in memory.
 
-    Arguments as `generate`; `model` may also be an `IncrementalWaveNet`.
+    Arguments as `generate`; `model` may also be an `IncrementalWaveNet`, or a GAN vocoder (whose pieces are its
+    chunks, `models.gan_vocoder.vocode_chunks`).
     """
+    if not isinstance(model, IncrementalWaveNet) and is_gan_vocoder(model):
+        yield from vocoder_request(model, num_samples, num_streams, prime, classes, mel)
+        return
     net = model if isinstance(model, IncrementalWaveNet) else IncrementalWaveNet(model, engine=engine)
     num_samples, num_streams = _request(net.spec, num_samples, num_streams, classes, mel)
     _check(num_samples, num_streams, temperature)
@@ -555,10 +561,12 @@ def generate_chunks(model, num_samples=None, *, num_streams=None, temperature=1.
 
 def generate(model, num_samples=None, *, num_streams=None, temperature=1.0, prime=None, seed=None, engine=None,
              classes=None, mel=None):
-    """Generates audio from a WaveNet, one sample at a time with cached state.
+    """Generates audio from a WaveNet, one sample at a time with cached state; or from a GAN vocoder's generator
+    (`train_gan.py --condition mel`), which turns `mel` into audio in one parallel pass (`models.vocode`; it takes
+    no prime or classes, and draws nothing at random, so `temperature`, `seed` and `engine` do not apply).
 
     Args:
-        model: a WaveNet made by `models.build_wavenet`, or loaded from its `.keras` file.
+        model: a WaveNet made by `models.build_wavenet`, or loaded from its `.keras` file; or a GAN vocoder.
         num_samples: samples to generate per stream; a spectrogram sets it when not given.
         num_streams: independent streams, advanced together in one batch; default: one per class given, one per
             spectrogram given, or 1.
@@ -592,6 +600,8 @@ def generate(model, num_samples=None, *, num_streams=None, temperature=1.0, prim
                                   prime=prime, seed=seed, engine=engine, classes=classes, mel=mel))
     if chunks:
         return np.concatenate(chunks, axis=1)
+    if not isinstance(model, IncrementalWaveNet) and is_gan_vocoder(model):
+        return np.zeros((1 if mel is None or np.ndim(mel) == 2 else len(mel), 0), np.float32)
     spec = model.spec if isinstance(model, IncrementalWaveNet) else wavenet_spec(model)
     return np.zeros((int(_request(spec, num_samples, num_streams, classes, mel)[1]), 0), np.float32)
 

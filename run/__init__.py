@@ -20,8 +20,9 @@ from data.files import write_json
 from run.checkpoints import (latest_checkpoint, remove_stale_temporaries, restore_optimizer_state, save_model,
                              save_optimizer_state, write_checkpoint)
 from run.errors import DistributeError, RunFolderError, TrainingFailed, TrainingInterrupted, WorkerLost
-from run.folder import (check_writable, checkpoint_to_resume, lower_learning_rate, new_run_dir, resolve_config,
-                        restore_checkpoint, restore_or_build, run_settings, run_trainer, time_limit_note)
+from run.folder import (check_resumed_classes, check_writable, checkpoint_to_resume, lower_learning_rate, new_run_dir,
+                        resolve_config, restore_checkpoint, restore_or_build, run_settings, run_trainer,
+                        time_limit_note)
 
 
 def __getattr__(name):
@@ -39,7 +40,8 @@ def __getattr__(name):
 
 
 __all__ = ["Checkpoint", "DistributeError", "Guard", "RunFolderError", "RunLog", "TrainingFailed",
-           "TrainingInterrupted", "WorkerLost", "check_writable", "checkpoint_to_resume", "fit_run",
+           "TrainingInterrupted", "WorkerLost", "check_resumed_classes", "check_writable", "checkpoint_to_resume",
+           "fit_run",
            "latest_checkpoint", "lower_learning_rate", "new_run_dir", "remove_stale_temporaries", "resolve_config",
            "restore_checkpoint", "restore_optimizer_state", "restore_or_build", "run_settings", "run_trainer",
            "save_model", "save_optimizer_state", "time_limit_note", "write_checkpoint", "write_json"]

@@ -109,6 +109,18 @@ def run_settings(config):
     return {key: value for key, value in dataclasses.asdict(config).items() if key not in MACHINE_SETTINGS}
 
 
+def check_resumed_classes(config, run_dir, class_names):
+    """Refuses (`RunFolderError`) to resume a run whose saved classes differ from those of the audio now: the
+    model's class ids would name other classes."""
+    path = Path(run_dir) / "config.json"
+    if not config.resume or not path.is_file():
+        return
+    saved = json.loads(path.read_text()).get("class_names") or []
+    if tuple(saved) != tuple(class_names):
+        raise RunFolderError(f"cannot resume {run_dir}: it was trained with classes {list(saved)}, the audio now has "
+                             f"{list(class_names)}")
+
+
 def check_writable(run_dir):
     """Refuses a run folder that is a file, or in which (or, when missing, where) nothing can be created.
 

@@ -65,8 +65,10 @@ def tiny_wavenet():
     return build
 
 
-def run_script(script, *args, cwd=None, timeout=300):
-    """Runs one of the project's scripts in a fresh interpreter; returns the CompletedProcess."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+def run_script(script, *args, cwd=None, timeout=300, env=None):
+    """Runs one of the project's scripts in a fresh interpreter (with `env` added to the environment, such as
+    data/faults.py's `WAVEGEN_KILL_AT`); returns the CompletedProcess."""
+    env = {**{k: v for k, v in os.environ.items() if k != "WAVEGEN_KILL_AT"}, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

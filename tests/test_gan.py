@@ -177,3 +177,74 @@ def test_generate_clips_counts():
     for bad in (-1, 2.5):
         with pytest.raises(ValueError, match="num_clips"):
             models.generate_clips(generator, bad)
+
+
+def conditional_gan(model_dim=8, seed=0):
+    keras.utils.set_random_seed(seed)
+    # WGAN-GP: with bce the generator made one pitch for both classes (the collapse bench/gan_tones.py measures).
+    return models.build_wavegan(16, model_dim, 4096, RATE, 2, "wgan-gp", 1e-3, class_names=("high", "low"),
+                                class_channels=16)
+
+
+def test_class_conditional_networks_take_a_class():
+    gan = conditional_gan(model_dim=2)
+    assert [tuple(i.shape) for i in gan.generator.inputs] == [(None, 16), (None, 1)]
+    assert [tuple(i.shape) for i in gan.discriminator.inputs] == [(None, 4096, 1), (None, 1)]
+    assert models.gan_class_names(gan.generator) == ("high", "low") and models.is_gan_generator(gan.generator)
+    z = np.random.default_rng(0).uniform(-1, 1, (2, 16)).astype(np.float32)
+    high, low = (np.asarray(gan.generator([z, np.full((2, 1), i)])) for i in (0, 1))
+    assert high.shape == (2, 4096, 1) and not np.allclose(high, low)  # the class changes the clip
+    audio = np.asarray(gan.generator([z, np.zeros((2, 1))]))
+    scores = [np.asarray(gan.discriminator([audio, np.full((2, 1), i)])) for i in (0, 1)]
+    assert scores[0].shape == (2, 1) and not np.allclose(*scores)  # and the score (the projection term)
+    clips = models.generate_clips(gan.generator, 3, seed=0, classes=["low", 0, "low"])
+    assert clips.shape == (3, 4096)
+    np.testing.assert_allclose(clips[0], models.generate_clips(gan.generator, 1, seed=0, classes="low")[0], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown class 'mid'"):
+        models.generate_clips(gan.generator, 1, classes="mid")
+    with pytest.raises(ValueError, match="conditioned on classes"):
+        models.generate_clips(gan.generator, 1)
+    with pytest.raises(ValueError, match="not conditioned"):
+        models.generate_clips(tiny_gan().generator, 1, classes="low")
+
+
+def test_class_conditional_gan_generates_each_class_at_its_pitch():
+    pitches = {"high": 1000.0, "low": 400.0}
+    gan = conditional_gan()
+    signals = [tone(4.0, rate=RATE, frequencies=(pitch,)) for pitch in pitches.values()]
+    gan.fit(FrameGenerator(signals, 4096, 16 * 5, 200, mode="slice", seed=0, labels=[0, 1]), epochs=1, verbose=0)
+    for name, pitch in pitches.items():
+        clips = models.generate_clips(gan.generator, 16, seed=1, classes=name)
+        peaks = np.fft.rfftfreq(4096, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(4096))), axis=1)]
+        assert np.mean(np.abs(peaks - pitch) < 40) >= 0.75, (name, peaks)
+
+
+def test_train_gan_with_labels_and_generate_a_class(tmp_path):
+    for name, pitch in (("high", 900), ("low", 300)):
+        write_wav(tmp_path / "tones" / name / "a.wav", tone(1.0, frequencies=(pitch,)))
+    run_dir = tmp_path / "run"
+    result = run_script("train_gan.py", "--train", tmp_path / "tones", "--labels", "folders", "--loss", "bce",
+                        "--slice-length", "4096", "--model-dim", "2", "--latent-dim", "8", "--epochs", "1",
+                        "--steps-per-epoch", "1", "--batch-size", "2", "--sample-every", "1", "--sample-clips", "2",
+                        "--output-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "classes (2, --labels folders): high, low" in result.stdout
+    assert json.loads((run_dir / "config.json").read_text())["class_names"] == ["high", "low"]
+    assert {p.name for p in (run_dir / "samples").glob("*.wav")} == {"epoch_0001_high.wav", "epoch_0001_low.wav"}
+    generator = run_dir / "generator.keras"
+    result = run_script("generate.py", generator, "--class", "low", "--num", "3", "--output-dir", tmp_path / "a")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"sample_00{i}_low.wav" for i in (1, 2, 3)]
+    result = run_script("generate.py", generator, "--num", "3", "--output-dir", tmp_path / "b")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["sample_001_high.wav", "sample_002_low.wav",
+                                                                  "sample_003_high.wav"]
+    for args, message in (((generator, "--class", "mid", "--output", tmp_path / "x.wav"), "unknown class 'mid'"),
+                          ((generator, "--output", tmp_path / "x.wav"), "is conditioned on classes"),
+                          (("--labels", "folders", "--train", tmp_path / "tones" / "high" / "a.wav"), "not a file")):
+        script = "train_gan.py" if args[0] == "--labels" else "generate.py"
+        if script == "train_gan.py":
+            args = (*args, "--output-dir", tmp_path / "r")
+        result = run_script(script, *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-1000:]
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "r").exists()
