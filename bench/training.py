@@ -189,7 +189,7 @@ def running_flops(model, inputs):
         positions = int(np.prod(output.shape[:-1]))  # batch x time (x period) of the output
         if type(layer).__name__ == "Conv1DTranspose":
             positions //= layer.strides[0]  # each input position's kernel makes `stride` outputs
-        total += 2 * layer.kernel.size * positions
+        total += 2 * int(np.prod(layer.kernel.shape)) * positions
     return total
 
 

@@ -163,13 +163,12 @@ def test_train_with_class_folders_end_to_end(tmp_path, capsys):
     assert audio_summaries(run_dir / "logs" / "samples") == {"sample/high": 1, "sample/low": 1}
     assert list((run_dir / "logs" / "train").glob("events.out.tfevents.*"))  # the scalars, beside them
     # A resumed run keeps its classes and conditioning shape.
-    from cli import UsageError
     from run import RunFolderError
 
     with pytest.raises(RunFolderError, match="--class-channels 8: the run was trained with 4"):
         train(["--resume", "--output-dir", run_dir, "--epochs", "2", "--class-channels", "8"])
     write_wav(root / "drums" / "c.wav", tone(1.5, frequencies=(600,)))
-    with pytest.raises(UsageError, match=r"trained with classes \['high', 'low'\], the audio now has"):
+    with pytest.raises(RunFolderError, match=r"trained with classes \['high', 'low'\], the audio now has"):
         train(["--resume", "--output-dir", run_dir, "--epochs", "2"])
     (root / "drums" / "c.wav").unlink()
     (root / "drums").rmdir()

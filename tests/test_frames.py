@@ -184,8 +184,12 @@ def test_conditioning_bad_arguments():
         FrameGenerator(data, 64, 2, 1, labels=[0])
     with pytest.raises(ValueError, match="padded"):
         FrameGenerator(data, 64, 2, 1, features=[p[:20] for p in padded], hop=50)
-    with pytest.raises(ValueError, match="slice"):
-        FrameGenerator(data, 64, 2, 1, mode="slice", labels=[0, 1])
+    with pytest.raises(ValueError, match="slice mode takes none"):
+        FrameGenerator(data, 64, 2, 1, mode="slice", features=[np.zeros((5, 4))] * len(data), hop=16)
+    with pytest.raises(ValueError, match="vocoder mode takes features"):
+        FrameGenerator(data, 64, 2, 1, mode="vocoder")
+    (batch,) = FrameGenerator(data, 64, 2, 1, mode="slice", labels=[0, 1])[0]  # a class-conditional GAN's batch
+    assert batch["waveform"].shape == (2, 64, 1) and batch["class_id"].shape == (2, 1)
 
 
 @pytest.mark.parametrize("mode", ["classifier", "regressor"])

@@ -118,6 +118,7 @@ def test_one_training_step_changes_generator_and_discriminators():
     assert mel.shape == (2, 8 + 2 * CONTEXT_FRAMES, 80) and audio.shape == (2, 8 * HOP, 1)
     for weight in (1.0, 0.0):
         gan = tiny_vocoder(adversarial_weight=weight)
+        gan.run_eagerly = True  # one step: tracing the graph would cost more than the step
         before = [w.copy() for w in gan.generator.get_weights()], [w.copy() for w in gan.discriminator.get_weights()]
         logs = gan.fit(frames, epochs=1, verbose=0).history
         changed = [any(not np.array_equal(a, b) for a, b in zip(old, new.get_weights()))
@@ -191,8 +192,6 @@ def test_train_gan_vocoder_interrupt_resume_and_generate(tmp_path):
         (("generate.py", generator, "--output", tmp_path / "x.wav"), "give --mel-from AUDIO or --mel"),
         (("generate.py", generator, "--mel-from", speech, "--temperature", "0.5", "--output", tmp_path / "x.wav"),
          "draws nothing at random"),
-        (("generate.py", generator, "--mel-from", speech, "--class", "a", "--output", tmp_path / "x.wav"),
-         "not conditioned on classes"),
         (("train_gan.py", "--condition", "mel", "--train", speech, "--loss", "bce", "--output-dir", tmp_path / "r"),
          "--loss: a WaveGAN setting"),
         (("train_gan.py", "--train", speech, "--stft-weight", "3", "--output-dir", tmp_path / "r"),
@@ -202,9 +201,6 @@ def test_train_gan_vocoder_interrupt_resume_and_generate(tmp_path):
         (("train_gan.py", "--condition", "mel", "--train", speech, "--mel-fmax", "5000", "--output-dir",
           tmp_path / "r"), "above the Nyquist frequency"),
     ]
-    np.save(tmp_path / "bins.npy", np.zeros((10, 40), np.float32))
-    refusals.append((("generate.py", generator, "--mel", tmp_path / "bins.npy", "--output", tmp_path / "x.wav"),
-                     "takes 80 mel bins"))
     for args, message in refusals:
         result = run_script(*args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr[-1000:])
