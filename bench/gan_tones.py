@@ -9,7 +9,7 @@ whose pitches are log-uniform in 220-1760 Hz, and every 100 steps draws 64 clips
 - the peak share: the fraction of a clip's energy within 3 FFT bins of its spectral peak (a pure tone: 1.0; the
   training clips score 1.00; white noise about 0.003), averaged over the clips;
 - the pitch spread: the standard deviation, in octaves, of the clips' peak frequencies (the training pitches:
-  0.88 for this draw; a generator that makes one pitch: 0);
+  0.85 for the first 64 of this draw; a generator that makes one pitch: 0);
 - the critic's loss, the generator's, and the mean peak amplitude of the clips (the tones': 0.5).
 The machine line (bench/machine.py) comes first: the steps/s depend on the CPU.
 """
