@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from models.layers import PACKAGE, AudioInput, ClassEmbedding
+from models.layers import PACKAGE, AudioInput, ClassEmbedding, class_ids
 from models.replicas import replica_position, replica_share
 
 SLICE_LENGTHS = (4096, 8192, 16384, 32768, 65536)
@@ -144,7 +144,48 @@ def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sampl
     return keras.Model([audio, class_id], keras.layers.Add(name="conditional_score")([score, projection]), name=name)
 
 
-class WaveGAN(keras.Model):
+class TwoOptimizerGAN(keras.Model):
+    """What both GAN trainers (`WaveGAN`, `models.gan_vocoder.VocoderGAN`) share: a generator and a discriminator,
+    each with its own optimiser, given to `compile`.
+
+    Args:
+        generator: the generator network.
+        discriminator: the discriminator network.
+        **kwargs: standard model arguments.
+    """
+
+    def __init__(self, generator, discriminator, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        # Both networks are built functional models; marking this one built spares Keras a symbolic call of it
+        # on a batch of audio (`call` takes the generator's input), which a tf.distribute strategy would make.
+        self.built = generator.built and discriminator.built
+
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        # No optimiser of its own: the two below do the work (Keras' default would build one for both networks).
+        super().compile(optimizer=None, **kwargs)
+        if keras.config.dtype_policy().name == "mixed_float16":
+            # float16 gradients underflow without loss scaling; bfloat16 needs none.
+            d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
+            g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        # Their variables are made now, in the caller's (strategy's) scope, not inside the first traced step.
+        d_optimizer.build(self.discriminator.trainable_variables)
+        g_optimizer.build(self.generator.trainable_variables)
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    @staticmethod
+    def _per_replica(loss):
+        """`loss` divided by the replicas in sync: their gradients are summed, and the sum is then the gradient of
+        the global batch's mean (as Keras' own `compute_loss` does)."""
+        return loss / replica_position()[1]
+
+
+class WaveGAN(TwoOptimizerGAN):
     """Trains a generator and a discriminator together with `fit`.
 
     Each batch holds `critic_steps` x batch_size real slices: the discriminator takes one step on each part,
@@ -172,52 +213,25 @@ class WaveGAN(keras.Model):
 
     def __init__(self, generator, discriminator, latent_dim=100, loss="wgan-gp", gp_weight=10.0, critic_steps=5,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(generator, discriminator, **kwargs)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.generator = generator
-        self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
         self.gan_loss = loss
         self.gp_weight = float(gp_weight)
         self.critic_steps = int(critic_steps)
         self.latent_seed = keras.random.SeedGenerator(0)
-        # Both networks are built functional models; marking this one built spares Keras a symbolic call of it
-        # on a batch of audio (`call` takes latent vectors), which a tf.distribute strategy would make.
-        self.built = generator.built and discriminator.built
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.gp_tracker = keras.metrics.Mean(name="gradient_penalty")
-
-    def compile(self, d_optimizer, g_optimizer, **kwargs):
-        # No optimiser of its own: the two below do the work (Keras' default would build one for both networks).
-        super().compile(optimizer=None, **kwargs)
-        if keras.config.dtype_policy().name == "mixed_float16":
-            # float16 gradients underflow without loss scaling; bfloat16 needs none.
-            d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
-            g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
-        self.d_optimizer = d_optimizer
-        self.g_optimizer = g_optimizer
-        # Their variables are made now, in the caller's (strategy's) scope, not inside the first traced step.
-        d_optimizer.build(self.discriminator.trainable_variables)
-        g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
         return [self.d_loss_tracker, self.g_loss_tracker, self.gp_tracker]
 
-    def call(self, z, training=False):
-        return self.generator(z, training=training)
-
     def sample_latents(self, count):
         return replica_share(lambda n: keras.random.uniform((n, self.latent_dim), -1.0, 1.0, seed=self.latent_seed),
                              count)
-
-    @staticmethod
-    def _per_replica(loss):
-        """`loss` divided by the replicas in sync: their gradients are summed, and the sum is then the gradient of
-        the global batch's mean (as Keras' own `compute_loss` does)."""
-        return loss / replica_position()[1]
 
     def _generate(self, batch, ids, training=True):
         z = self.sample_latents(batch)
@@ -376,8 +390,6 @@ def generate_clips(generator, num_clips, seed=None, batch_size=16, classes=None)
     if isinstance(num_clips, bool) or int(num_clips) != num_clips or num_clips < 0:
         raise ValueError(f"num_clips must be a whole number >= 0, got {num_clips!r}")
     num_clips = int(num_clips)
-    from models.generation import class_ids
-
     names = gan_class_names(generator)
     ids = None
     if names:

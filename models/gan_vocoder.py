@@ -22,8 +22,8 @@ import numpy as np
 from keras import ops
 
 from data.features import CONTEXT_FRAMES
+from models.gan import TwoOptimizerGAN
 from models.layers import PACKAGE, AudioInput, MelFeatures
-from models.replicas import replica_position
 
 RESIDUAL_DILATIONS = (1, 3, 9)
 PERIODS = (2, 3, 5, 7, 11)
@@ -230,7 +230,7 @@ def stft_loss(real, fake, resolutions):
     return total / len(resolutions)
 
 
-class VocoderGAN(keras.Model):
+class VocoderGAN(TwoOptimizerGAN):
     """Trains a mel-to-waveform generator against its discriminators with `fit`.
 
     Each batch is `(mel, audio)`: padded log-mel rows `(batch, frames + 2 * CONTEXT_FRAMES, n_mels)` and the audio
@@ -258,32 +258,17 @@ class VocoderGAN(keras.Model):
 
     def __init__(self, generator, discriminator, stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.generator = generator
-        self.discriminator = discriminator
+        super().__init__(generator, discriminator, **kwargs)
         self.stft_weight = float(stft_weight)
         self.feature_weight = float(feature_weight)
         self.adversarial_weight = float(adversarial_weight)
-        self.resolutions = stft_resolutions(generator.get_layer("mel_features").settings)
-        self.built = generator.built and discriminator.built  # as WaveGAN: no symbolic call of `call` on audio
+        self.resolutions = stft_resolutions(vocoder_settings(generator))
         names = ("d_loss", "g_loss", "stft_loss", "adversarial_loss", "feature_loss")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
-
-    def compile(self, d_optimizer, g_optimizer, **kwargs):
-        super().compile(optimizer=None, **kwargs)
-        if keras.config.dtype_policy().name == "mixed_float16":
-            d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
-            g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
-        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
-        d_optimizer.build(self.discriminator.trainable_variables)
-        g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
         return list(self.trackers.values())
-
-    def call(self, mel, training=False):
-        return self.generator(mel, training=training)
 
     def losses_of(self, mel, audio, training=True):
         """`(g_loss, d_loss, parts)` of one batch, the parts by name."""
@@ -312,11 +297,10 @@ class VocoderGAN(keras.Model):
         import tensorflow as tf  # the step is backend-specific, as in Keras' "customizing fit" guide
 
         mel, audio = data[0], data[1]
-        replicas = replica_position()[1]  # the replicas' gradients are summed: each takes its share of the mean
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             g_loss, d_loss, parts = self.losses_of(mel, audio)
-            g_scaled = self.g_optimizer.scale_loss(g_loss / replicas)
-            d_scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+            g_scaled = self.g_optimizer.scale_loss(self._per_replica(g_loss))
+            d_scaled = self.d_optimizer.scale_loss(self._per_replica(d_loss))
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, variables), variables))
         if self.adversarial_weight:

@@ -26,7 +26,7 @@ from data.features import CONTEXT_FRAMES, check_mel, pad_features, samples_for_f
 from data.mulaw import mu_law_bin_edges, mu_law_round_trip, mu_law_table
 from models import fallback
 from models.gan_vocoder import is_gan_vocoder, vocoder_request
-from models.layers import gate_halves
+from models.layers import class_ids, gate_halves  # noqa: F401  (class_ids: also models.generation's)
 from models.sampling import DISTRIBUTION_CODES, DRAWS_PER_STEP, sample
 from models.wavenet import wavenet_spec
 
@@ -245,30 +245,6 @@ def _as_audio(prime, name="prime"):
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} holds NaN or Inf samples")
     return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
-
-
-def class_ids(spec, classes):
-    """The integer ids of `classes` (names, or ids) for a model whose `WaveNetSpec` is `spec` (or whose class names,
-    in id order, are `spec`: a WaveGAN's).
-
-    Raises:
-        ValueError: the model has no classes, or a name or id it does not know (the message lists its classes).
-    """
-    names = tuple(getattr(spec, "class_names", spec))
-    if not names:
-        raise ValueError("this model was not trained with classes")
-    known = ", ".join(names)
-    ids = []
-    for value in np.atleast_1d(np.asarray(classes, dtype=object)).tolist():
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            if not 0 <= int(value) < len(names):
-                raise ValueError(f"class id {value} is out of range: the model has {len(names)} classes ({known})")
-            ids.append(int(value))
-        elif str(value) in names:
-            ids.append(names.index(str(value)))
-        else:
-            raise ValueError(f"unknown class {value!r}; the model's classes: {known}")
-    return np.array(ids, np.int32)
 
 
 def resolve_conditioning(spec, num_streams, classes, mel, prime=None):

@@ -373,3 +373,27 @@ class CropToLength(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "offset": self.offset}
+
+
+def class_ids(spec, classes):
+    """The integer ids of `classes` (names, or ids) for a model whose `WaveNetSpec` is `spec` (or whose class names,
+    in id order, are `spec`: a WaveGAN's).
+
+    Raises:
+        ValueError: the model has no classes, or a name or id it does not know (the message lists its classes).
+    """
+    names = tuple(getattr(spec, "class_names", spec))
+    if not names:
+        raise ValueError("this model was not trained with classes")
+    known = ", ".join(names)
+    ids = []
+    for value in np.atleast_1d(np.asarray(classes, dtype=object)).tolist():
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if not 0 <= int(value) < len(names):
+                raise ValueError(f"class id {value} is out of range: the model has {len(names)} classes ({known})")
+            ids.append(int(value))
+        elif str(value) in names:
+            ids.append(names.index(str(value)))
+        else:
+            raise ValueError(f"unknown class {value!r}; the model's classes: {known}")
+    return np.array(ids, np.int32)
