@@ -6,6 +6,12 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= (os.cpu_count() or 1):
+    # As many pytest-xdist workers as cores: one TensorFlow thread each (and in the scripts they start, which
+    # inherit the environment), not every worker's thread pools spinning on every core. The GAN and robustness
+    # tests ran about a fifth faster so on 2 cores.
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -21,6 +27,19 @@ def pytest_configure(config):
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+def pytest_collection_modifyitems(items):
+    """Runs the files that hold slow tests first, slow tests first within them, so that the two pytest-xdist
+    workers share out the long tests at the start instead of one of them finishing a long test alone at the end.
+    Each file's tests stay together, so a file's module fixtures are still built once per worker."""
+    files = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+    def slow(item):
+        return item.get_closest_marker("slow") is not None
+    order = sorted(files, key=lambda path: not any(map(slow, files[path])))
+    items[:] = [item for path in order for item in sorted(files[path], key=lambda item: not slow(item))]
 
 
 TINY = dict(stacks=2, layers=3, residual_channels=8, skip_channels=16)
@@ -63,6 +82,30 @@ def tiny_wavenet():
         return randomize(models.build_wavenet(head, loss, sample_rate=8000, **{**TINY, **overrides}), seed + 1)
 
     return build
+
+
+def run_main(script, *args):
+    """Runs a script's `main` in this process, through `cli.run` as its `__main__` block does; returns `(exit
+    status, stderr)`. For refusals of a loaded model and for a second run of a script whose fresh-process run
+    a test has already checked: a fresh interpreter spends most of its 6-8 s importing TensorFlow, which this
+    process has already done. The one-line, no-traceback contract of a refusal is the same."""
+    import contextlib
+    import importlib.util
+    import io
+
+    from cli import run
+
+    spec = importlib.util.spec_from_file_location(f"script_{Path(script).stem}", ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines main; `if __name__ == "__main__"` stays false
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            run(lambda: module.main([str(arg) for arg in args]), script)
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+    return status, stderr.getvalue()
 
 
 def run_script(script, *args, cwd=None, timeout=300, env=None):

@@ -224,10 +224,11 @@ def test_resume_continues_the_epochs(trained_run, tmp_path):
     assert_one_line_error(result, "--layers")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,flags,loss_column", [
     ("train_wavenet.py", ["--epochs", "1", *TINY_FLAGS], "loss"),
     ("train_gan.py", ["--slice-length", "4096", "--model-dim", "4", "--latent-dim", "16", "--epochs", "1",
-                      "--steps-per-epoch", "2", "--batch-size", "2", "--sample-every", "0"], "d_loss"),
+                      "--steps-per-epoch", "1", "--batch-size", "2", "--sample-every", "0"], "d_loss"),
 ])
 def test_mixed_bfloat16_training_through_the_cli(tmp_path, script, flags, loss_column):
     """bfloat16 compute (the WaveNet's hand-written convolution gradient included), float32 weights and loss."""

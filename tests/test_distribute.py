@@ -299,6 +299,7 @@ def test_the_keras_mends_were_checked_against_the_pinned_keras():
 # --- two replicas in one process compute what one does ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_replicas_train_the_wavenet_as_one_does(audio, tmp_path):
     """The logistic-mixture loss, the bits-per-sample metric and CausalConv1D's own gradient under a mirrored
     strategy of two devices: the same weights and losses as one device with the same global batch."""
@@ -318,6 +319,7 @@ def test_two_replicas_train_the_wavenet_as_one_does(audio, tmp_path):
                 assert float(a) == pytest.approx(float(b), rel=1e-5, abs=1e-5), name
 
 
+@pytest.mark.slow
 def test_two_replicas_train_the_wavegan_as_one_does():
     """WGAN-GP under two replicas: critic steps (two here, to keep the traced step small), the gradient penalty,
     both optimisers, and the random latents, mixing weights and phase shifts drawn for the global batch: the same
@@ -352,6 +354,7 @@ def test_two_replicas_train_the_wavegan_as_one_does():
 # --- two worker processes ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_workers_train_a_wavenet_in_sync_and_only_the_chief_writes(audio, tmp_path):
     run_dir = tmp_path / "run"
     results = cluster("train_wavenet.py", [*WAVENET_FLAGS, "--train", audio, "--output-dir", run_dir], tmp_path)
@@ -371,6 +374,7 @@ def test_two_workers_train_a_wavenet_in_sync_and_only_the_chief_writes(audio, tm
     assert_same_weights(weights(run_dir / "model.keras"), weights(tmp_path / "one" / "model.keras"))
 
 
+@pytest.mark.slow
 def test_two_workers_train_a_wavegan_in_sync_and_only_the_chief_writes(audio, tmp_path):
     run_dir = tmp_path / "run"
     # The cross-entropy GAN (one critic step) keeps the traced step small; WGAN-GP is tested on two replicas above.
@@ -384,6 +388,7 @@ def test_two_workers_train_a_wavegan_in_sync_and_only_the_chief_writes(audio, tm
     assert_written_by_the_chief(run_dir, results, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_signal_to_any_worker_stops_the_cluster_and_resume_continues_exactly(audio, tmp_path):
     import train_wavenet
 
@@ -419,6 +424,7 @@ def test_workers_given_different_settings_refuse_together(audio, tmp_path):
     assert not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_other_with_a_message_naming_it_and_the_run_resumes(audio, tmp_path):
     run_dir = tmp_path / "run"
     flags = [*WAVENET_FLAGS, "--train", audio, "--output-dir", run_dir, "--sample-every", "0"]

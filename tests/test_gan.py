@@ -7,7 +7,7 @@ import soundfile as sf
 
 import models
 from data.frames import FrameGenerator
-from tests.conftest import run_script, tone, write_wav
+from tests.conftest import run_main, run_script, tone, write_wav
 
 RATE = 8000
 
@@ -122,9 +122,11 @@ def test_keras_round_trip_of_both_in_a_fresh_process(tmp_path):
     assert result.stdout.split() == ["OK", "8000", "2"]
 
 
+@pytest.mark.slow
 def test_gan_learns_tones_of_several_pitches_not_one():
     # WGAN-GP at Adam 1e-3: the losses with one critic step (bce, least squares, hinge) collapsed to one pitch, and
-    # WGAN-GP at WaveGAN's 1e-4 was still noise after hundreds of steps (bench/gan_tones.py; README).
+    # WGAN-GP at WaveGAN's 1e-4 was still noise after hundreds of steps (bench/gan_tones.py; README). Collapse is
+    # rarer, not gone: seed 0 spreads its clips over the three pitches (4, 8, 20 of 32); seed 1 put all on 1200 Hz.
     pitches = np.array([300.0, 600.0, 1200.0])
     keras.utils.set_random_seed(0)
     gan = models.build_wavegan(16, 8, 4096, RATE, 2, "wgan-gp", 1e-3)
@@ -138,6 +140,7 @@ def test_gan_learns_tones_of_several_pitches_not_one():
     assert sum(np.sum(on_pitch & (nearest == i)) >= 3 for i in range(3)) >= 2, peaks  # several pitches, not one
 
 
+@pytest.mark.slow
 def test_train_gan_cli_generate_and_evaluate(tmp_path):
     audio = write_wav(tmp_path / "tones.wav", tone(3.0, frequencies=(300, 600)))
     run_dir = tmp_path / "run"
@@ -168,10 +171,7 @@ def test_train_gan_cli_generate_and_evaluate(tmp_path):
     results = json.loads(result.stdout)["results"]
     assert set(results) == {"generated", "held-out real", "white noise"}
     assert results["held-out real"]["frechet_distance"] < results["white noise"]["frechet_distance"]
-
-    result = run_script("train_gan.py", "--resume", "--output-dir", run_dir, "--epochs", "3")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert [row.split(",")[0] for row in (run_dir / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    # (--resume of a GAN run: tests/test_robust.py::test_gan_interrupt_and_resume_through_the_cli.)
 
 
 def test_generate_clips_counts():
@@ -185,7 +185,7 @@ def test_generate_clips_counts():
             models.generate_clips(generator, bad)
 
 
-def conditional_gan(model_dim=8, seed=0):
+def conditional_gan(model_dim=4, seed=0):
     keras.utils.set_random_seed(seed)
     # WGAN-GP: with bce the generator made one pitch for both classes (the collapse bench/gan_tones.py measures).
     return models.build_wavegan(16, model_dim, 4096, RATE, 2, "wgan-gp", 1e-3, class_names=("high", "low"),
@@ -214,17 +214,20 @@ def test_class_conditional_networks_take_a_class():
         models.generate_clips(tiny_gan().generator, 1, classes="low")
 
 
+@pytest.mark.slow
 def test_class_conditional_gan_generates_each_class_at_its_pitch():
     pitches = {"high": 1000.0, "low": 400.0}
     gan = conditional_gan()
     signals = [tone(4.0, rate=RATE, frequencies=(pitch,)) for pitch in pitches.values()]
-    gan.fit(FrameGenerator(signals, 4096, 16 * 5, 200, mode="slice", seed=0, labels=[0, 1]), epochs=1, verbose=0)
+    # Measured: seeds 0 and 1 both put all 16 clips of each class on its pitch after 150 steps (d=4, batch 8).
+    gan.fit(FrameGenerator(signals, 4096, 8 * 5, 150, mode="slice", seed=0, labels=[0, 1]), epochs=1, verbose=0)
     for name, pitch in pitches.items():
         clips = models.generate_clips(gan.generator, 16, seed=1, classes=name)
         peaks = np.fft.rfftfreq(4096, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(4096))), axis=1)]
         assert np.mean(np.abs(peaks - pitch) < 40) >= 0.75, (name, peaks)
 
 
+@pytest.mark.slow
 def test_train_gan_with_labels_and_generate_a_class(tmp_path):
     for name, pitch in (("high", 900), ("low", 300)):
         write_wav(tmp_path / "tones" / name / "a.wav", tone(1.0, frequencies=(pitch,)))
@@ -241,16 +244,15 @@ def test_train_gan_with_labels_and_generate_a_class(tmp_path):
     result = run_script("generate.py", generator, "--class", "low", "--num", "3", "--output-dir", tmp_path / "a")
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"sample_00{i}_low.wav" for i in (1, 2, 3)]
-    result = run_script("generate.py", generator, "--num", "3", "--output-dir", tmp_path / "b")
-    assert result.returncode == 0, result.stderr[-2000:]
+    status, stderr = run_main("generate.py", generator, "--num", "3", "--output-dir", tmp_path / "b")
+    assert status == 0, stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["sample_001_high.wav", "sample_002_low.wav",
                                                                   "sample_003_high.wav"]
     for args, message in (((generator, "--class", "mid", "--output", tmp_path / "x.wav"), "unknown class 'mid'"),
-                          ((generator, "--output", tmp_path / "x.wav"), "is conditioned on classes"),
-                          (("--labels", "folders", "--train", tmp_path / "tones" / "high" / "a.wav"), "not a file")):
-        script = "train_gan.py" if args[0] == "--labels" else "generate.py"
-        if script == "train_gan.py":
-            args = (*args, "--output-dir", tmp_path / "r")
-        result = run_script(script, *args)
-        assert result.returncode == 2 and message in result.stderr, result.stderr[-1000:]
+                          ((generator, "--output", tmp_path / "x.wav"), "is conditioned on classes")):
+        status, stderr = run_main("generate.py", *args)  # in this process: see run_main
+        assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    result = run_script("train_gan.py", "--labels", "folders", "--train", tmp_path / "tones" / "high" / "a.wav",
+                        "--output-dir", tmp_path / "r")
+    assert result.returncode == 2 and "not a file" in result.stderr, result.stderr[-1000:]
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "r").exists()

@@ -12,7 +12,7 @@ import models
 from data.features import CONTEXT_FRAMES, log_mel, mel_settings, pad_features
 from data.frames import FrameGenerator
 from models.gan_vocoder import PeriodFold, TrimEdges, stft_resolutions
-from tests.conftest import run_script, write_wav
+from tests.conftest import run_main, run_script, write_wav
 from tests.test_layers import run_layer_test
 
 RATE = 8000
@@ -127,29 +127,43 @@ def test_one_training_step_changes_generator_and_discriminators():
         assert np.isfinite(logs["g_loss"][0]) and logs["stft_loss"][0] > 0
 
 
-def test_training_brings_an_unseen_spectrograms_resynthesis_closer():
-    # What a tiny vocoder learns in a test's budget: the spectrum of what it makes from a spectrogram it never saw.
-    # (Following the pitch of an unseen tone is beyond 100-1,500 steps of it: see the closing note of issue 13.)
+def peak_frequencies(audio, window=512):
+    """The frequency of each hop's loudest spectral peak, in Hz (zero-padded FFT: 2 Hz bins)."""
+    frames = np.lib.stride_tricks.sliding_window_view(audio, window)[::HOP] * np.hanning(window)
+    return np.abs(np.fft.rfft(frames, 4096)).argmax(axis=1) * RATE / 4096
+
+
+@pytest.mark.slow
+def test_vocoder_follows_the_pitch_of_an_unseen_spectrogram():
+    # Tones gliding between random pitches, and the spectrogram of a glide it never saw. The STFT loss alone trains
+    # it (adversarial_weight 0: the discriminators' part is tested above and costs 7x the time per step). A noise
+    # floor in the audio matters: on pure tones the log-magnitude term is smallest for silence, and the generator
+    # went quiet. Measured: 82% (seed 0) and 87% (seed 1) of the unseen glide's frames within 60 Hz after 1,500
+    # steps, 0% before.
+    # Its output is near a harmonic of rate / hop (80 Hz) where the spectrogram stands still: upsampling a constant
+    # input by transposed convolutions repeats every hop samples, so 60 Hz, not 10.
     rng = np.random.default_rng(0)
     signals = [glide(2.0, *rng.uniform(150, 1200, 2)) + 0.01 * rng.standard_normal(2 * RATE).astype("f")
-               for _ in range(8)]
+               for _ in range(16)]
     unseen = glide(1.0, 300, 700) + 0.01 * rng.standard_normal(RATE).astype("f")
-    mel = log_mel(unseen, SETTINGS)
-    gan = tiny_vocoder(channels=32, learning_rate=1e-3)
-    resolutions = stft_resolutions(SETTINGS)
+    mel, true = log_mel(unseen, SETTINGS), peak_frequencies(unseen)
+    gan = tiny_vocoder(channels=32, adversarial_weight=0.0, learning_rate=1e-3)
 
-    def distance():
-        made = models.vocode(gan.generator, mel)
-        return float(models.stft_loss(unseen[None, :made.shape[1]], made, resolutions))
+    def on_pitch():
+        made = peak_frequencies(models.vocode(gan.generator, mel)[0])
+        count = min(len(made), len(true)) - 2  # the edge frames see padding
+        made, wanted = made[2:count], true[2:count]
+        return np.mean(np.abs(made - wanted) < 60), np.corrcoef(made, wanted)[0, 1] if made.std() else 0.0
 
-    before = distance()
+    before, _ = on_pitch()
     features = [pad_features(log_mel(signal, SETTINGS), SETTINGS) for signal in signals]
-    gan.fit(FrameGenerator(signals, 16 * HOP, 8, 100, mode="vocoder", features=features, hop=HOP), epochs=1,
+    gan.fit(FrameGenerator(signals, 16 * HOP, 8, 1500, mode="vocoder", features=features, hop=HOP), epochs=1,
             verbose=0)
-    after = distance()
-    assert after < 0.95 * before, (before, after)  # measured: 2.29 before, 2.06 after
+    after, correlation = on_pitch()
+    assert before < 0.3 and after >= 0.7 and correlation >= 0.85, (before, after, correlation)
 
 
+@pytest.mark.slow
 def test_train_gan_vocoder_interrupt_resume_and_generate(tmp_path):
     speech = write_wav(tmp_path / "speech.wav", np.concatenate([glide(1.5, 200, 600), glide(1.5, 700, 300)]))
     run_dir = tmp_path / "run"
@@ -183,15 +197,17 @@ def test_train_gan_vocoder_interrupt_resume_and_generate(tmp_path):
                                                                    SETTINGS))[0]
     np.testing.assert_allclose(audio, expected, atol=2 / 32768)  # the same audio, to 16-bit rounding
     np.save(tmp_path / "mel.npy", np.stack([log_mel(audio, SETTINGS)] * 2))
-    result = run_script("generate.py", generator, "--mel", tmp_path / "mel.npy", "--num", "2", "--output-dir",
-                        tmp_path / "out")
-    assert result.returncode == 0 and len(list((tmp_path / "out").glob("*.wav"))) == 2, result.stderr[-2000:]
+    status, stderr = run_main("generate.py", generator, "--mel", tmp_path / "mel.npy", "--num", "2", "--output-dir",
+                              tmp_path / "out")  # (the fresh process was the call above)
+    assert status == 0 and len(list((tmp_path / "out").glob("*.wav"))) == 2, stderr[-2000:]
 
-    # Refusals: one line, exit status 2, nothing written.
+    # Refusals: one line, exit status 2, nothing written (generate.py's in this process: see run_main).
+    for args, message in (((generator, "--output", tmp_path / "x.wav"), "give --mel-from AUDIO or --mel"),
+                          ((generator, "--mel-from", speech, "--temperature", "0.5", "--output", tmp_path / "x.wav"),
+                           "draws nothing at random")):
+        status, stderr = run_main("generate.py", *args)
+        assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (args, stderr)
     refusals = [
-        (("generate.py", generator, "--output", tmp_path / "x.wav"), "give --mel-from AUDIO or --mel"),
-        (("generate.py", generator, "--mel-from", speech, "--temperature", "0.5", "--output", tmp_path / "x.wav"),
-         "draws nothing at random"),
         (("train_gan.py", "--condition", "mel", "--train", speech, "--loss", "bce", "--output-dir", tmp_path / "r"),
          "--loss: a WaveGAN setting"),
         (("train_gan.py", "--train", speech, "--stft-weight", "3", "--output-dir", tmp_path / "r"),

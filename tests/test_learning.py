@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 import models
 from data.frames import FrameGenerator
@@ -15,6 +16,7 @@ def band_energy(spectrum, frequencies, centre, width=15.0):
     return spectrum[np.abs(frequencies - centre) <= width].sum()
 
 
+@pytest.mark.slow
 def test_wavenet_learns_a_chord():
     keras.utils.set_random_seed(0)
     chord = tone(20.0, rate=RATE, frequencies=TONES, amplitude=0.6)

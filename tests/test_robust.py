@@ -150,6 +150,7 @@ def test_kill_hook_signals_at_the_planned_occurrence_and_refuses_a_typo(monkeypa
     assert received == ["model.keras", "history.csv", signal.SIGUSR1, "model.keras", "model.keras"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", list(KILLS))
 def test_kill_9_at_each_point_leaves_a_run_that_resumes_to_the_same_result(tmp_path, speech_like, reference, point):
     latest_epoch, epochs_logged, left, sampled = KILLS[point]
@@ -168,6 +169,7 @@ def test_kill_9_at_each_point_leaves_a_run_that_resumes_to_the_same_result(tmp_p
     assert_same_run(run_dir, reference, sampled=sampled)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_writes_a_checkpoint_and_resume_finishes_the_run(tmp_path, speech_like, reference, signum):
     run_dir = tmp_path / "run"
@@ -186,6 +188,7 @@ def test_interrupt_writes_a_checkpoint_and_resume_finishes_the_run(tmp_path, spe
     assert_same_run(run_dir, reference, split_epochs={1})
 
 
+@pytest.mark.slow
 def test_second_interrupt_exits_at_once_and_keeps_the_checkpoint(tmp_path, speech_like, reference):
     # The first Ctrl-C in epoch 2; the second while its interrupt checkpoint (the run's third) is written, before
     # latest.json names it.
@@ -205,6 +208,7 @@ def test_second_interrupt_exits_at_once_and_keeps_the_checkpoint(tmp_path, speec
     assert_same_run(run_dir, reference)
 
 
+@pytest.mark.slow
 def test_resumed_losses_match_an_uninterrupted_run(tmp_path, speech_like, reference):
     run_dir = tmp_path / "run"
     result = train("--train", speech_like, "--output-dir", run_dir, *FLAGS, "--epochs", EPOCHS - 1)
@@ -228,6 +232,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, speech_like
     assert not (run_dir / "samples").exists()  # no sample of a broken epoch
 
 
+@pytest.mark.slow
 def test_nan_loss_with_lower_lr_gives_up_after_three_lowerings(tmp_path, speech_like):
     """At a learning rate of 1e25 the second step overflows, and still does at 1e24, 1e23 and 1e22."""
     run_dir = tmp_path / "run"
@@ -329,6 +334,7 @@ def test_fresh_run_refuses_a_folder_that_holds_a_run(tmp_path, speech_like, refe
     assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before  # untouched
 
 
+@pytest.mark.slow
 def test_gan_interrupt_and_resume_through_the_cli(tmp_path, speech_like):
     run_dir = tmp_path / "gan"
     flags = ["--train", speech_like, "--slice-length", "4096", "--model-dim", "4", "--latent-dim", "16",
