@@ -36,6 +36,7 @@ def pytest_collection_modifyitems(items):
     files = {}
     for item in items:
         files.setdefault(item.path, []).append(item)
+
     def slow(item):
         return item.get_closest_marker("slow") is not None
     order = sorted(files, key=lambda path: not any(map(slow, files[path])))
@@ -103,8 +104,8 @@ def run_main(script, *args):
         try:
             run(lambda: module.main([str(arg) for arg in args]), script)
             status = 0
-        except SystemExit as exit:
-            status = exit.code
+        except SystemExit as stop:
+            status = stop.code
     return status, stderr.getvalue()
 
 
