@@ -86,27 +86,26 @@ def tiny_wavenet():
 
 
 def run_main(script, *args):
-    """Runs a script's `main` in this process, through `cli.run` as its `__main__` block does; returns `(exit
-    status, stderr)`. For refusals of a loaded model and for a second run of a script whose fresh-process run
-    a test has already checked: a fresh interpreter spends most of its 6-8 s importing TensorFlow, which this
-    process has already done. The one-line, no-traceback contract of a refusal is the same."""
+    """Runs a script's `main(argv)` in this process through `cli.run`, as `python script ...` would; returns what
+    the process would have: `returncode`, `stdout`, `stderr`. For refusals of a loaded model and for further runs
+    of a script whose fresh-process run a test has already checked: a fresh interpreter spends most of its 6-8 s
+    importing TensorFlow, which this process has already done."""
     import contextlib
-    import importlib.util
+    import importlib
     import io
+    import types
 
-    from cli import run
+    import cli
 
-    spec = importlib.util.spec_from_file_location(f"script_{Path(script).stem}", ROOT / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # defines main; `if __name__ == "__main__"` stays false
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
+    module = importlib.import_module(script.removesuffix(".py"))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            run(lambda: module.main([str(arg) for arg in args]), script)
+            cli.run(lambda: module.main([str(arg) for arg in args]), script)
             status = 0
         except SystemExit as stop:
             status = stop.code
-    return status, stderr.getvalue()
+    return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def run_script(script, *args, cwd=None, timeout=300, env=None):

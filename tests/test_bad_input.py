@@ -8,10 +8,7 @@ runs (a WaveNet on a folder of 500 short files, a GAN) are trained once per modu
 damages them.
 """
 
-import contextlib
 import csv
-import importlib
-import io
 import json
 import os
 import shutil
@@ -19,34 +16,17 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TINY_FLAGS, run_script, tone, write_wav
+from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, tone, write_wav
 from tests.test_cli import assert_one_line_error
 
 GAN_FLAGS = ["--slice-length", "4096", "--model-dim", "4", "--latent-dim", "16", "--loss", "bce", "--batch-size", "2",
              "--steps-per-epoch", "1", "--sample-every", "0"]
 # A place no file can be created in, even by root (who ignores permission bits): /proc takes no new files.
 UNWRITABLE = "/proc/wavegen_test"
-
-
-def run_main(script, *args):
-    """Runs a script's `main(argv)` in this process through `cli.run`, as `python script ...` would; returns what
-    the process would have: `returncode`, `stdout`, `stderr`."""
-    import cli
-
-    module = importlib.import_module(script.removesuffix(".py"))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.run(lambda: module.main([str(arg) for arg in args]), script)
-            status = 0
-        except SystemExit as stop:
-            status = stop.code
-    return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def files_under(folder):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import ROOT, TINY_FLAGS, run_script, tone, write_wav
+from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, tone, write_wav
 from tests.test_audio import BAD_KINDS, make_bad
 
 
@@ -204,7 +204,7 @@ def test_evaluate_prints_bits_per_sample(trained_run, tmp_path):
     assert re.fullmatch(r"\d+\.\d{3} bits/sample", last)
     bits = float(last.split()[0])
     assert 0 < bits < 9
-    result = run_script("evaluate.py", run_dir / "model.keras", held_out, "--json")
+    result = run_main("evaluate.py", run_dir / "model.keras", held_out, "--json")  # (fresh process: above)
     report = json.loads(result.stdout)
     assert report["samples"] == 3999 and abs(report["bits_per_sample"] - bits) < 1e-3
 

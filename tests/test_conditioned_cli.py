@@ -5,7 +5,7 @@ no traceback, nothing written.
 Tiny untrained models are built and saved once per module. Refusals that come before TensorFlow loads and two
 end-to-end runs (generation compared with the API in this process: a fresh-process `.keras` round trip; evaluation)
 run the scripts as subprocesses; the rest call the script's `main` in this process through `cli.run`, as the
-script itself does (`tests.test_bad_input.run_main`), to keep the module under a minute on 2 cores.
+script itself does (`tests.conftest.run_main`), to keep the module under a minute on 2 cores.
 """
 
 import json
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import run_script, write_wav
-from tests.test_bad_input import files_under, run_main
+from tests.conftest import run_main, run_script, write_wav
+from tests.test_bad_input import files_under
 from tests.test_cli import assert_one_line_error
 
 RATE, HOP, BINS = 8000, 100, 16

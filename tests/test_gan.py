@@ -8,6 +8,7 @@ import soundfile as sf
 import models
 from data.frames import FrameGenerator
 from tests.conftest import run_main, run_script, tone, write_wav
+from tests.test_cli import assert_one_line_error
 
 RATE = 8000
 
@@ -166,7 +167,7 @@ def test_train_gan_cli_generate_and_evaluate(tmp_path):
     first = sf.read(str(tmp_path / "clips" / "sample_001.wav"))[0]
     assert len(first) == 4096 and len(list((tmp_path / "clips").iterdir())) == 3
 
-    result = run_script("evaluate.py", run_dir / "generator.keras", audio, "--num", "8", "--json")
+    result = run_main("evaluate.py", run_dir / "generator.keras", audio, "--num", "8", "--json")  # (fresh: above)
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads(result.stdout)["results"]
     assert set(results) == {"generated", "held-out real", "white noise"}
@@ -244,14 +245,14 @@ def test_train_gan_with_labels_and_generate_a_class(tmp_path):
     result = run_script("generate.py", generator, "--class", "low", "--num", "3", "--output-dir", tmp_path / "a")
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"sample_00{i}_low.wav" for i in (1, 2, 3)]
-    status, stderr = run_main("generate.py", generator, "--num", "3", "--output-dir", tmp_path / "b")
-    assert status == 0, stderr[-2000:]
+    result = run_main("generate.py", generator, "--num", "3", "--output-dir", tmp_path / "b")
+    assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["sample_001_high.wav", "sample_002_low.wav",
                                                                   "sample_003_high.wav"]
     for args, message in (((generator, "--class", "mid", "--output", tmp_path / "x.wav"), "unknown class 'mid'"),
                           ((generator, "--output", tmp_path / "x.wav"), "is conditioned on classes")):
-        status, stderr = run_main("generate.py", *args)  # in this process: see run_main
-        assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        result = run_main("generate.py", *args)  # in this process: see run_main
+        assert_one_line_error(result, message)
     result = run_script("train_gan.py", "--labels", "folders", "--train", tmp_path / "tones" / "high" / "a.wav",
                         "--output-dir", tmp_path / "r")
     assert result.returncode == 2 and "not a file" in result.stderr, result.stderr[-1000:]

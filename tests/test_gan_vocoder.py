@@ -13,6 +13,7 @@ from data.features import CONTEXT_FRAMES, log_mel, mel_settings, pad_features
 from data.frames import FrameGenerator
 from models.gan_vocoder import PeriodFold, TrimEdges, stft_resolutions
 from tests.conftest import run_main, run_script, write_wav
+from tests.test_cli import assert_one_line_error
 from tests.test_layers import run_layer_test
 
 RATE = 8000
@@ -197,16 +198,15 @@ def test_train_gan_vocoder_interrupt_resume_and_generate(tmp_path):
                                                                    SETTINGS))[0]
     np.testing.assert_allclose(audio, expected, atol=2 / 32768)  # the same audio, to 16-bit rounding
     np.save(tmp_path / "mel.npy", np.stack([log_mel(audio, SETTINGS)] * 2))
-    status, stderr = run_main("generate.py", generator, "--mel", tmp_path / "mel.npy", "--num", "2", "--output-dir",
-                              tmp_path / "out")  # (the fresh process was the call above)
-    assert status == 0 and len(list((tmp_path / "out").glob("*.wav"))) == 2, stderr[-2000:]
+    result = run_main("generate.py", generator, "--mel", tmp_path / "mel.npy", "--num", "2", "--output-dir",
+                      tmp_path / "out")  # (the fresh process was the call above)
+    assert result.returncode == 0 and len(list((tmp_path / "out").glob("*.wav"))) == 2, result.stderr[-2000:]
 
     # Refusals: one line, exit status 2, nothing written (generate.py's in this process: see run_main).
     for args, message in (((generator, "--output", tmp_path / "x.wav"), "give --mel-from AUDIO or --mel"),
                           ((generator, "--mel-from", speech, "--temperature", "0.5", "--output", tmp_path / "x.wav"),
                            "draws nothing at random")):
-        status, stderr = run_main("generate.py", *args)
-        assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (args, stderr)
+        assert_one_line_error(run_main("generate.py", *args), message)
     refusals = [
         (("train_gan.py", "--condition", "mel", "--train", speech, "--loss", "bce", "--output-dir", tmp_path / "r"),
          "--loss: a WaveGAN setting"),
