@@ -5,7 +5,7 @@ import pytest
 
 from data.audio import AudioCorpus, AudioError, split_validation
 from data.labels import load_labelled_audio
-from tests.conftest import TINY_FLAGS, tone, write_wav
+from tests.conftest import TINY_FLAGS, run_main, tone, write_wav
 
 
 def class_folders(root):
@@ -138,16 +138,6 @@ def test_labelled_split_holds_out_the_end_of_each_class():
     assert plain_train.labels is None and [len(s) for s in plain_validation.signals] == [2, 40, 10]
 
 
-def run_train(argv, capsys):
-    """`train_wavenet.py` in this process as `cli.run` runs it: `(exit status, stderr lines)`."""
-    import cli
-    import train_wavenet
-
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run(lambda: train_wavenet.main([str(arg) for arg in argv]), "train_wavenet.py")
-    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
-
-
 @pytest.mark.parametrize("case,problem", [
     ("labels_on_a_file", "needs --train to be a folder"),
     ("no_class_folders", "found no subfolders"),
@@ -160,7 +150,7 @@ def run_train(argv, capsys):
     ("fmin_above_fmax", "--mel-fmin 3000 Hz must be below --mel-fmax (2000 Hz)"),
     ("floor", "--mel-floor 2 must be below 1"),
 ])
-def test_train_refuses_bad_labels_and_mel_settings_in_one_line_writing_nothing(tmp_path, capsys, case, problem):
+def test_train_refuses_bad_labels_and_mel_settings_in_one_line_writing_nothing(tmp_path, case, problem):
     root = tmp_path / "data"
     write_wav(root / "low" / "a.wav", tone(1.0, frequencies=(300,)))
     write_wav(root / "high" / "b.wav", tone(1.0, frequencies=(1100,)))
@@ -184,7 +174,8 @@ def test_train_refuses_bad_labels_and_mel_settings_in_one_line_writing_nothing(t
     if case == "csv_validate_not_csv":
         csv.write_text("data/low/a.wav,low\n")
     run_dir = tmp_path / "run"
-    status, lines = run_train([*flags, "--output-dir", run_dir, *TINY_FLAGS], capsys)
+    result = run_main("train_wavenet.py", *flags, "--output-dir", run_dir, *TINY_FLAGS)
+    status, lines = result.returncode, result.stderr.strip().splitlines()
     assert status == 2
     assert len(lines) == 1 and problem in lines[0], lines
     assert lines[0].startswith("train_wavenet.py: error: ")
