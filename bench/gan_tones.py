@@ -68,10 +68,10 @@ def main():
     critic = models.critic_steps(args.loss)
     frames = FrameGenerator(tones, 4096, args.batch_size * critic, 100, mode="slice", seed=0,
                             epochs=max(1, args.steps // 100))
-    real = np.stack([tone[:4096] for tone in tones[:64]])
+    real_share, real_spread = tone_scores(np.stack([tone[:4096] for tone in tones[:64]]), args.rate)
     print(f"WaveGAN d={args.model_dim}, 4096 samples at {args.rate} Hz, batch {args.batch_size}, {args.loss}, "
-          f"Adam {args.learning_rate:g} (0.5, 0.9); training tones: peak share {tone_scores(real, args.rate)[0]:.2f}, "
-          f"pitch spread {tone_scores(real, args.rate)[1]:.2f} octaves")
+          f"Adam {args.learning_rate:g} (0.5, 0.9); training tones: peak share {real_share:.2f}, "
+          f"pitch spread {real_spread:.2f} octaves")
     print("| steps | seconds | critic loss | generator loss | peak share | pitch spread (octaves) | peak amplitude |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     start = time.perf_counter()

@@ -124,6 +124,11 @@ def test_keras_round_trip_of_both_in_a_fresh_process(tmp_path):
 
 
 @pytest.mark.slow
+def clip_peaks(clips):
+    """The frequency of each 4096-sample clip's largest spectral peak (Hann window), in Hz."""
+    return np.fft.rfftfreq(4096, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(4096))), axis=1)]
+
+
 def test_gan_learns_tones_of_several_pitches_not_one():
     # WGAN-GP at Adam 1e-3: the losses with one critic step (bce, least squares, hinge) collapsed to one pitch, and
     # WGAN-GP at WaveGAN's 1e-4 was still noise after hundreds of steps (bench/gan_tones.py; README). Collapse is
@@ -134,7 +139,7 @@ def test_gan_learns_tones_of_several_pitches_not_one():
     signals = [tone(2.0, rate=RATE, frequencies=(pitch,)) for pitch in pitches]
     gan.fit(FrameGenerator(signals, 4096, 8 * 5, 150, mode="slice", seed=0), epochs=1, verbose=0)
     clips = models.generate_clips(gan.generator, 32, seed=1)
-    peaks = np.fft.rfftfreq(4096, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(4096))), axis=1)]
+    peaks = clip_peaks(clips)
     nearest = np.argmin(np.abs(np.log(peaks[:, None] + 1) - np.log(pitches[None, :])), axis=1)
     on_pitch = np.abs(peaks - pitches[nearest]) <= 0.06 * pitches[nearest]
     assert on_pitch.mean() >= 0.75, peaks
@@ -224,7 +229,7 @@ def test_class_conditional_gan_generates_each_class_at_its_pitch():
     gan.fit(FrameGenerator(signals, 4096, 8 * 5, 150, mode="slice", seed=0, labels=[0, 1]), epochs=1, verbose=0)
     for name, pitch in pitches.items():
         clips = models.generate_clips(gan.generator, 16, seed=1, classes=name)
-        peaks = np.fft.rfftfreq(4096, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(4096))), axis=1)]
+        peaks = clip_peaks(clips)
         assert np.mean(np.abs(peaks - pitch) < 40) >= 0.75, (name, peaks)
 
 
