@@ -65,7 +65,7 @@ def resolve_mel_settings(config, sample_rate, window=None):
     """
     from data.features import mel_settings, samples_in
 
-    if config.condition != "mel":
+    if getattr(config, "condition", "mel") != "mel":  # (a token language model has no flag: always mel)
         return None
     nyquist = sample_rate / 2
     length = samples_in(config.mel_window_ms, sample_rate)

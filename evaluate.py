@@ -20,6 +20,13 @@ class-conditioned model on the class given by --class NAME, required for one (on
 For a GAN generator: Frechet distance of log-mel statistics, NDB (statistically different k-means bins) and the
 median nearest-neighbour distance (memorisation) of generated clips, each against clips of the training audio,
 next to the same measures for held-out real clips and for white noise.
+
+    python evaluate.py runs/lm-.../lm.keras held_out.wav [--train train.wav]
+
+For a token language model (train_lm.py): bits per token of the held-out audio's tokens (each given up to the
+model's context of tokens before it), next to unigram, bigram and trigram models (interpolated Witten-Bell) of the
+same tokens fitted on the training audio (--train; default: the files in the run's config.json); the last line is
+`X.XXX bits/token`.
 """
 
 import argparse
@@ -41,7 +48,8 @@ def build_parser():
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--class", dest="class_name", metavar="NAME",
                         help="class-conditioned WaveNet: score the audio as this class (required for one)")
-    parser.add_argument("--train", help="GAN: the training audio; default: the files in the run's config.json")
+    parser.add_argument("--train", help="GAN, token LM: the training audio; default: the files in the run's "
+                                         "config.json")
     parser.add_argument("--num", type=positive_int, default=64, help="GAN: clips per set (default: 64)")
     parser.add_argument("--seed", type=int, default=0, help="GAN: seed for the clips (default: 0)")
     return parser
@@ -60,22 +68,13 @@ def note_resampled(corpus, sample_rate):
 
 def evaluate_generator(generator, args):
     """Frechet distance, NDB and nearest-neighbour distance of generated, held-out real and noise clips."""
-    from pathlib import Path
-
     import models
     from data.audio import load_audio
     from evaluation import compare, random_clips
 
     sample_rate = generator.get_layer("audio").sample_rate
     length = generator.output_shape[1]
-    train_path = args.train
-    if train_path is None:
-        config = Path(args.model).resolve().parent / "config.json"
-        if not config.is_file():
-            raise UsageError("give --train: the generator's run folder has no config.json naming its data")
-        train_path = json.loads(config.read_text())["train_files"]
-    train = [s for path in ([train_path] if isinstance(train_path, str) else train_path)
-             for s in load_audio(path, sample_rate).signals]
+    train = [s for path in training_paths(args, "generator") for s in load_audio(path, sample_rate).signals]
     held_out = []
     for path in args.audio:
         corpus = load_audio(path, sample_rate)
@@ -97,6 +96,66 @@ def evaluate_generator(generator, args):
     for name, values in results.items():
         print(f"{name:16}{values['frechet_distance']:20.2f}{values['ndb']:16.2f}{values['nn_distance']:14.2f}")
     return results
+
+
+def training_paths(args, what):
+    """The training audio of `--train`, else the files named in the config.json beside the model."""
+    from pathlib import Path
+
+    if args.train is not None:
+        return [args.train]
+    config = Path(args.model).resolve().parent / "config.json"
+    if not config.is_file():
+        raise UsageError(f"give --train: the {what}'s run folder has no config.json naming its data")
+    return json.loads(config.read_text())["train_files"]
+
+
+def evaluate_lm(model, args):
+    """Bits per token of the held-out audio's tokens under the LM and under n-gram models of the training tokens."""
+    import models
+    from data.audio import load_audio
+    from evaluation import NGram, token_bits
+
+    if args.class_name is not None:
+        raise UsageError(f"--class: {args.model} is a token language model, which has no classes; leave --class out")
+    spec = models.lm_spec(model)
+    minimum = 2 * spec.mel.hop_length  # two frames: one token to predict the next from
+    train = [models.tokenize(model, s) for path in training_paths(args, "language model")
+             for s in load_audio(path, spec.sample_rate).signals]
+    baselines = {name: NGram(order, spec.vocabulary).fit(train)
+                 for name, order in (("unigram", 1), ("bigram", 2), ("trigram", 3))}
+    files, totals, count = [], dict.fromkeys(["token LM", *baselines], 0.0), 0
+    for path in args.audio:
+        corpus = load_audio(path, spec.sample_rate, min_samples=minimum, too_short_for="two tokens (two frames)")
+        note_resampled(corpus, spec.sample_rate)
+        for file, signal in zip(corpus.files, corpus.signals):
+            tokens = models.tokenize(model, signal)
+            scores = {"token LM": token_bits(model, tokens),
+                      **{name: baseline.bits(tokens) for name, baseline in baselines.items()}}
+            files.append({"file": str(file), "tokens": len(tokens) - 1,
+                          **{name: float(bits.mean()) for name, bits in scores.items()}})
+            for name, bits in scores.items():
+                totals[name] += float(bits.sum())
+            count += len(tokens) - 1
+    overall = {name: total / count for name, total in totals.items()}
+    best = min(baselines, key=lambda name: overall[name])
+    if args.json:
+        print(json.dumps({"model": args.model, "vocabulary": spec.vocabulary, "context": spec.context,
+                          "training_tokens": int(sum(len(t) for t in train)), "files": files, "tokens": count,
+                          "bits_per_token": overall, "best_baseline": best}, indent=2))
+        return overall
+    seconds = count * spec.mel.hop_length / spec.sample_rate
+    print(f"{count:,} held-out tokens ({seconds:.1f} s, {len(files)} file(s)); codebook of {spec.vocabulary}; "
+          f"n-grams fitted on {sum(len(t) for t in train):,} training tokens")
+    print(f"{'':28}{'bits/token':>12}")
+    for name, value in overall.items():
+        label = f"token LM (context {spec.context})" if name == "token LM" else name
+        print(f"{label:28}{value:12.3f}")
+    difference = overall[best] - overall["token LM"]
+    print(f"the token LM is {abs(difference):.3f} bits/token {'below' if difference > 0 else 'above'} the best "
+          f"n-gram ({best})")
+    print(f"{overall['token LM']:.3f} bits/token")
+    return overall
 
 
 def check_class(args, spec):
@@ -135,6 +194,8 @@ def main(argv=None):
             raise UsageError(f"--class {args.class_name}: " + (f"the generator's classes are {', '.join(names)}" if names
                              else "applies to class-conditioned models, not to this GAN generator"))
         return evaluate_generator(model, args)
+    if models.is_token_lm(model):
+        return evaluate_lm(model, args)
     if models.is_gan_vocoder(model):
         raise UsageError(f"{args.model}: a GAN vocoder; score it with bench/vocoder.py (it has no likelihood)")
     try:

@@ -6,6 +6,8 @@
     python generate.py runs/gan-.../generator.keras --num 8 --output-dir clips/ --seed 1   # GAN clips
     python generate.py runs/gan-.../generator.keras --class low --num 4 --output-dir clips/   # class-conditional
     python generate.py runs/gan-.../generator.keras --mel-from speech.wav --output resynth.wav   # GAN vocoder
+    python generate.py runs/lm-.../lm.keras --seconds 10 --output out.wav      # token language model
+    python generate.py runs/lm-.../lm.keras --prime start.wav --vocoder vocoder.keras --top-p 0.9 --output out.wav
 
 Conditioned WaveNets (trained with classes and/or log-mel spectrograms):
 
@@ -39,6 +41,13 @@ samples, so --seconds is refused with one, and so is --prime. A vocoder given no
 model without mel conditioning, and a spectrogram of the wrong bin count or settings are refused. Classes and a
 spectrogram combine (a voice from one class saying what the spectrogram says). Every refusal is one line, exit
 status 2, before anything is written.
+
+Token language models (train_lm.py): --seconds of tokens (one per log-mel frame) are sampled with cached decoding
+(--temperature, --top-k, --top-p), continuing the tokens of --prime when given (else starting from silence); the
+codebook inside the model turns them into log-mel frames, which --vocoder renders (a WaveNet vocoder of
+train_wavenet.py --condition mel, or a GAN vocoder of train_gan.py --condition mel, with the LM's mel settings)
+or, without one, librosa's Griffin-Lim. --num N writes N independent streams. The output is the continuation,
+without the prime. --top-k, --top-p and --vocoder apply to token language models only.
 """
 
 import argparse
@@ -46,8 +55,8 @@ import re
 import time
 from pathlib import Path
 
-from cli import (ArgumentParser, UsageError, non_negative_float, positive_float, positive_int, quiet_tensorflow,
-                 run, sigterm_interrupts)
+from cli import (ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float, positive_int,
+                 quiet_tensorflow, run, sigterm_interrupts)
 
 DEFAULT_SECONDS = 5.0
 DEFAULT_TEMPERATURE = 1.0
@@ -87,12 +96,32 @@ def build_parser():
                              help="mel-conditioned model (vocoder): generate from this log-mel spectrogram, .npy "
                                   "(frames, n_mels) or .npz with 'mel' and settings checked against the model's; "
                                   "(streams, frames, n_mels) gives one file per row")
+    parser.add_argument("--top-k", type=non_negative_int, default=None,
+                        help="token language model: sample among the K most likely tokens (default: 0, all)")
+    parser.add_argument("--top-p", type=unit_fraction, default=None,
+                        help="token language model: sample among the most likely tokens whose probabilities add up "
+                             "to P, in (0, 1] (default: 1, all)")
+    parser.add_argument("--vocoder", metavar="MODEL",
+                        help="token language model: render its log-mel frames with this vocoder (.keras from "
+                             "train_wavenet.py or train_gan.py --condition mel, same mel settings); default: "
+                             "Griffin-Lim")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     parser.add_argument("--engine", choices=("auto", "numba", "numpy"), default=None,
                         help="WaveNet generation path: the compiled kernel (numba), the portable NumPy path, or auto: "
                              "the kernel, and NumPy with a warning if it cannot be built (default: $WAVEGEN_ENGINE, "
                              "else auto); both give the same audio")
     return parser
+
+
+def unit_fraction(text):
+    """A float in (0, 1], for --top-p."""
+    value = positive_float(text)
+    if value > 1:
+        raise ValueError(f"must be in (0, 1], got {text}")
+    return value
+
+
+unit_fraction.__name__ = "number in (0, 1]"
 
 
 def spectrogram_flag(args):
@@ -238,6 +267,13 @@ def generate_files(args, paths):
         model = models.load_model(args.model)
     except models.ModelFileError as error:
         raise UsageError(str(error)) from None
+    if models.is_token_lm(model):
+        return write_lm_streams(args, model, paths)
+    given = [flag for flag, value in (("--top-k", args.top_k), ("--top-p", args.top_p), ("--vocoder", args.vocoder))
+             if value is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: appl{'ies' if len(given) == 1 else 'y'} to token language models "
+                         f"(train_lm.py) only; {args.model} is not one")
     if models.is_gan_generator(model):
         given = [flag for flag, value in (("--seconds", args.seconds), ("--temperature", args.temperature),
                                           ("--prime", args.prime), ("--mel-from", args.mel_from),
@@ -317,6 +353,68 @@ def generate_files(args, paths):
     print(f"wrote {len(paths)} file(s) of {num_samples / spec.sample_rate:g} s at {spec.sample_rate} Hz{conditioning} "
           f"in {seconds:.1f} s ({done * len(paths) / max(seconds, 1e-9):,.0f} samples/s): "
           f"{', '.join(str(p) for p in paths[:3])}{' ...' if len(paths) > 3 else ''}")
+    return paths
+
+
+def write_lm_streams(args, model, paths):
+    """Samples a token language model's streams, renders their frames and writes `paths` (one per stream)."""
+    import keras
+
+    import models
+    from data.audio import read_audio, write_audio
+
+    given = [flag for flag, value in (("--mel-from", args.mel_from), ("--mel", args.mel), ("--class", args.classes))
+             if value is not None]
+    if given:
+        raise UsageError(f"{given[0]}: {args.model} is a token language model, which makes its own log-mel frames "
+                         f"and has no classes; leave {given[0]} out")
+    spec = models.lm_spec(model)
+    vocoder = None
+    if args.vocoder is not None:
+        try:
+            vocoder = models.load_model(args.vocoder)
+            models.check_vocoder(spec.mel, vocoder, args.vocoder)
+        except ValueError as error:  # (ModelFileError is one)
+            raise UsageError(f"--vocoder {error}") from None
+    num_samples = wavenet_length(args, spec.sample_rate)
+    hop = spec.mel.hop_length
+    num_tokens = -(-num_samples // hop) + 1  # frames F render (F - 1) x hop samples
+    prime = None
+    if args.prime is not None:
+        signal = read_audio(args.prime, spec.sample_rate)[0]
+        if len(signal) < hop:
+            raise UsageError(f"--prime {args.prime}: {len(signal)} samples is shorter than one frame of the model "
+                             f"({hop} samples at {spec.sample_rate} Hz, one token)")
+        prime = models.tokenize(model, signal)
+    temperature = DEFAULT_TEMPERATURE if args.temperature is None else args.temperature
+    progress = keras.utils.Progbar(num_tokens, unit_name="token")
+
+    def advance(done):
+        if done % 50 == 0 or done == num_tokens:
+            progress.update(done)
+
+    start = time.perf_counter()
+    tokens = models.generate_tokens(model, num_tokens, num_streams=len(paths), prime=prime, temperature=temperature,
+                                    top_k=args.top_k or 0, top_p=1.0 if args.top_p is None else args.top_p,
+                                    seed=args.seed, progress=advance)
+    token_seconds = time.perf_counter() - start
+    audio = models.render_frames(models.detokenize(model, tokens), spec.mel, vocoder, seed=args.seed,
+                                 engine=args.engine)[:, :num_samples]
+    render_seconds = time.perf_counter() - start - token_seconds
+    created, finished = make_folders(paths), False
+    try:
+        for path, stream in zip(paths, audio):
+            write_audio(path, stream, spec.sample_rate)
+        finished = True
+    finally:
+        if not finished:
+            remove_folders(created)
+    rate = num_tokens * len(paths) / max(token_seconds, 1e-9)
+    print(f"wrote {len(paths)} file(s) of {num_samples / spec.sample_rate:g} s at {spec.sample_rate} Hz"
+          f"{', continuing ' + args.prime if prime is not None else ''}: {', '.join(str(p) for p in paths[:3])}"
+          f"{' ...' if len(paths) > 3 else ''}\n{num_tokens * len(paths):,} tokens in {token_seconds:.2f} s "
+          f"({rate:,.0f} tokens/s, {rate * hop / spec.sample_rate:.1f}x real time); rendered by "
+          f"{args.vocoder or 'Griffin-Lim'} in {render_seconds:.2f} s")
     return paths
 
 

@@ -4,6 +4,6 @@ The run machinery (guard, checkpoints, history, the training driver) is the `run
 """
 
 from callbacks.save_audio import SaveAudio, save_spectrogram
-from callbacks.training import CrossEntropyBits, Throughput
+from callbacks.training import CrossEntropyBits, KeepBest, Throughput
 
-__all__ = ["CrossEntropyBits", "SaveAudio", "Throughput", "save_spectrogram"]
+__all__ = ["CrossEntropyBits", "KeepBest", "SaveAudio", "Throughput", "save_spectrogram"]

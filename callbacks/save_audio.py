@@ -46,7 +46,8 @@ class SaveAudio(keras.callbacks.Callback):
     resynthesises a fixed clip from its log-mel spectrogram `mel` (computed once by the trainer), written as
     `epoch_NNNN.wav`, with the clip itself (`original`) written once as `original.wav` to compare with. In `"gan"`
     mode the model's `generator` turns the fixed `latents`, chosen once at the start, into clips that are joined
-    with short silences, so epochs sound comparable.
+    with short silences, so epochs sound comparable. In `"lm"` mode a token language model continues the tokens of
+    `prime` for `seconds`, and Griffin-Lim renders the frames of its tokens (`models.lm.render_frames`).
 
     With `log_dir`, every sample also goes to TensorBoard as audio (`tf.summary.audio`, step = the epoch), in its
     own event files there (the trainer gives `<run>/logs/samples`, beside the scalars of `logs/train`).
@@ -61,11 +62,12 @@ class SaveAudio(keras.callbacks.Callback):
         sample_rate: the audio's rate in Hz.
         every: epochs between samples; 0 turns the callback off.
         seconds: length of a WaveNet sample (not of a resynthesis: the spectrogram sets that).
-        mode: `"wavenet"`, `"gan"` (a WaveGAN: one file of clips, or one per class) or `"vocoder"` (a GAN
-            vocoder's resynthesis of `mel`).
-        prime: audio that WaveNet samples continue (1-D, in [-1, 1]); unused with classes or a spectrogram.
+        mode: `"wavenet"`, `"gan"` (a WaveGAN: one file of clips, or one per class), `"vocoder"` (a GAN
+            vocoder's resynthesis of `mel`) or `"lm"` (a token language model's continuation of `prime`).
+        prime: audio that WaveNet (and token LM) samples continue (1-D, in [-1, 1]); unused with classes or a
+            spectrogram.
         latents: `(clips, latent_dim)` latent vectors for GAN samples.
-        temperature: WaveNet sampling temperature.
+        temperature: WaveNet (or token) sampling temperature.
         seed: seed for WaveNet sampling, so the same epoch gives the same sample.
         classes: the classes to sample, one stream each; default: a class-conditioned model's own classes.
         max_classes: at most this many classes are sampled.
@@ -81,8 +83,8 @@ class SaveAudio(keras.callbacks.Callback):
     def __init__(self, directory, sample_rate, every=1, seconds=1.0, mode="wavenet", prime=None, latents=None,
                  temperature=1.0, seed=0, classes=None, max_classes=4, mel=None, original=None, log_dir=None):
         super().__init__()
-        if mode not in ("wavenet", "gan", "vocoder"):
-            raise ValueError(f"mode must be 'wavenet', 'gan' or 'vocoder', got {mode!r}")
+        if mode not in ("wavenet", "gan", "vocoder", "lm"):
+            raise ValueError(f"mode must be 'wavenet', 'gan', 'vocoder' or 'lm', got {mode!r}")
         self.directory = Path(directory)
         self.sample_rate = int(sample_rate)
         self.every = int(every)
@@ -105,6 +107,14 @@ class SaveAudio(keras.callbacks.Callback):
             from models.gan_vocoder import vocode
 
             return [("", vocode(self.model.generator, self.mel)[0])]
+        if self.mode == "lm":
+            from models.lm import detokenize, generate_tokens, lm_spec, render_frames, tokenize
+
+            settings = lm_spec(self.model).mel
+            count = max(1, int(round(self.seconds * self.sample_rate / settings.hop_length)))
+            tokens = generate_tokens(self.model, count + 1, prime=tokenize(self.model, self.prime),
+                                     temperature=self.temperature, seed=self.seed)
+            return [("", render_frames(detokenize(self.model, tokens), settings, seed=self.seed)[0])]
         if self.mode == "gan":
             from models.gan import gan_class_names
             from models.generation import class_ids

@@ -46,9 +46,50 @@ class CrossEntropyBits(keras.callbacks.Callback):
 
     For the classifier the mean cross-entropy in nats over all targets *is* the bits per sample times ln 2, so
     this costs nothing, where a metric would compute the softmax a second time in every training step.
+
+    Args:
+        name: the log's name (`"bits_per_token"` for a token language model).
     """
+
+    def __init__(self, name="bits_per_sample"):
+        super().__init__()
+        self.name = name
 
     def on_epoch_end(self, epoch, logs=None):
         for prefix in ("", "val_"):
             if logs is not None and f"{prefix}loss" in logs:
-                logs[f"{prefix}bits_per_sample"] = float(logs[f"{prefix}loss"]) / math.log(2.0)
+                logs[f"{prefix}{self.name}"] = float(logs[f"{prefix}loss"]) / math.log(2.0)
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Saves the model to `path` (atomically) after each whole epoch whose `monitor` log is the lowest so far:
+    early stopping's choice, kept while training goes on.
+
+    An epoch cut short (interrupt, NaN, time limit: `stop_training` is set) is not considered. Put it after the
+    callbacks that add `monitor` to the logs.
+
+    Args:
+        path: the `.keras` file to write.
+        monitor: the log to minimise.
+        best: the lowest value of the epochs before this fit (a resumed run's history), beaten to save.
+
+    Example:
+
+    >>> model.fit(frames, validation_data=held_out, callbacks=[KeepBest("run/best.keras")])
+    """
+
+    def __init__(self, path, monitor="val_loss", best=math.inf):
+        super().__init__()
+        self.path = path
+        self.monitor = monitor
+        self.best = float(best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from data.files import replace_atomically
+
+        value = (logs or {}).get(self.monitor)
+        if value is None or getattr(self.model, "stop_training", False) or not math.isfinite(float(value)):
+            return
+        if float(value) < self.best:
+            self.best = float(value)
+            replace_atomically(lambda tmp: self.model.save(tmp), self.path)

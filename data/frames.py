@@ -6,7 +6,7 @@ import numpy as np
 from data.features import CONTEXT_FRAMES
 from data.mulaw import QUANTIZATION_CHANNELS, mu_law_encode, mu_law_table
 
-MODES = ("classifier", "regressor", "slice", "vocoder")
+MODES = ("classifier", "regressor", "slice", "vocoder", "tokens")
 ENCODE_BLOCK = 1 << 20
 
 
@@ -34,6 +34,8 @@ class FrameGenerator(keras.utils.PyDataset):
         - `"vocoder"` (GAN vocoder; needs `features`): `x` = the padded log-mel rows of a window, `(batch,
           mel_frames, n_mels)`; `y` = its `frame_size` samples as float32, `(batch, frame_size, 1)`, the targets of
           the regressor's window (the first one a multiple of `hop`).
+        - `"tokens"` (token language model; `signals` are int token sequences, `data.tokens`): `x` = window[:-1],
+          `y` = window[1:], both int32 `(batch, frame_size)`.
 
     Conditioning (WaveNet modes only): with `labels` and/or `features`, `x` is a dict keyed by the model's input
     names, `{"waveform": x, "class_id": (batch, 1) int32, "mel": (batch, mel_frames, n_mels) float32}` (only the
@@ -46,12 +48,12 @@ class FrameGenerator(keras.utils.PyDataset):
     `frame_size + hop` samples (shorter ones are left out, with their labels and features).
 
     Args:
-        signals: list of 1-D float arrays in [-1, 1].
+        signals: list of 1-D float arrays in [-1, 1] (mode "tokens": 1-D int token sequences).
         frame_size: samples the model sees per window.
         batch_size: windows per batch.
         steps_per_epoch: batches per epoch.
         epochs: epochs the stream spans.
-        mode: one of `"classifier"`, `"regressor"`, `"slice"`.
+        mode: one of `MODES`.
         seed: integer seed.
         reshuffle: draw new windows every epoch.
         quantization_channels: mu-law classes.
@@ -85,6 +87,8 @@ class FrameGenerator(keras.utils.PyDataset):
             raise ValueError("features condition a WaveNet or a vocoder; slice mode takes none")
         if mode == "vocoder" and (features is None or labels is not None):
             raise ValueError("vocoder mode takes features (padded log-mels) and no labels")
+        if mode == "tokens" and (features is not None or labels is not None):
+            raise ValueError("tokens mode takes token sequences only, no labels or features")
         for name, given in (("labels", labels), ("features", features)):
             if given is not None and len(given) != len(signals):
                 raise ValueError(f"{name} must have one entry per signal ({len(signals)}), got {len(given)}")
@@ -110,7 +114,7 @@ class FrameGenerator(keras.utils.PyDataset):
         # The shortest usable signal: one window whose first target is a multiple of the hop (start hop - 1).
         shortest = self.window + self.hop - 1
         keep = [i for i, s in enumerate(signals) if len(s) >= shortest]
-        signals = [np.asarray(signals[i], dtype=np.float32) for i in keep]
+        signals = [np.asarray(signals[i], dtype=np.int32 if mode == "tokens" else np.float32) for i in keep]
         if not signals:
             raise ValueError(f"no signal is at least {shortest} samples long")
         self.labels = None if labels is None else np.array([int(labels[i]) for i in keep], np.int32)
@@ -179,6 +183,8 @@ class FrameGenerator(keras.utils.PyDataset):
             return ({"waveform": self.audio[rows][..., None], "class_id": self.labels[signal][:, None]},)
         if self.mode == "vocoder":
             return self._mel_rows(signal, start), self.audio[rows[:, 1:]][..., None]
+        if self.mode == "tokens":
+            return self.audio[rows[:, :-1]], self.audio[rows[:, 1:]]
         codes = self.codes[rows]
         x = self.table[codes[:, :-1]][..., None]
         y = codes[:, 1:].astype(np.int32) if self.mode == "classifier" else self.audio[rows[:, 1:]][..., None]
@@ -224,6 +230,8 @@ class FrameGenerator(keras.utils.PyDataset):
         if self.mode == "vocoder":
             signature = (tf.TensorSpec((None, self.mel_frames, self.n_mels), tf.float32),
                          tf.TensorSpec((None, frame, 1), tf.float32))
+        elif self.mode == "tokens":
+            signature = (tf.TensorSpec((None, frame), tf.int32),) * 2
         elif self.mode == "slice":
             signature = (x,)
         elif self.mode == "classifier":

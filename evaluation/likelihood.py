@@ -91,3 +91,29 @@ def signal_bits(model, spec, signal, chunk=16384, class_id=None, mel=None):
             y_true = scored[None, :, None]
         bits.append(np.asarray(models.bits_per_sample(spec.distribution, y_true, params, spec.num_classes))[0])
     return np.concatenate(bits) if bits else np.zeros(0, np.float32)
+
+
+def token_bits(model, tokens):
+    """Bits of each token of a token language model's sequence after the first, given all the tokens before it
+    (each attention layer seeing its band of `context` tokens): what one pass of the model over the whole sequence
+    gives, computed token by token with the cached decoder (`models.CachedTokenLM`), so memory stays flat
+    whatever the length.
+
+    Args:
+        model: a `models.build_token_lm` model.
+        tokens: 1-D int tokens.
+
+    Returns:
+        `(len(tokens) - 1,)` float64 bits.
+    """
+    from models.lm import CachedTokenLM
+
+    tokens = np.asarray(tokens, np.int64).reshape(-1)
+    decoder = CachedTokenLM(model)
+    decoder.reset(1)
+    bits = np.empty(max(len(tokens) - 1, 0), np.float64)
+    for t in range(len(bits)):
+        logits = decoder.step(tokens[t:t + 1])[0].astype(np.float64)
+        top = logits.max()
+        bits[t] = (top + np.log(np.exp(logits - top).sum()) - logits[tokens[t + 1]]) / np.log(2.0)
+    return bits

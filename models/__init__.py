@@ -14,11 +14,17 @@ from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, Strea
                                generate_chunks, generate_naive, pack_weights)
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
                            FrameUpsampler, OutputDistribution)
+from models.lm import (CachedTokenLM, LMSpec, MelCodebook, RotaryCausalAttention, TokenInput, build_token_lm,
+                       check_vocoder, codebook_of, detokenize, generate_tokens, is_token_lm, lm_spec, render_frames,
+                       set_codebook, tokenize)
 from models.loading import ModelFileError, load_model
 from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, distribution_for, receptive_field,
                             wavenet_spec)
 
-__all__ = ["PeriodFold", "TrimEdges", "VocoderGAN", "build_vocoder_discriminator", "build_vocoder_gan",
+__all__ = ["CachedTokenLM", "LMSpec", "MelCodebook", "RotaryCausalAttention", "TokenInput", "build_token_lm",
+           "check_vocoder", "codebook_of", "detokenize", "generate_tokens", "is_token_lm", "lm_spec", "render_frames",
+           "set_codebook", "tokenize",
+           "PeriodFold", "TrimEdges", "VocoderGAN", "build_vocoder_discriminator", "build_vocoder_gan",
            "build_vocoder_generator", "gan_class_names", "is_gan_vocoder", "stft_loss", "upsample_factors", "vocode",
            "vocoder_settings", "vocoder_spec", "AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",
            "GatedActivation", "IncrementalWaveNet", "MelFeatures", "ModelFileError", "OutputDistribution", "PackedWeights",

@@ -66,3 +66,34 @@ def sample(params, temperature, uniforms, distribution, mixtures, edges, table):
     value = np.clip(value, -1.0, 1.0)
     codes = np.clip(np.searchsorted(edges, value.astype(np.float32), side="right") - 1, 0, len(table) - 1)
     return value, table[codes]
+
+
+def filtered_categorical(logits, temperature, uniforms, top_k=0, top_p=1.0):
+    """`categorical` after keeping, per row, only the `top_k` largest logits (0: all) and the smallest set of most
+    likely classes whose probabilities (at `temperature`) add up to at least `top_p` (1: all): top-k and nucleus
+    sampling. Temperature 0 takes the argmax.
+
+    Args:
+        logits: `(streams, classes)`.
+        temperature: >= 0.
+        uniforms: `(streams,)` in [0, 1).
+        top_k: classes kept per row; 0 keeps all.
+        top_p: probability mass kept per row, in (0, 1].
+    """
+    logits = np.asarray(logits, np.float64)
+    if temperature == 0.0:
+        return np.argmax(logits, axis=1)
+    scaled = logits / temperature
+    if 0 < top_k < scaled.shape[1]:
+        kth = np.partition(scaled, -top_k, axis=1)[:, -top_k]
+        scaled = np.where(scaled < kth[:, None], -np.inf, scaled)
+    if top_p < 1.0:
+        ordered = -np.sort(-scaled, axis=1)
+        probabilities = np.exp(ordered - ordered[:, :1])
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        # Keep a class while the mass of the classes before it is below top_p (the first is always kept).
+        before = np.cumsum(probabilities, axis=1) - probabilities
+        kept = np.maximum((before < top_p).sum(axis=1), 1)
+        threshold = ordered[np.arange(len(ordered)), kept - 1]
+        scaled = np.where(scaled < threshold[:, None], -np.inf, scaled)
+    return categorical(scaled, 1.0, uniforms)

@@ -23,7 +23,8 @@ from run.errors import RunFolderError
 # "trainer"): the name messages use, a file only their checkpoints hold (which tells runs made before the
 # trainer was recorded), and the script that continues such a run.
 TRAINERS = {"wavenet": ("WaveNet", "model.keras", "train_wavenet.py"),
-            "gan": ("GAN", "generator.keras", "train_gan.py")}
+            "gan": ("GAN", "generator.keras", "train_gan.py"),
+            "lm": ("token language model", "lm.keras", "train_lm.py")}
 CHECKPOINT_NAME = re.compile(r"epoch_(\d+)(?:_step_(\d+))?")
 # Settings that describe the machines a run trained on, not the run: a resumed run takes them from its own flags
 # (a multi-worker run may be resumed on one machine).

@@ -1,0 +1,297 @@
+"""The token language model (train_lm.py): tokens, layers, causality, cached decoding, sampling, n-gram baselines,
+the learning test (a melody longer than a WaveNet's receptive field), and the command line with its refusals."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import models
+from data.features import log_mel, mel_settings
+from data.frames import FrameGenerator
+from data.tokens import Codebook, decode_tokens, encode_frames, fit_codebook, residual_codebooks
+from evaluation import NGram, token_bits
+from models.lm import MelCodebook, RotaryCausalAttention, TokenInput
+from models.sampling import filtered_categorical
+from tests.conftest import run_main, run_script, tone, write_wav
+from tests.test_cli import assert_one_line_error
+from tests.test_layers import run_layer_test
+
+RATE = 8000
+SETTINGS = mel_settings(RATE)  # hop 100: 80 tokens per second
+HOP = SETTINGS.hop_length
+NOTE_SECONDS = 0.25
+MELODY = (262.0, 330.0, 392.0, 523.0, 440.0, 349.0, 294.0, 494.0)  # Hz; repeats every 2 s
+
+
+def melody(seconds, first_note=0):
+    """The eight-note melody (0.25 s per note) from note `first_note`, for `seconds`."""
+    t = np.arange(int(NOTE_SECONDS * RATE)) / RATE
+    notes = [0.5 * np.sin(2 * np.pi * MELODY[(first_note + i) % len(MELODY)] * t)
+             for i in range(int(round(seconds / NOTE_SECONDS)))]
+    return np.concatenate(notes).astype(np.float32)
+
+
+def random_codebook(size=16, bins=80, seed=0):
+    rng = np.random.default_rng(seed)
+    return Codebook(rng.normal(-5, 1, bins).astype(np.float32), rng.uniform(0.5, 2, bins).astype(np.float32),
+                    rng.normal(0, 1, (size, bins)).astype(np.float32))
+
+
+def tiny_lm(context=32, size=16, seed=0, layers=2, **kwargs):
+    keras.utils.set_random_seed(seed)
+    lm = models.build_token_lm(SETTINGS, size, context, model_dim=16, layers=layers, heads=2, dropout=0.0,
+                               **kwargs)
+    models.set_codebook(lm, random_codebook(size, seed=seed))
+    for layer in lm.layers:  # random biases and norms too, so no test passes by zeros
+        if layer.weights and layer.name != "codebook":
+            layer.set_weights([w + np.random.default_rng(seed).normal(0, 0.2, w.shape).astype(w.dtype)
+                               for w in layer.get_weights()])
+    return lm
+
+
+def test_codebook_fits_encodes_and_decodes():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(-4, 2, (6, 10))
+    frames = (centres[rng.integers(0, 6, 600)] + rng.normal(0, 0.01, (600, 10))).astype(np.float32)
+    codebook = fit_codebook(frames, 6, seed=0)
+    tokens = encode_frames(frames, *codebook)
+    assert tokens.shape == (600,) and tokens.dtype == np.int32 and len(np.unique(tokens)) == 6
+    rebuilt = decode_tokens(tokens, *codebook)
+    assert np.abs(rebuilt - frames).mean() < 0.02  # six clusters, six entries: only the noise is lost
+    floored = decode_tokens(tokens, *codebook, floor=-3.0)
+    assert floored.min() >= -3.0
+    books, stages = residual_codebooks(frames, (3, 3), seed=0)
+    assert len(books) == 2 and np.abs(stages[1] - frames).mean() < np.abs(stages[0] - frames).mean()
+    with pytest.raises(ValueError, match="distinct frames"):
+        fit_codebook(np.zeros((50, 10), np.float32), 4)
+
+
+def test_token_frame_generator_shifts_by_one():
+    tokens = np.arange(100, dtype=np.int32) % 7
+    frames = FrameGenerator([tokens], 10, 3, 5, mode="tokens", seed=0)
+    x, y = frames[0]
+    assert x.shape == y.shape == (3, 10) and x.dtype == y.dtype == np.int32
+    np.testing.assert_array_equal(y[:, :-1], x[:, 1:])
+    np.testing.assert_array_equal(y[:, -1], (x[:, -1] + 1) % 7)
+    batches = list(frames.as_dataset().take(2))
+    np.testing.assert_array_equal(batches[0][0].numpy(), x)
+    with pytest.raises(ValueError, match="tokens mode"):
+        FrameGenerator([tokens], 10, 3, 5, mode="tokens", labels=[0])
+
+
+def test_layers_round_trip_and_compute():
+    run_layer_test(RotaryCausalAttention, {"heads": 2, "head_dim": 4, "window": 3}, (2, 6, 8), (2, 6, 8), 4)
+    layer = TokenInput(16, 64)
+    assert TokenInput.from_config(layer.get_config()).get_config() == layer.get_config()
+    np.testing.assert_array_equal(np.asarray(layer(np.array([[3, 20, -1]]))), [[3, 15, 0]])
+    codebook = MelCodebook(SETTINGS, 16)
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(codebook), safe_mode=True)
+    assert revived.get_config() == codebook.get_config() and revived.settings == SETTINGS
+    codebook.set_codebook(random_codebook())
+    assert not codebook.trainable_weights
+    np.testing.assert_allclose(np.asarray(codebook(np.array([[2, 5]]))), random_codebook().centroids[[2, 5]][None])
+    mixed = MelCodebook(SETTINGS, 16, dtype="mixed_bfloat16")
+    assert keras.backend.standardize_dtype(mixed(np.array([[1]])).dtype) == "bfloat16"
+    with pytest.raises(ValueError, match="even"):
+        RotaryCausalAttention(2, 3)
+
+
+def test_model_is_causal_banded_and_round_trips(tmp_path):
+    lm = tiny_lm(context=8)
+    spec = models.lm_spec(lm)
+    assert (spec.vocabulary, spec.context, spec.layers, spec.heads, spec.head_dim) == (16, 8, 2, 2, 8)
+    tokens = np.random.default_rng(0).integers(0, 16, (2, 30)).astype(np.int32)
+    logits = np.asarray(lm(tokens))
+    assert logits.shape == (2, 30, 16) and logits.dtype == np.float32
+    changed = tokens.copy()
+    changed[:, 20] = (changed[:, 20] + 1) % 16
+    after = np.asarray(lm(changed))
+    np.testing.assert_allclose(after[:, :20], logits[:, :20], atol=1e-5)  # the past does not see the future
+    assert np.abs(after[:, 20:] - logits[:, 20:]).max() > 1e-3
+    # Two layers of a band of 8: a change at position 5 reaches at most 2 x 7 positions on.
+    longer = np.concatenate([tokens, tokens], axis=1)
+    far = longer.copy()
+    far[:, 5] = (far[:, 5] + 3) % 16
+    np.testing.assert_allclose(np.asarray(lm(far))[:, 5 + 2 * 7 + 1:], np.asarray(lm(longer))[:, 5 + 2 * 7 + 1:],
+                               atol=1e-5)
+    path = tmp_path / "lm.keras"
+    lm.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(tokens)), logits, atol=1e-6)
+    np.testing.assert_array_equal(models.codebook_of(loaded).centroids, random_codebook().centroids)
+    assert models.lm_spec(loaded) == spec
+
+
+def test_cached_logits_equal_uncached_past_the_context():
+    lm = tiny_lm(context=8, layers=3)
+    tokens = np.random.default_rng(1).integers(0, 16, (3, 40))
+    uncached = np.asarray(lm(tokens.astype(np.int32)))
+    decoder = models.CachedTokenLM(lm)
+    decoder.reset(3)
+    cached = np.stack([decoder.step(tokens[:, t]) for t in range(40)], axis=1)
+    np.testing.assert_allclose(cached, uncached, atol=2e-5, rtol=1e-4)
+
+
+def test_sampling_filters_and_repeats():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]] * 2000))
+    uniforms = np.random.default_rng(0).random(2000)
+    counts = np.bincount(filtered_categorical(logits, 1.0, uniforms), minlength=4) / 2000
+    np.testing.assert_allclose(counts, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    assert set(filtered_categorical(logits, 1.0, uniforms, top_k=2)) == {0, 1}
+    assert set(filtered_categorical(logits, 1.0, uniforms, top_p=0.7)) == {0, 1}  # 0.5 + 0.3 reaches 0.7
+    assert set(filtered_categorical(logits, 1.0, uniforms, top_p=0.81)) == {0, 1, 2}
+    assert set(filtered_categorical(logits, 0.0, uniforms)) == {0}
+    lm = tiny_lm()
+    first = models.generate_tokens(lm, 20, num_streams=2, seed=3, top_k=5)
+    assert first.shape == (2, 20) and first.dtype == np.int32 and first.max() < 16
+    np.testing.assert_array_equal(models.generate_tokens(lm, 20, num_streams=2, seed=3, top_k=5), first)
+    assert not np.array_equal(models.generate_tokens(lm, 20, num_streams=2, seed=4, top_k=5), first)
+    greedy = models.generate_tokens(lm, 5, prime=np.array([3, 4, 5]), temperature=0.0)
+    decoder = models.CachedTokenLM(lm)
+    decoder.reset(1)
+    assert greedy[0, 0] == np.argmax(decoder.feed(np.array([[3, 4, 5]]))[0])
+
+
+def test_ngram_baselines_are_distributions_and_learn_order():
+    rng = np.random.default_rng(0)
+    train = [rng.integers(0, 5, 300), np.tile([0, 1, 2, 3, 4, 0, 2, 4], 40)]
+    for order in (1, 2, 3):
+        model = NGram(order, 5).fit(train)
+        for history in ([0, 1], [4, 4], [2, 0]):  # probabilities of every next token add up to one
+            total = sum(model.probabilities(np.array([*history, w]))[-1] for w in range(5))
+            assert total == pytest.approx(1.0, abs=1e-9), (order, history)
+    pattern = np.tile([0, 1, 2, 3, 4, 0, 2, 4], 10)
+    bits = [NGram(order, 5).fit(train).bits(pattern).mean() for order in (1, 2, 3)]
+    assert bits[2] < bits[1] < bits[0] <= np.log2(5) + 0.1  # each order sees more of the pattern
+
+
+def test_token_bits_match_one_pass_of_the_model():
+    lm = tiny_lm(context=8)
+    tokens = np.random.default_rng(2).integers(0, 16, 30).astype(np.int32)
+    logits = np.asarray(lm(tokens[None, :-1]), np.float64)[0]
+    logits -= logits.max(axis=1, keepdims=True)
+    expected = -(logits[np.arange(29), tokens[1:]] - np.log(np.exp(logits).sum(axis=1))) / np.log(2)
+    np.testing.assert_allclose(token_bits(lm, tokens), expected, atol=1e-4)  # 30 tokens, a band of 8
+
+
+@pytest.mark.slow
+def test_token_lm_continues_a_melody_longer_than_a_receptive_field():
+    """A melody of eight 0.25 s notes repeats every 2 s (160 tokens; a default WaveNet sees 0.26 s). Primed with
+    3 s of it, the trained model's 4 s continuation plays the melody's next notes."""
+    keras.utils.set_random_seed(0)
+    frames = log_mel(melody(40.0), SETTINGS)
+    codebook = fit_codebook(frames, 16, seed=0)
+    lm = models.build_token_lm(SETTINGS, 16, 256, model_dim=32, layers=2, heads=2, dropout=0.0)
+    models.set_codebook(lm, codebook)
+    lm.compile(optimizer=keras.optimizers.Adam(3e-3, clipnorm=1.0),
+               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tokens = encode_frames(frames, *codebook)
+
+    def notes_matched(model):
+        prime = models.tokenize(model, melody(3.0))  # 241 frames: the last is centred on 3 s
+        generated = models.generate_tokens(model, 4 * 80 + 1, prime=prime, temperature=0.7, seed=0)
+        audio = models.render_frames(models.detokenize(model, generated), SETTINGS)[0]
+        # Sample n of the rendering is frame 241 + n / hop: 3.0125 s + n / RATE.
+        matched = []
+        for k in range(16):  # the middle half of each generated note
+            start = int((NOTE_SECONDS * (k + 0.25) - 0.0125) * RATE)
+            segment = audio[start:start + int(NOTE_SECONDS / 2 * RATE)]
+            spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment)), 8 * len(segment)))
+            peak = np.argmax(spectrum) * RATE / (8 * len(segment))
+            matched.append(abs(peak / MELODY[(12 + k) % 8] - 1) < 0.03)  # within half a semitone
+        return np.mean(matched)
+
+    before = notes_matched(lm)
+    lm.fit(FrameGenerator([tokens], 256, 8, 400, mode="tokens", seed=0).as_dataset(), steps_per_epoch=400,
+           epochs=1, shuffle=False, verbose=0)
+    after = notes_matched(lm)
+    assert before < 0.5 and after >= 0.8, (before, after)
+
+
+@pytest.fixture(scope="module")
+def melody_clip(tmp_path_factory):
+    return write_wav(tmp_path_factory.mktemp("lm_audio") / "melody.wav", melody(6.0))
+
+
+TINY_FLAGS = ["--codebook-size", "8", "--context", "64", "--model-dim", "16", "--layers", "1", "--heads", "2",
+              "--batch-size", "2", "--steps-per-epoch", "2", "--validation-steps", "1", "--sample-seconds", "0.5"]
+
+
+@pytest.mark.slow
+def test_train_interrupt_resume_generate_and_evaluate(tmp_path, melody_clip):
+    run_dir = tmp_path / "lm"
+    result = run_script("train_lm.py", "--train", melody_clip, "--output-dir", run_dir, "--epochs", "3",
+                        "--sample-every", "1", *TINY_FLAGS, env={"WAVEGEN_KILL_AT": "step-end:3:SIGINT"})
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"  python train_lm.py --resume --output-dir {run_dir}"
+    assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["folder"] == "epoch_0001_step_0001"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["trainer"] == "lm" and config["mel"]["hop_length"] == HOP and config["context_seconds"] == 0.8
+    result = run_main("train_lm.py", "--resume", "--output-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    assert len(rows) == 4 and "val_bits_per_token" in rows[0]
+    assert (run_dir / "samples" / "epoch_0003.wav").is_file() and list((run_dir / "logs" / "samples").iterdir())
+    model = run_dir / "lm.keras"
+    assert model.is_file() and (run_dir / "best.keras").is_file()
+    out = tmp_path / "out"
+    result = run_main("generate.py", model, "--seconds", "0.5", "--num", "2", "--output-dir", out, "--seed", "1",
+                      "--prime", melody_clip, "--top-k", "4", "--top-p", "0.9")
+    assert result.returncode == 0, result.stderr[-2000:]
+    import soundfile as sf
+
+    audio, rate = sf.read(out / "sample_001.wav")
+    assert rate == RATE and len(audio) == RATE // 2 and np.abs(audio).max() > 0.01
+    assert "tokens/s" in result.stdout and "x real time" in result.stdout
+    result = run_main("evaluate.py", model, melody_clip, "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(result.stdout)
+    assert set(scores["bits_per_token"]) == {"token LM", "unigram", "bigram", "trigram"}
+    assert scores["tokens"] == 6 * 80 and scores["training_tokens"] > 0
+    assert all(np.isfinite(value) for value in scores["bits_per_token"].values())
+
+
+def test_fresh_process_loads_the_model_with_only_models(tmp_path):
+    lm = tiny_lm()
+    lm.save(tmp_path / "lm.keras")
+    check = ("import sys, numpy as np, models; m = models.load_model(sys.argv[1]); "
+             "print(models.lm_spec(m).context, models.codebook_of(m).centroids.shape, "
+             "models.tokenize(m, np.zeros(800, 'float32')).shape)")
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-c", check, str(tmp_path / "lm.keras")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "32 (16, 80) (9,)"
+
+
+def test_bad_input_is_refused_in_one_line(tmp_path, melody_clip):
+    short = write_wav(tmp_path / "short.wav", melody(0.5))
+    result = run_main("train_lm.py", "--train", short, "--output-dir", tmp_path / "run", *TINY_FLAGS)
+    assert_one_line_error(result, "short.wav: the longest training file gives 37 tokens",
+                          "fewer than one context (--context 64) plus one")
+    assert not (tmp_path / "run").exists()
+    lm = tiny_lm()
+    lm.save(tmp_path / "lm.keras")
+    tiny_prime = write_wav(tmp_path / "tiny.wav", tone(0.005))
+    result = run_main("generate.py", tmp_path / "lm.keras", "--prime", tiny_prime, "--output", tmp_path / "a.wav")
+    assert_one_line_error(result, "--prime", "40 samples is shorter than one frame", "100 samples")
+    other = models.build_vocoder_generator(mel_settings(RATE, n_mels=40), channels=8)
+    other.save(tmp_path / "other_vocoder.keras")
+    result = run_main("generate.py", tmp_path / "lm.keras", "--vocoder", tmp_path / "other_vocoder.keras",
+                      "--output", tmp_path / "b.wav")
+    assert_one_line_error(result, "mel settings (40 bins", "differ from the language model's (80 bins")
+    result = run_main("generate.py", tmp_path / "lm.keras", "--vocoder", tmp_path / "lm.keras",
+                      "--output", tmp_path / "c.wav")
+    assert_one_line_error(result, "not a vocoder")
+    result = run_main("generate.py", tmp_path / "lm.keras", "--mel-from", melody_clip, "--output", tmp_path / "d.wav")
+    assert_one_line_error(result, "--mel-from", "token language model")
+    result = run_main("generate.py", tmp_path / "other_vocoder.keras", "--top-k", "3", "--mel-from", melody_clip,
+                      "--output", tmp_path / "e.wav")
+    assert_one_line_error(result, "--top-k", "token language models")
+    assert not list(tmp_path.glob("?.wav"))
