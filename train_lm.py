@@ -58,6 +58,7 @@ class LMConfig(MelFlags, RunSettings):
     heads: int = 4
     ffn_dim: Optional[int] = None
     dropout: float = 0.2
+    offsets: int = 4
     epochs: int = 4
     steps_per_epoch: int = 25
     validation_steps: int = 4
@@ -80,18 +81,20 @@ HELP = {
     "heads": "attention heads per block (--model-dim must split into heads of an even width)",
     "ffn_dim": "hidden width of each block's feed-forward part; None: 4 x --model-dim",
     "dropout": "dropout rate while training",
+    "offsets": "tokenise the training audio this many times, each with its frames shifted by a further 1/N of a "
+               "hop: N different token sequences of the same audio (augmentation; 1: none)",
     "epochs": "epochs to train",
     "steps_per_epoch": "training batches per epoch",
     "validation_steps": "validation batches per epoch (the same windows every epoch)",
     "batch_size": "windows of --context tokens per batch",
-    "learning_rate": "Adam learning rate (gradients clipped to norm 1)",
+    "learning_rate": "Adam learning rate",
     "sample_every": "write a sample every N epochs (0: never)",
     "sample_seconds": "seconds of each sample (a continuation of validation audio, rendered by Griffin-Lim)",
     "temperature": "sampling temperature of the samples (0: most likely token)",
 }
 TYPES = {"sample_rate": positive_int, "codebook_size": positive_int, "context": positive_int,
          "model_dim": positive_int, "layers": positive_int, "heads": positive_int, "ffn_dim": positive_int,
-         "dropout": non_negative_float, "epochs": positive_int, "steps_per_epoch": positive_int,
+         "dropout": non_negative_float, "offsets": positive_int, "epochs": positive_int, "steps_per_epoch": positive_int,
          "validation_steps": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
          "sample_every": non_negative_int, "sample_seconds": positive_float, "temperature": non_negative_float,
          **MEL_TYPES}
@@ -170,10 +173,15 @@ def main(argv=None):
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
-    train_frames = [log_mel(signal, mel) for signal in train.signals]
+    # Frames shifted by fractions of a hop tokenise the same audio differently: more sequences to learn from.
+    shifts = sorted({round(i * mel.hop_length / config.offsets) for i in range(config.offsets)})
+    train_frames = [log_mel(signal[shift:], mel) for shift in shifts for signal in train.signals
+                    if len(signal) > shift]
 
     def compile_lm(lm):
-        lm.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=1.0),
+        # No gradient clipping: Keras clips each replica's share before the replicas' gradients are summed, so
+        # a clipped run under --distribute would not be the run on one device.
+        lm.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return lm
 
@@ -182,7 +190,8 @@ def main(argv=None):
                                    layers=config.layers, heads=config.heads, ffn_dim=config.ffn_dim,
                                    dropout=config.dropout)
         try:
-            codebook = fit_codebook(np.concatenate(train_frames), config.codebook_size, seed=config.seed)
+            codebook = fit_codebook(np.concatenate(train_frames[:len(train.signals)]), config.codebook_size,
+                                    seed=config.seed)
         except ValueError as error:  # too few distinct frames
             raise UsageError(f"--codebook-size {config.codebook_size}: {error}; give more audio or a smaller "
                              "codebook") from None
@@ -208,7 +217,7 @@ def main(argv=None):
     codebook = models.codebook_of(lm)  # a resumed run's own codebook
     train_tokens = [encode_frames(frames, *codebook) for frames in train_frames]
     validation_tokens = [encode_frames(log_mel(signal, mel), *codebook) for signal in validation.signals]
-    train_seconds, train_count = train.seconds, sum(len(t) for t in train_tokens)
+    train_seconds, train_count = train.seconds, sum(len(t) for t in train_tokens[:len(train.signals)])
     train_frames.clear()
     frames = FrameGenerator(train_tokens, config.context, config.batch_size, config.steps_per_epoch, mode="tokens",
                             seed=config.seed)
@@ -220,7 +229,7 @@ def main(argv=None):
     folder = cluster.output_folder(run_dir)  # the run folder; a temporary one on a worker other than the chief
     folder.mkdir(parents=True, exist_ok=True)
     hop_seconds = mel.hop_length / mel.sample_rate
-    used = np.bincount(np.concatenate(train_tokens), minlength=config.codebook_size)
+    used = np.bincount(np.concatenate(train_tokens[:len(train.signals)]), minlength=config.codebook_size)
     write_json(folder / "config.json", {
         **dataclasses.asdict(config), "trainer": "lm", "parameters": lm.count_params(), "mel": mel.to_dict(),
         "context_seconds": config.context * hop_seconds, "tokens_per_second": 1.0 / hop_seconds,
@@ -231,7 +240,8 @@ def main(argv=None):
         print(cluster.describe())
     print(f"training audio: {train_seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz: "
           f"{train_count:,} tokens ({1 / hop_seconds:g} per second; {int((used > 0).sum())} of "
-          f"{config.codebook_size} codebook entries used); validation: {validation.seconds:.1f} s")
+          f"{config.codebook_size} codebook entries used; x{len(shifts)} with shifted frames); validation: "
+          f"{validation.seconds:.1f} s")
     print(f"log-mel frames: {mel.describe()}")
     print(f"Transformer: {config.layers} blocks of width {config.model_dim}, {config.heads} heads, "
           f"{lm.count_params():,} parameters, context {config.context} tokens "

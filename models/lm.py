@@ -16,6 +16,8 @@ simplest with the few plain layers below.
 """
 
 import math
+import os
+import warnings
 from typing import NamedTuple
 
 import keras
@@ -337,16 +339,55 @@ def _gelu(x):
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
+# None until the compiled step has been tried; then "built", or why it could not be used.
+_KERNEL_STATUS = None
+
+
+def _step_engine(engine):
+    """`"numba"` or `"numpy"` for the engine asked for (`models.generation.ENGINES`; default `$WAVEGEN_ENGINE`,
+    else auto: the compiled step, and NumPy with a warning if it cannot be built)."""
+    global _KERNEL_STATUS
+    from models.generation import ENGINE_VARIABLE, ENGINES
+
+    engine = engine or os.environ.get(ENGINE_VARIABLE, "auto") or "auto"
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r} (check ${ENGINE_VARIABLE})")
+    if engine == "numpy" or (engine == "auto" and _KERNEL_STATUS not in (None, "built")):
+        return "numpy"
+    if _KERNEL_STATUS != "built":
+        try:  # one step of a throwaway model of the same array types compiles (or loads) the kernel
+            from models import lm_kernel
+
+            f = np.zeros
+            lm_kernel.step(f((1, 2), np.float32), 0, f(1, np.float32), f(1, np.float32), f((1, 2, 2), np.float32),
+                           f((1, 2, 6), np.float32), f((1, 6), np.float32), f((1, 2, 2), np.float32),
+                           f((1, 2), np.float32), f((1, 2, 2), np.float32), f((1, 2, 4), np.float32),
+                           f((1, 4), np.float32), f((1, 4, 2), np.float32), f((1, 2), np.float32),
+                           f((2, 2), np.float32), f((2, 3), np.float32), f(3, np.float32),
+                           f((1, 1, 1, 2, 2), np.float32), f((1, 1, 1, 2, 2), np.float32), f((1, 3), np.float32))  # noqa
+            _KERNEL_STATUS = "built"
+        except Exception as error:  # numba missing, or LLVM cannot build the kernel for this CPU
+            if engine == "numba":
+                raise
+            _KERNEL_STATUS = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+            warnings.warn(f"compiled token LM step unavailable ({_KERNEL_STATUS}); using NumPy", RuntimeWarning,
+                          stacklevel=3)
+            return "numpy"
+    return "numba"
+
+
 class CachedTokenLM:
-    """Token-by-token generation with each layer's keys and values kept (NumPy, float32), several streams at once.
+    """Token-by-token generation with each layer's keys and values kept (float32), several streams at once.
 
     It reads the weights of a `build_token_lm` model by layer name, so it computes what the Keras model computes
     (inference: no dropout). Keys and values of the last `context` tokens are kept in a ring per layer (each
     attention layer's band); a step costs the same at token 10 and token 100,000, and its logits equal the Keras
-    model's on the whole sequence (tested).
+    model's on the whole sequence (tested). A step runs in the compiled kernel (`models.lm_kernel`) or, portably,
+    in NumPy; both compute the same logits (to float32 rounding, tested).
 
     Args:
         model: a token language model (built or loaded).
+        engine: `"auto"`, `"numba"` or `"numpy"`; default `$WAVEGEN_ENGINE`, else auto.
 
     Example:
 
@@ -355,8 +396,9 @@ class CachedTokenLM:
     >>> logits = lm.step(np.array([0, 5]))   # (2, vocabulary)
     """
 
-    def __init__(self, model):
+    def __init__(self, model, engine=None):
         self.spec = lm_spec(model)
+        self.engine = _step_engine(engine)
 
         def weights(name):
             return [np.asarray(ops.convert_to_numpy(w), np.float32) for w in model.get_layer(name).weights]
@@ -377,13 +419,22 @@ class CachedTokenLM:
         self.inverse_frequencies = rotary_angles([1.0], self.spec.head_dim, self.rotary_base)[0]
         self.silence = silence_token(model)
         self.num_streams, self.position = 0, 0
+        blocks = self.blocks
+        # The kernel's arguments: every block's weights stacked, in its order.
+        self.stacked = (np.stack([np.stack(b["attention_norm"]) for b in blocks]),
+                        *(np.stack([b["attention"][i] for b in blocks]) for i in range(4)),
+                        np.stack([np.stack(b["ffn_norm"]) for b in blocks]),
+                        np.stack([b["ffn_in"][0] for b in blocks]), np.stack([b["ffn_in"][1] for b in blocks]),
+                        np.stack([b["ffn_out"][0] for b in blocks]), np.stack([b["ffn_out"][1] for b in blocks]),
+                        np.stack(self.final_norm), self.logits_kernel, self.logits_bias)
 
     def reset(self, num_streams):
         """Empties the caches for `num_streams` streams, at position 0."""
         spec = self.spec
-        shape = (int(num_streams), spec.heads, spec.context, spec.head_dim)
-        self.keys = [np.zeros(shape, np.float32) for _ in self.blocks]
-        self.values = [np.zeros(shape, np.float32) for _ in self.blocks]
+        shape = (len(self.blocks), int(num_streams), spec.heads, spec.context, spec.head_dim)
+        # Keys transposed, (..., head_dim, context): a query's scores are one product with them.
+        self.keys = np.zeros((*shape[:3], spec.head_dim, spec.context), np.float32)
+        self.values = np.zeros(shape, np.float32)
         self.num_streams, self.position = int(num_streams), 0
 
     def step(self, tokens):
@@ -394,16 +445,23 @@ class CachedTokenLM:
         x = self.embedding[tokens]
         angles = self.position * self.inverse_frequencies
         cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+        if self.engine == "numba":
+            from models import lm_kernel
+
+            logits = np.empty((streams, spec.vocabulary), np.float32)
+            lm_kernel.step(x, self.position, cos, sin, *self.stacked, self.keys, self.values, logits)
+            self.position += 1
+            return logits
         slot = self.position % spec.context
         seen = min(self.position + 1, spec.context)
         for block, keys, values in zip(self.blocks, self.keys, self.values):
             h = _layer_norm(x, *block["attention_norm"])
             qkv_kernel, qkv_bias, output_kernel, output_bias = block["attention"]
             qkv = (h @ qkv_kernel + qkv_bias).reshape(streams, 3, heads, head_dim)
-            keys[:, :, slot] = rotate_numpy(qkv[:, 1], cos, sin)
+            keys[:, :, :, slot] = rotate_numpy(qkv[:, 1], cos, sin)
             values[:, :, slot] = qkv[:, 2]
             query = rotate_numpy(qkv[:, 0], cos, sin)[:, :, None, :]  # (streams, heads, 1, head_dim)
-            scores = (query @ keys[:, :, :seen].transpose(0, 1, 3, 2)) / math.sqrt(head_dim)
+            scores = (query / math.sqrt(head_dim)) @ keys[:, :, :, :seen]
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             mixed = (scores @ values[:, :, :seen]) / scores.sum(axis=-1, keepdims=True)
             x = x + mixed.reshape(streams, heads * head_dim) @ output_kernel + output_bias

@@ -12,6 +12,7 @@ from data.features import log_mel, mel_settings
 from data.frames import FrameGenerator
 from data.tokens import Codebook, decode_tokens, encode_frames, fit_codebook, residual_codebooks
 from evaluation import NGram, token_bits
+from evaluation.melody import melody, notes_matched
 from models.lm import MelCodebook, RotaryCausalAttention, TokenInput
 from models.sampling import filtered_categorical
 from tests.conftest import run_main, run_script, tone, write_wav
@@ -21,16 +22,6 @@ from tests.test_layers import run_layer_test
 RATE = 8000
 SETTINGS = mel_settings(RATE)  # hop 100: 80 tokens per second
 HOP = SETTINGS.hop_length
-NOTE_SECONDS = 0.25
-MELODY = (262.0, 330.0, 392.0, 523.0, 440.0, 349.0, 294.0, 494.0)  # Hz; repeats every 2 s
-
-
-def melody(seconds, first_note=0):
-    """The eight-note melody (0.25 s per note) from note `first_note`, for `seconds`."""
-    t = np.arange(int(NOTE_SECONDS * RATE)) / RATE
-    notes = [0.5 * np.sin(2 * np.pi * MELODY[(first_note + i) % len(MELODY)] * t)
-             for i in range(int(round(seconds / NOTE_SECONDS)))]
-    return np.concatenate(notes).astype(np.float32)
 
 
 def random_codebook(size=16, bins=80, seed=0):
@@ -128,10 +119,16 @@ def test_cached_logits_equal_uncached_past_the_context():
     lm = tiny_lm(context=8, layers=3)
     tokens = np.random.default_rng(1).integers(0, 16, (3, 40))
     uncached = np.asarray(lm(tokens.astype(np.int32)))
-    decoder = models.CachedTokenLM(lm)
-    decoder.reset(3)
-    cached = np.stack([decoder.step(tokens[:, t]) for t in range(40)], axis=1)
-    np.testing.assert_allclose(cached, uncached, atol=2e-5, rtol=1e-4)
+    for engine in ("numpy", "numba"):  # the compiled step and its portable NumPy path
+        decoder = models.CachedTokenLM(lm, engine=engine)
+        decoder.reset(3)
+        cached = np.stack([decoder.step(tokens[:, t]) for t in range(40)], axis=1)
+        np.testing.assert_allclose(cached, uncached, atol=2e-5, rtol=1e-4, err_msg=engine)
+        decoder.reset(1)  # one stream runs the kernel's serial build, several its parallel one
+        np.testing.assert_allclose(decoder.feed(tokens[:1]), uncached[:1, -1], atol=2e-5, rtol=1e-4, err_msg=engine)
+    sampled = [models.generate_tokens(models.CachedTokenLM(lm, engine=engine), 30, num_streams=2, seed=5)
+               for engine in ("numpy", "numba")]
+    np.testing.assert_array_equal(sampled[0], sampled[1])
 
 
 def test_sampling_filters_and_repeats():
@@ -181,7 +178,7 @@ def test_token_lm_continues_a_melody_longer_than_a_receptive_field():
     """A melody of eight 0.25 s notes repeats every 2 s (160 tokens; a default WaveNet sees 0.26 s). Primed with
     3 s of it, the trained model's 4 s continuation plays the melody's next notes."""
     keras.utils.set_random_seed(0)
-    frames = log_mel(melody(40.0), SETTINGS)
+    frames = log_mel(melody(40.0, RATE), SETTINGS)
     codebook = fit_codebook(frames, 16, seed=0)
     lm = models.build_token_lm(SETTINGS, 16, 256, model_dim=32, layers=2, heads=2, dropout=0.0)
     models.set_codebook(lm, codebook)
@@ -189,30 +186,23 @@ def test_token_lm_continues_a_melody_longer_than_a_receptive_field():
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     tokens = encode_frames(frames, *codebook)
 
-    def notes_matched(model):
-        prime = models.tokenize(model, melody(3.0))  # 241 frames: the last is centred on 3 s
+    def continuation_matched(model):
+        prime = models.tokenize(model, melody(3.0, RATE))  # 241 frames: the last is centred on 3 s
         generated = models.generate_tokens(model, 4 * 80 + 1, prime=prime, temperature=0.7, seed=0)
         audio = models.render_frames(models.detokenize(model, generated), SETTINGS)[0]
-        # Sample n of the rendering is frame 241 + n / hop: 3.0125 s + n / RATE.
-        matched = []
-        for k in range(16):  # the middle half of each generated note
-            start = int((NOTE_SECONDS * (k + 0.25) - 0.0125) * RATE)
-            segment = audio[start:start + int(NOTE_SECONDS / 2 * RATE)]
-            spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment)), 8 * len(segment)))
-            peak = np.argmax(spectrum) * RATE / (8 * len(segment))
-            matched.append(abs(peak / MELODY[(12 + k) % 8] - 1) < 0.03)  # within half a semitone
-        return np.mean(matched)
+        # Sample n of the rendering is frame 241 + n / hop, at 3.0125 s + n / RATE: note 12 began 12.5 ms before.
+        return notes_matched(audio, RATE, first_note=12, count=16, offset=-0.0125)
 
-    before = notes_matched(lm)
+    before = continuation_matched(lm)
     lm.fit(FrameGenerator([tokens], 256, 8, 400, mode="tokens", seed=0).as_dataset(), steps_per_epoch=400,
            epochs=1, shuffle=False, verbose=0)
-    after = notes_matched(lm)
+    after = continuation_matched(lm)
     assert before < 0.5 and after >= 0.8, (before, after)
 
 
 @pytest.fixture(scope="module")
 def melody_clip(tmp_path_factory):
-    return write_wav(tmp_path_factory.mktemp("lm_audio") / "melody.wav", melody(6.0))
+    return write_wav(tmp_path_factory.mktemp("lm_audio") / "melody.wav", melody(6.0, RATE))
 
 
 TINY_FLAGS = ["--codebook-size", "8", "--context", "64", "--model-dim", "16", "--layers", "1", "--heads", "2",
@@ -271,7 +261,7 @@ def test_fresh_process_loads_the_model_with_only_models(tmp_path):
 
 
 def test_bad_input_is_refused_in_one_line(tmp_path, melody_clip):
-    short = write_wav(tmp_path / "short.wav", melody(0.5))
+    short = write_wav(tmp_path / "short.wav", melody(0.5, RATE))
     result = run_main("train_lm.py", "--train", short, "--output-dir", tmp_path / "run", *TINY_FLAGS)
     assert_one_line_error(result, "short.wav: the longest training file gives 37 tokens",
                           "fewer than one context (--context 64) plus one")
@@ -295,3 +285,26 @@ def test_bad_input_is_refused_in_one_line(tmp_path, melody_clip):
                       "--output", tmp_path / "e.wav")
     assert_one_line_error(result, "--top-k", "token language models")
     assert not list(tmp_path.glob("?.wav"))
+
+
+def test_two_replicas_train_the_token_lm_as_one_does_and_bfloat16_trains(tmp_path, melody_clip):
+    """--distribute mirrored (two logical CPU devices, conftest.py) gives the weights one device gives with the
+    same global batch; --precision mixed_bfloat16 trains with float32 weights and logits."""
+    import train_lm
+
+    flags = [*TINY_FLAGS, "--train", melody_clip, "--epochs", "1", "--sample-every", "0", "--dropout", "0"]
+    for name, distribute in (("one", "none"), ("two", "mirrored")):
+        train_lm.main([str(f) for f in [*flags, "--output-dir", tmp_path / name, "--distribute", distribute]])
+    one, two = (keras.saving.load_model(tmp_path / name / "checkpoints" / "epoch_0001" / "lm.keras")
+                for name in ("one", "two"))
+    for a, b in zip(one.get_weights(), two.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    train_lm.main([str(f) for f in [*flags, "--output-dir", tmp_path / "bf16", "--precision", "mixed_bfloat16"]])
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert config["precision"] == "mixed_bfloat16"
+    mixed = keras.saving.load_model(tmp_path / "bf16" / "lm.keras")
+    assert mixed.get_layer("block_0_attention").compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    logits = mixed(np.zeros((1, 5), np.int32))
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32" and np.isfinite(np.asarray(logits)).all()
+    keras.config.set_dtype_policy("float32")
