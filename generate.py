@@ -107,7 +107,8 @@ def build_parser():
                              "Griffin-Lim")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     parser.add_argument("--engine", choices=("auto", "numba", "numpy"), default=None,
-                        help="WaveNet generation path: the compiled kernel (numba), the portable NumPy path, or auto: "
+                        help="WaveNet (and token LM) generation path: the compiled kernel (numba), the portable NumPy "
+                             "path, or auto: "
                              "the kernel, and NumPy with a warning if it cannot be built (default: $WAVEGEN_ENGINE, "
                              "else auto); both give the same audio")
     return parser
@@ -396,7 +397,7 @@ def write_lm_streams(args, model, paths):
     start = time.perf_counter()
     tokens = models.generate_tokens(model, num_tokens, num_streams=len(paths), prime=prime, temperature=temperature,
                                     top_k=args.top_k or 0, top_p=1.0 if args.top_p is None else args.top_p,
-                                    seed=args.seed, progress=advance)
+                                    seed=args.seed, progress=advance, engine=args.engine)
     token_seconds = time.perf_counter() - start
     audio = models.render_frames(models.detokenize(model, tokens), spec.mel, vocoder, seed=args.seed,
                                  engine=args.engine)[:, :num_samples]

@@ -23,7 +23,7 @@ from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, 
 
 __all__ = ["CachedTokenLM", "LMSpec", "MelCodebook", "RotaryCausalAttention", "TokenInput", "build_token_lm",
            "check_vocoder", "codebook_of", "detokenize", "generate_tokens", "is_token_lm", "lm_spec", "render_frames",
-           "set_codebook", "tokenize",
+           "set_codebook", "tokenize", "class_ids",
            "PeriodFold", "TrimEdges", "VocoderGAN", "build_vocoder_discriminator", "build_vocoder_gan",
            "build_vocoder_generator", "gan_class_names", "is_gan_vocoder", "stft_loss", "upsample_factors", "vocode",
            "vocoder_settings", "vocoder_spec", "AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",

@@ -482,7 +482,7 @@ class CachedTokenLM:
 
 
 def generate_tokens(model, num_tokens, *, num_streams=1, prime=None, temperature=1.0, top_k=0, top_p=1.0,
-                    seed=None, progress=None):
+                    seed=None, progress=None, engine=None):
     """Samples `num_tokens` tokens per stream with cached incremental decoding.
 
     Args:
@@ -496,13 +496,14 @@ def generate_tokens(model, num_tokens, *, num_streams=1, prime=None, temperature
         top_p: sample among the most likely tokens whose probabilities add up to `top_p` (1: all).
         seed: integer seed; the same seed gives the same tokens.
         progress: optional `progress(done)` called after each token.
+        engine: the decoder's step, `"auto"`, `"numba"` or `"numpy"` (`CachedTokenLM`); the same tokens either way.
 
     Returns:
         `(num_streams, num_tokens)` int32.
     """
     from models.sampling import filtered_categorical
 
-    decoder = model if isinstance(model, CachedTokenLM) else CachedTokenLM(model)
+    decoder = model if isinstance(model, CachedTokenLM) else CachedTokenLM(model, engine)
     spec = decoder.spec
     prime = np.array([decoder.silence]) if prime is None else prime
     prime = np.asarray(prime, np.int64)
