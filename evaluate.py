@@ -23,8 +23,8 @@ next to the same measures for held-out real clips and for white noise.
 
     python evaluate.py runs/lm-.../lm.keras held_out.wav [--train train.wav]
 
-For a token language model (train_lm.py): bits per token of the held-out audio's tokens (each given up to the
-model's context of tokens before it), next to unigram, bigram and trigram models (interpolated Witten-Bell) of the
+For a token language model (train_lm.py): bits per token of the held-out audio's tokens (each given all the
+tokens before it, as one pass of the model sees them: each attention layer looks --context tokens back), next to unigram, bigram and trigram models (interpolated Witten-Bell) of the
 same tokens fitted on the training audio (--train; default: the files in the run's config.json); the last line is
 `X.XXX bits/token`.
 """

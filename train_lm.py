@@ -251,7 +251,7 @@ def main(argv=None):
     samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every, mode="lm",
                         seconds=config.sample_seconds, prime=prime, temperature=config.temperature, seed=config.seed,
                         log_dir=run_dir / "logs" / "samples")
-    keep_best = KeepBest(run_dir / "best.keras", "val_loss", best=lowest_logged(run_dir, "val_loss"))
+    keep_best = KeepBest(run_dir / "best.keras", "val_loss", best=lowest_logged(run_dir, "val_loss", start["epoch"]))
     train.signals.clear()
     lm = fit_run(lm, frames, run_dir=folder, epochs=config.epochs, save=save, restore=restore,
                  callbacks=[Throughput(config.batch_size * config.context, unit="tokens"),
@@ -279,8 +279,9 @@ def main(argv=None):
     return run_dir
 
 
-def lowest_logged(run_dir, name):
-    """The lowest value of column `name` in a run's history.csv (the epochs before a resume); inf without one."""
+def lowest_logged(run_dir, name, before_epoch):
+    """The lowest value of column `name` in a run's history.csv over the epochs before `before_epoch` (those a
+    resume keeps; a row logged after the checkpoint it resumes from is dropped by `run.RunLog`); inf without one."""
     import csv
     import math
 
@@ -288,7 +289,8 @@ def lowest_logged(run_dir, name):
     if not path.is_file():
         return math.inf
     with open(path, newline="") as handle:
-        values = [float(row[name]) for row in csv.DictReader(handle) if row.get(name) not in (None, "")]
+        values = [float(row[name]) for row in csv.DictReader(handle)
+                  if row.get(name) not in (None, "") and int(row["epoch"]) < before_epoch]
     return min((v for v in values if math.isfinite(v)), default=math.inf)
 
 

@@ -50,13 +50,13 @@ def build_parser():
     return parser
 
 
-def token_table(args, settings, vocoders):
+def token_table(args, settings, vocoders, lm=None):
     import numpy as np
 
     import models
     from data.audio import load_audio
     from data.features import log_mel
-    from data.tokens import decode_tokens, encode_frames, fit_codebook, residual_codebooks
+    from data.tokens import decode_tokens, encode_frames, fit_codebook, residual_codebooks, residual_rebuild
     from evaluation import mel_distance
     from models.lm import render_frames
 
@@ -65,20 +65,17 @@ def token_table(args, settings, vocoders):
     frames = log_mel(held_out, settings)
     floor = settings.floor_value
     rows = [("original frames (no tokens)", frames, "-")]
+    middle = args.sizes[len(args.sizes) // 2]
     for size in args.sizes:
         codebook = fit_codebook(train, size, seed=0)
         rows.append((f"k-means, {size} entries", decode_tokens(encode_frames(frames, *codebook), *codebook,
                                                                 floor=floor), f"{np.log2(size):.0f}"))
-    size = args.sizes[len(args.sizes) // 2]
-    books, _ = residual_codebooks(train, (size, size), seed=0)
-    first = fit_codebook(train, size, seed=0)
-    normalised = (frames - first.mean) / first.scale
-    approximation = first.centroids[encode_frames(frames, *first)]
-    approximation = approximation + books[1][encode_frames(normalised - approximation, 0.0, 1.0, books[1])]
-    rows.append((f"residual k-means, 2 x {size} entries", np.maximum(approximation * first.scale + first.mean, floor),
-                 f"{2 * np.log2(size):.0f}"))
-    if args.model:
-        lm = models.load_model(args.model)
+        if size == middle:
+            first = codebook
+    first, stages = residual_codebooks(train, (middle, middle), seed=0, first=first)
+    rows.append((f"residual k-means, 2 x {middle} entries", residual_rebuild(frames, first, stages, floor)[-1],
+                 f"{2 * np.log2(middle):.0f}"))
+    if lm is not None:
         rows.append((f"the model's codebook ({models.lm_spec(lm).vocabulary} entries)",
                      models.detokenize(lm, models.tokenize(lm, held_out)), f"{np.log2(models.lm_spec(lm).vocabulary):.0f}"))
     names = ["Griffin-Lim", *vocoders]
@@ -160,7 +157,7 @@ def main():
         rng = np.random.default_rng(0)
         models.set_codebook(lm, Codebook(np.zeros(settings.n_mels, np.float32), np.ones(settings.n_mels, np.float32),
                                          rng.normal(size=(size[0], settings.n_mels)).astype(np.float32)))
-    token_table(args, settings, vocoders)
+    token_table(args, settings, vocoders, lm if args.model else None)
     speed_table(args, lm)
 
 

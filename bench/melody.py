@@ -39,27 +39,6 @@ def build_parser():
     return parser
 
 
-def train_lm(audio, steps):
-    import keras
-
-    import models
-    from data.features import log_mel, mel_settings
-    from data.frames import FrameGenerator
-    from data.tokens import encode_frames, fit_codebook
-
-    settings = mel_settings(RATE)
-    frames = log_mel(audio, settings)
-    codebook = fit_codebook(frames, 16, seed=0)
-    lm = models.build_token_lm(settings, 16, 256, model_dim=32, layers=2, heads=2, dropout=0.0)
-    models.set_codebook(lm, codebook)
-    lm.compile(optimizer=keras.optimizers.Adam(3e-3, clipnorm=1.0),
-               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    tokens = encode_frames(frames, *codebook)
-    lm.fit(FrameGenerator([tokens], 256, 8, steps, mode="tokens", seed=0).as_dataset(), steps_per_epoch=steps,
-           epochs=1, shuffle=False, verbose=0)
-    return lm
-
-
 def train_wavenet(audio, steps):
     import keras
 
@@ -81,21 +60,15 @@ def main():
     import numpy as np
 
     import models
-    from evaluation.melody import melody, notes_matched
+    from evaluation.melody import continuation_matched, melody, melody_lm, notes_matched, train_melody_lm
 
     keras.utils.set_random_seed(0)
     audio, prime = melody(40.0, RATE), melody(3.0, RATE)
     rows = []
     start = time.perf_counter()
-    lm = train_lm(audio, args.lm_steps)
+    lm = train_melody_lm(*melody_lm(seed=0), args.lm_steps)
     lm_seconds = time.perf_counter() - start
-    settings = models.lm_spec(lm).mel
-    scores = []
-    for seed in SEEDS:
-        tokens = models.generate_tokens(lm, 4 * 80 + 1, prime=models.tokenize(lm, prime), temperature=0.7, seed=seed)
-        rendered = models.render_frames(models.detokenize(lm, tokens), settings, seed=seed)[0]
-        # Frame 241 (the first generated) is centred on 3.0125 s: note 12 began 12.5 ms before the rendering.
-        scores.append(notes_matched(rendered, RATE, first_note=12, count=16, offset=-0.0125))
+    scores = [continuation_matched(lm, seed=seed) for seed in SEEDS]
     rows.append(("token LM (context 256 tokens = 3.2 s), temperature 0.7", lm.count_params(), args.lm_steps,
                  lm_seconds, scores))
     start = time.perf_counter()

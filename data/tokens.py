@@ -82,23 +82,49 @@ def decode_tokens(tokens, mean, scale, centroids, floor=None):
     return frames if floor is None else np.maximum(frames, floor).astype(np.float32)
 
 
-def residual_codebooks(frames, sizes, seed=0, max_frames=MAX_FIT_FRAMES):
+def residual_codebooks(frames, sizes, seed=0, max_frames=MAX_FIT_FRAMES, first=None):
     """Residual vector quantisation, for measuring (bench/lm.py): stage `i` fits k-means of `sizes[i]` entries to
-    what the stages before it left. Returns `(codebooks, rebuilt frames after each stage)`."""
+    what the stages before it left of the normalised frames.
+
+    Args:
+        frames: `(count, n_mels)` log-mel frames.
+        sizes: entries per stage.
+        seed: seed of each stage's subset and k-means.
+        max_frames: fit each stage on a random subset of at most this many frames.
+        first: an already fitted first stage (`fit_codebook(frames, sizes[0], seed)`), so it is not fitted twice.
+
+    Returns:
+        `(first, stages)`: the first stage's `Codebook` (with the normalisation) and the centroids of each later one.
+    """
     from sklearn.cluster import KMeans
 
-    first = fit_codebook(frames, sizes[0], seed, max_frames)
+    first = first or fit_codebook(frames, sizes[0], seed, max_frames)
     normalised = (np.asarray(frames, np.float32) - first.mean) / first.scale
     approximation = first.centroids[encode_frames(frames, *first)]
-    books, rebuilt = [first.centroids], [approximation * first.scale + first.mean]
+    stages = []
     for stage, size in enumerate(sizes[1:], start=1):
         residual = normalised - approximation
-        subset = residual
-        if len(subset) > max_frames:
-            subset = subset[np.random.default_rng(seed + stage).choice(len(subset), max_frames, replace=False)]
-        centroids = KMeans(n_clusters=int(size), n_init=1, random_state=seed + stage,
-                           max_iter=100).fit(subset).cluster_centers_.astype(np.float32)
-        approximation = approximation + centroids[encode_frames(residual, 0.0, 1.0, centroids)]
-        books.append(centroids)
-        rebuilt.append(approximation * first.scale + first.mean)
-    return books, rebuilt
+        if len(residual) > max_frames:
+            residual = residual[np.random.default_rng(seed + stage).choice(len(residual), max_frames, replace=False)]
+        stages.append(KMeans(n_clusters=int(size), n_init=1, random_state=seed + stage,
+                             max_iter=100).fit(residual).cluster_centers_.astype(np.float32))
+        approximation = _next_stage(normalised, approximation, stages[-1])
+    return first, stages
+
+
+def residual_rebuild(frames, first, stages, floor=None):
+    """`frames` quantised by `residual_codebooks`' stages and rebuilt: a list of `(count, n_mels)` arrays, after
+    the first stage, the second, ... (each floored at `floor` when given)."""
+    normalised = (np.asarray(frames, np.float32) - first.mean) / first.scale
+    approximation = first.centroids[encode_frames(frames, *first)]
+    rebuilt = [approximation]
+    for centroids in stages:
+        approximation = _next_stage(normalised, approximation, centroids)
+        rebuilt.append(approximation)
+    rebuilt = [stage * first.scale + first.mean for stage in rebuilt]
+    return rebuilt if floor is None else [np.maximum(stage, floor).astype(np.float32) for stage in rebuilt]
+
+
+def _next_stage(normalised, approximation, centroids):
+    """`approximation` plus the nearest of `centroids` to what it leaves of `normalised`."""
+    return approximation + centroids[encode_frames(normalised - approximation, 0.0, 1.0, centroids)]

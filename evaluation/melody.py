@@ -46,3 +46,49 @@ def notes_matched(audio, rate, first_note, count, offset=0.0, tolerance=0.03):
     melody's, starting at note `first_note`."""
     expected = np.array([MELODY[(first_note + k) % len(MELODY)] for k in range(count)])
     return float(np.mean(np.abs(note_pitches(audio, rate, count, offset) / expected - 1.0) < tolerance))
+
+
+# The learning test's token LM (tests/test_lm.py; bench/melody.py compares it with a WaveNet): 8 kHz audio.
+LM_RATE = 8000
+
+
+def melody_lm(seed=0):
+    """The tiny token LM of the learning test, untrained and compiled, with the tokens of 40 s of the melody that
+    it trains on: `(lm, tokens)`. Codebook of 16 entries fitted on those frames; 2 blocks of 32, 2 heads; context
+    256 tokens (3.2 s, more than the 2 s period); Adam 3e-3."""
+    import keras
+
+    import models
+    from data.features import log_mel, mel_settings
+    from data.tokens import encode_frames, fit_codebook
+
+    keras.utils.set_random_seed(seed)
+    settings = mel_settings(LM_RATE)
+    frames = log_mel(melody(40.0, LM_RATE), settings)
+    codebook = fit_codebook(frames, 16, seed=seed)
+    lm = models.build_token_lm(settings, 16, 256, model_dim=32, layers=2, heads=2, dropout=0.0)
+    models.set_codebook(lm, codebook)
+    lm.compile(optimizer=keras.optimizers.Adam(3e-3, clipnorm=1.0),
+               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return lm, encode_frames(frames, *codebook)
+
+
+def train_melody_lm(lm, tokens, steps, seed=0):
+    """Trains `melody_lm`'s model for `steps` batches of 8 windows of 256 tokens."""
+    from data.frames import FrameGenerator
+
+    lm.fit(FrameGenerator([tokens], 256, 8, steps, mode="tokens", seed=seed).as_dataset(), steps_per_epoch=steps,
+           epochs=1, shuffle=False, verbose=0)
+    return lm
+
+
+def continuation_matched(lm, seed=0, temperature=0.7):
+    """`notes_matched` of a token LM's 4 s continuation (16 notes) of the melody's first 3 s, rendered by
+    Griffin-Lim."""
+    import models
+
+    prime = models.tokenize(lm, melody(3.0, LM_RATE))  # 241 frames: the last is centred on 3 s
+    generated = models.generate_tokens(lm, 4 * 80 + 1, prime=prime, temperature=temperature, seed=seed)
+    audio = models.render_frames(models.detokenize(lm, generated), models.lm_spec(lm).mel, seed=seed)[0]
+    # Sample n of the rendering is frame 241 + n / hop, at 3.0125 s + n / rate: note 12 began 12.5 ms before.
+    return notes_matched(audio, LM_RATE, first_note=12, count=16, offset=-0.0125)

@@ -196,12 +196,18 @@ BUILT = "built"
 _COMPILED_STATUS = None
 
 
-def _engine_run(engine, weights):
-    """`(name, run function)` of the engine asked for."""
-    global _COMPILED_STATUS
+def engine_name(engine):
+    """The engine asked for: `engine`, else `$WAVEGEN_ENGINE`, else auto; one of `ENGINES`, or `ValueError`."""
     engine = engine or os.environ.get(ENGINE_VARIABLE, "auto") or "auto"
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r} (check ${ENGINE_VARIABLE})")
+    return engine
+
+
+def _engine_run(engine, weights):
+    """`(name, run function)` of the engine asked for."""
+    global _COMPILED_STATUS
+    engine = engine_name(engine)
     if engine == "numpy":
         return "numpy", fallback.run
     if _COMPILED_STATUS == BUILT:

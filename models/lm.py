@@ -16,7 +16,6 @@ simplest with the few plain layers below.
 """
 
 import math
-import os
 import warnings
 from typing import NamedTuple
 
@@ -119,10 +118,9 @@ class MelCodebook(keras.layers.Layer):
         return {**super().get_config(), "settings": self.settings.to_dict(), "size": self.size}
 
 
-def rotary_angles(positions, head_dim, base=ROTARY_BASE):
-    """`(len(positions), head_dim // 2)` rotation angles of rotary position embedding (NumPy, float64)."""
-    inverse = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    return np.asarray(positions, np.float64)[:, None] * inverse[None, :]
+def rotary_frequencies(head_dim, base=ROTARY_BASE):
+    """`(head_dim // 2,)` angles per position of rotary position embedding (NumPy, float64)."""
+    return base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
 
 
 def rotate_numpy(x, cos, sin):
@@ -347,11 +345,9 @@ def _step_engine(engine):
     """`"numba"` or `"numpy"` for the engine asked for (`models.generation.ENGINES`; default `$WAVEGEN_ENGINE`,
     else auto: the compiled step, and NumPy with a warning if it cannot be built)."""
     global _KERNEL_STATUS
-    from models.generation import ENGINE_VARIABLE, ENGINES
+    from models.generation import engine_name
 
-    engine = engine or os.environ.get(ENGINE_VARIABLE, "auto") or "auto"
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r} (check ${ENGINE_VARIABLE})")
+    engine = engine_name(engine)
     if engine == "numpy" or (engine == "auto" and _KERNEL_STATUS not in (None, "built")):
         return "numpy"
     if _KERNEL_STATUS != "built":
@@ -374,6 +370,25 @@ def _step_engine(engine):
                           stacklevel=3)
             return "numpy"
     return "numba"
+
+
+class LMWeights(NamedTuple):
+    """A token LM's block weights for cached decoding, each stacked over the blocks (first axis: the layer), then
+    the final norm and the logits layer; in the order `models.lm_kernel.step` takes them."""
+
+    attention_norms: np.ndarray  # (layers, 2, width): gamma, beta
+    qkv_kernels: np.ndarray
+    qkv_biases: np.ndarray
+    output_kernels: np.ndarray
+    output_biases: np.ndarray
+    ffn_norms: np.ndarray
+    inner_kernels: np.ndarray
+    inner_biases: np.ndarray
+    outer_kernels: np.ndarray
+    outer_biases: np.ndarray
+    final_norm: np.ndarray  # (2, width)
+    logits_kernel: np.ndarray
+    logits_bias: np.ndarray
 
 
 class CachedTokenLM:
@@ -407,31 +422,29 @@ class CachedTokenLM:
         projection, projection_bias = weights("codebook_projection")
         # A token's embedding plus its projected sound is one table lookup.
         self.embedding = weights("token_embedding")[0] + codebook.centroids @ projection + projection_bias
-        self.blocks = []
-        for i in range(self.spec.layers):
-            self.blocks.append({"attention_norm": weights(f"block_{i}_attention_norm"),
-                                "attention": weights(f"block_{i}_attention"),
-                                "ffn_norm": weights(f"block_{i}_ffn_norm"),
-                                "ffn_in": weights(f"block_{i}_ffn_in"), "ffn_out": weights(f"block_{i}_ffn_out")})
-        self.final_norm = weights("final_norm")
-        self.logits_kernel, self.logits_bias = weights("logits")
+        layers = range(self.spec.layers)
+        blocks = {part: [weights(f"block_{i}_{part}") for i in layers]
+                  for part in ("attention_norm", "attention", "ffn_norm", "ffn_in", "ffn_out")}
+
+        def stacked(part, index):
+            return np.stack([block[index] for block in blocks[part]])
+
+        # Every block's weights stacked along a first axis of layers: what the NumPy path indexes and the kernel
+        # takes, in its argument order.
+        self.weights = LMWeights(np.stack([np.stack(norm) for norm in blocks["attention_norm"]]),
+                                 *(stacked("attention", i) for i in range(4)),
+                                 np.stack([np.stack(norm) for norm in blocks["ffn_norm"]]),
+                                 stacked("ffn_in", 0), stacked("ffn_in", 1), stacked("ffn_out", 0),
+                                 stacked("ffn_out", 1), np.stack(weights("final_norm")), *weights("logits"))
         self.rotary_base = model.get_layer("block_0_attention").rotary_base
-        self.inverse_frequencies = rotary_angles([1.0], self.spec.head_dim, self.rotary_base)[0]
+        self.inverse_frequencies = rotary_frequencies(self.spec.head_dim, self.rotary_base)
         self.silence = silence_token(model)
         self.num_streams, self.position = 0, 0
-        blocks = self.blocks
-        # The kernel's arguments: every block's weights stacked, in its order.
-        self.stacked = (np.stack([np.stack(b["attention_norm"]) for b in blocks]),
-                        *(np.stack([b["attention"][i] for b in blocks]) for i in range(4)),
-                        np.stack([np.stack(b["ffn_norm"]) for b in blocks]),
-                        np.stack([b["ffn_in"][0] for b in blocks]), np.stack([b["ffn_in"][1] for b in blocks]),
-                        np.stack([b["ffn_out"][0] for b in blocks]), np.stack([b["ffn_out"][1] for b in blocks]),
-                        np.stack(self.final_norm), self.logits_kernel, self.logits_bias)
 
     def reset(self, num_streams):
         """Empties the caches for `num_streams` streams, at position 0."""
         spec = self.spec
-        shape = (len(self.blocks), int(num_streams), spec.heads, spec.context, spec.head_dim)
+        shape = (spec.layers, int(num_streams), spec.heads, spec.context, spec.head_dim)
         # Keys transposed, (..., head_dim, context): a query's scores are one product with them.
         self.keys = np.zeros((*shape[:3], spec.head_dim, spec.context), np.float32)
         self.values = np.zeros(shape, np.float32)
@@ -449,28 +462,27 @@ class CachedTokenLM:
             from models import lm_kernel
 
             logits = np.empty((streams, spec.vocabulary), np.float32)
-            lm_kernel.step(x, self.position, cos, sin, *self.stacked, self.keys, self.values, logits)
+            lm_kernel.step(x, self.position, cos, sin, *self.weights, self.keys, self.values, logits)
             self.position += 1
             return logits
         slot = self.position % spec.context
         seen = min(self.position + 1, spec.context)
-        for block, keys, values in zip(self.blocks, self.keys, self.values):
-            h = _layer_norm(x, *block["attention_norm"])
-            qkv_kernel, qkv_bias, output_kernel, output_bias = block["attention"]
-            qkv = (h @ qkv_kernel + qkv_bias).reshape(streams, 3, heads, head_dim)
+        w = self.weights
+        for layer, keys, values in zip(range(spec.layers), self.keys, self.values):
+            h = _layer_norm(x, *w.attention_norms[layer])
+            qkv = (h @ w.qkv_kernels[layer] + w.qkv_biases[layer]).reshape(streams, 3, heads, head_dim)
             keys[:, :, :, slot] = rotate_numpy(qkv[:, 1], cos, sin)
             values[:, :, slot] = qkv[:, 2]
             query = rotate_numpy(qkv[:, 0], cos, sin)[:, :, None, :]  # (streams, heads, 1, head_dim)
             scores = (query / math.sqrt(head_dim)) @ keys[:, :, :, :seen]
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             mixed = (scores @ values[:, :, :seen]) / scores.sum(axis=-1, keepdims=True)
-            x = x + mixed.reshape(streams, heads * head_dim) @ output_kernel + output_bias
-            h = _layer_norm(x, *block["ffn_norm"])
-            inner_kernel, inner_bias = block["ffn_in"]
-            outer_kernel, outer_bias = block["ffn_out"]
-            x = x + _gelu(h @ inner_kernel + inner_bias).astype(np.float32) @ outer_kernel + outer_bias
+            x = x + mixed.reshape(streams, heads * head_dim) @ w.output_kernels[layer] + w.output_biases[layer]
+            h = _layer_norm(x, *w.ffn_norms[layer])
+            inner = _gelu(h @ w.inner_kernels[layer] + w.inner_biases[layer]).astype(np.float32)
+            x = x + inner @ w.outer_kernels[layer] + w.outer_biases[layer]
         self.position += 1
-        return _layer_norm(x, *self.final_norm) @ self.logits_kernel + self.logits_bias
+        return _layer_norm(x, *w.final_norm) @ w.logits_kernel + w.logits_bias
 
     def feed(self, tokens):
         """Feeds `(num_streams, time)` tokens one step at a time; returns the logits after the last."""

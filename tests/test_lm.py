@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import models
-from data.features import log_mel, mel_settings
+from data.features import mel_settings
 from data.frames import FrameGenerator
-from data.tokens import Codebook, decode_tokens, encode_frames, fit_codebook, residual_codebooks
+from data.tokens import (Codebook, decode_tokens, encode_frames, fit_codebook, residual_codebooks,
+                         residual_rebuild)
 from evaluation import NGram, token_bits
-from evaluation.melody import melody, notes_matched
+from evaluation.melody import continuation_matched, melody, melody_lm, train_melody_lm
 from models.lm import MelCodebook, RotaryCausalAttention, TokenInput
 from models.sampling import filtered_categorical
 from tests.conftest import run_main, run_script, tone, write_wav
@@ -53,8 +54,9 @@ def test_codebook_fits_encodes_and_decodes():
     assert np.abs(rebuilt - frames).mean() < 0.02  # six clusters, six entries: only the noise is lost
     floored = decode_tokens(tokens, *codebook, floor=-3.0)
     assert floored.min() >= -3.0
-    books, stages = residual_codebooks(frames, (3, 3), seed=0)
-    assert len(books) == 2 and np.abs(stages[1] - frames).mean() < np.abs(stages[0] - frames).mean()
+    first, stages = residual_codebooks(frames, (3, 3), seed=0)
+    rebuilt = residual_rebuild(frames, first, stages)
+    assert len(rebuilt) == 2 and np.abs(rebuilt[1] - frames).mean() < np.abs(rebuilt[0] - frames).mean()
     with pytest.raises(ValueError, match="distinct frames"):
         fit_codebook(np.zeros((50, 10), np.float32), 4)
 
@@ -177,26 +179,9 @@ def test_token_bits_match_one_pass_of_the_model():
 def test_token_lm_continues_a_melody_longer_than_a_receptive_field():
     """A melody of eight 0.25 s notes repeats every 2 s (160 tokens; a default WaveNet sees 0.26 s). Primed with
     3 s of it, the trained model's 4 s continuation plays the melody's next notes."""
-    keras.utils.set_random_seed(0)
-    frames = log_mel(melody(40.0, RATE), SETTINGS)
-    codebook = fit_codebook(frames, 16, seed=0)
-    lm = models.build_token_lm(SETTINGS, 16, 256, model_dim=32, layers=2, heads=2, dropout=0.0)
-    models.set_codebook(lm, codebook)
-    lm.compile(optimizer=keras.optimizers.Adam(3e-3, clipnorm=1.0),
-               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    tokens = encode_frames(frames, *codebook)
-
-    def continuation_matched(model):
-        prime = models.tokenize(model, melody(3.0, RATE))  # 241 frames: the last is centred on 3 s
-        generated = models.generate_tokens(model, 4 * 80 + 1, prime=prime, temperature=0.7, seed=0)
-        audio = models.render_frames(models.detokenize(model, generated), SETTINGS)[0]
-        # Sample n of the rendering is frame 241 + n / hop, at 3.0125 s + n / RATE: note 12 began 12.5 ms before.
-        return notes_matched(audio, RATE, first_note=12, count=16, offset=-0.0125)
-
+    lm, tokens = melody_lm(seed=0)
     before = continuation_matched(lm)
-    lm.fit(FrameGenerator([tokens], 256, 8, 400, mode="tokens", seed=0).as_dataset(), steps_per_epoch=400,
-           epochs=1, shuffle=False, verbose=0)
-    after = continuation_matched(lm)
+    after = continuation_matched(train_melody_lm(lm, tokens, 400))
     assert before < 0.5 and after >= 0.8, (before, after)
 
 
