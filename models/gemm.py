@@ -4,8 +4,15 @@ Generation multiplies a few dozen rows (one per stream) by weight matrices of ab
 of times a second. BLAS libraries are tuned for large products: they copy ("pack") both operands before
 every call, and the OpenBLAS that NumPy and SciPy ship runs its AVX2 kernels on AVX-512 machines. At these
 sizes that leaves much of the core idle (the README's generation section has the measurements). `matmul`
-instead computes `c = a @ b + bias` (or `c += a @ b + bias`) straight from the row-major operands: each tile of `ROWS` rows by `VECTORS` vector registers of columns keeps its sums in
-registers for the whole inner dimension, and each weight vector loaded is used once per row of the tile.
+instead computes `c = a @ b + bias` (or `c += a @ b + bias`) straight from the row-major operands: each tile of
+`ROWS` rows by `VECTORS` vector registers of columns keeps its sums in registers for the whole inner dimension, and
+each weight vector loaded is used once per row of the tile. A product of one or two rows (one stream: a chain of
+matrix-vector products) takes tiles as wide as the registers allow (`NARROW_VECTORS`), so that enough independent
+sums are in flight to hide the multiply-add latency.
+
+numba caches compiled code by the file of each compiled function: code that inlines these products
+(`models.kernels`) keeps a cached copy of the old products after this file changes alone. Delete
+`models/__pycache__/*.nb[ic]` after editing it.
 
 Column counts must be multiples of `LANES` (the generation code pads its weights with zero columns); operands
 must be float32 (refused when the caller is compiled) with each row's elements adjacent (checked on every call,
@@ -39,13 +46,20 @@ def _target_features():
 
 
 def _register_shape():
-    """Vector width and tile shape: what fills the vector registers of the target (32 with AVX-512, else 16)."""
+    """Vector width and tile shapes: what fills the vector registers of the target (32 with AVX-512, else 16).
+
+    Returns `(lanes, rows, vectors, narrow)`: `rows x vectors` tiles in general, and for a product of one or two
+    rows (one stream, a matrix-vector product) `narrow[m - 1]` vectors per tile: each sum is a chain of dependent
+    multiply-adds, and a row of only 2 or 4 chains leaves the multiply-add units idle for most of their latency.
+    """
     if "+avx512f" in _target_features().split(","):
-        return 16, 6, 4  # 6 x 4 sums + 4 weight vectors + 1 broadcast = 29 of 32 registers
-    return 8, 6, 2  # 6 x 2 sums + 2 weight vectors + 1 broadcast = 15 of 16 registers
+        # 6 x 4 sums + 4 weight vectors + 1 broadcast = 29 of 32 registers; one row: 16 sums (weights are
+        # operands of the multiply-adds, used once); two rows: 2 x 8 sums + 8 weight vectors + 2 broadcasts.
+        return 16, 6, 4, (16, 8)
+    return 8, 6, 2, (8, 4)  # 6 x 2 + 2 + 1 = 15 of 16; one row: 8 sums; two rows: 8 + 4 + 2 = 14
 
 
-LANES, ROWS, VECTORS = _register_shape()
+LANES, ROWS, VECTORS, NARROW_VECTORS = _register_shape()
 # Every padded size is a multiple of this, whichever vector width is chosen (models.generation pads to it).
 COLUMN_MULTIPLE = 16
 assert COLUMN_MULTIPLE % LANES == 0
@@ -114,6 +128,28 @@ def _emit_tile(builder, parts, b, bias, c, r0, j0, accumulate, rows, vectors):
         builder.store(builder.load(slot), builder.bitcast(target, pointer), align=4)
 
 
+def _emit_tiles(builder, a_, b_, bias_, c_, accumulate_, rows_total, columns_total, row_step, vector_step):
+    """Loops over the output in tiles of up to `row_step` rows by `vector_step` vectors, each tile's shape a
+    case of a switch (the last row and column tiles may be smaller)."""
+    with cgutils.for_range_slice(builder, _const(0), columns_total, _const(vector_step * LANES)) as (j0, _):
+        left = builder.udiv(builder.sub(columns_total, j0), _const(LANES))
+        vectors = builder.select(builder.icmp_unsigned("<", left, _const(vector_step)), left, _const(vector_step))
+        with cgutils.for_range_slice(builder, _const(0), rows_total, _const(row_step)) as (r0, _):
+            left = builder.sub(rows_total, r0)
+            rows = builder.select(builder.icmp_unsigned("<", left, _const(row_step)), left, _const(row_step))
+            key = builder.add(builder.mul(rows, _const(vector_step + 1)), vectors)
+            merge = builder.append_basic_block("tile_done")
+            switch = builder.switch(key, merge)
+            for r in range(1, row_step + 1):
+                for v in range(1, vector_step + 1):
+                    block = builder.append_basic_block(f"tile_{r}x{v}")
+                    switch.add_case(_const(r * (vector_step + 1) + v), block)
+                    with builder.goto_block(block):
+                        _emit_tile(builder, a_, b_, bias_, c_, r0, j0, accumulate_, r, v)
+                        builder.branch(merge)
+            builder.position_at_end(merge)
+
+
 def _codegen(parts):
     """Generated code for `c (+)= [a_1 ... a_parts] @ b + bias`; arguments `a_1 ... a_parts, b, bias, c, accumulate`."""
 
@@ -122,24 +158,19 @@ def _codegen(parts):
         a_, (b_, bias_, c_) = operands[:parts], operands[parts:]
         accumulate_ = args[-1]
         rows_total, columns_total = a_[0].shape[0], c_.shape[1]
-        width = VECTORS * LANES
-        with cgutils.for_range_slice(builder, _const(0), columns_total, _const(width)) as (j0, _):
-            left = builder.udiv(builder.sub(columns_total, j0), _const(LANES))
-            vectors = builder.select(builder.icmp_unsigned("<", left, _const(VECTORS)), left, _const(VECTORS))
-            with cgutils.for_range_slice(builder, _const(0), rows_total, _const(ROWS)) as (r0, _):
-                left = builder.sub(rows_total, r0)
-                rows = builder.select(builder.icmp_unsigned("<", left, _const(ROWS)), left, _const(ROWS))
-                key = builder.add(builder.mul(rows, _const(VECTORS + 1)), vectors)
-                merge = builder.append_basic_block("tile_done")
-                switch = builder.switch(key, merge)
-                for r in range(1, ROWS + 1):
-                    for v in range(1, VECTORS + 1):
-                        block = builder.append_basic_block(f"tile_{r}x{v}")
-                        switch.add_case(_const(r * (VECTORS + 1) + v), block)
-                        with builder.goto_block(block):
-                            _emit_tile(builder, a_, b_, bias_, c_, r0, j0, accumulate_, r, v)
-                            builder.branch(merge)
-                builder.position_at_end(merge)
+        one, two = (builder.icmp_unsigned("==", rows_total, _const(m)) for m in (1, 2))
+        with builder.if_else(one) as (then_one, otherwise):
+            with then_one:
+                _emit_tiles(builder, a_, b_, bias_, c_, accumulate_, rows_total, columns_total, 1,
+                            NARROW_VECTORS[0])
+            with otherwise:
+                with builder.if_else(two) as (then_two, more):
+                    with then_two:
+                        _emit_tiles(builder, a_, b_, bias_, c_, accumulate_, rows_total, columns_total, 2,
+                                    NARROW_VECTORS[1])
+                    with more:
+                        _emit_tiles(builder, a_, b_, bias_, c_, accumulate_, rows_total, columns_total, ROWS,
+                                    VECTORS)
         return context.get_dummy_value()
 
     return codegen
