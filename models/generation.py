@@ -180,14 +180,17 @@ def _empty_state(weights, num_streams):
                        gate_rows=np.zeros((0, 0, weights.gate_w.shape[0], weights.gate_w.shape[2]), np.float32))
 
 
-def _compiled_run(weights):
-    """The compiled kernel's `run`, built and tried on one step of a throwaway stream; raises if it cannot be."""
+def _compiled_run(weights, split_cores):
+    """The compiled kernel's runner for `weights` (`models.kernels.Runner`), tried on one step of a throwaway
+    stream the first time; raises if it cannot be built."""
     from models import kernels  # imports numba
 
-    state = _empty_state(weights, 1)
-    kernels.run(weights, state, 0, np.zeros(1, np.float32), np.full((1, 1, DRAWS_PER_STEP), 0.5),
-                1.0, np.empty((1, 1), np.float32), np.empty(1, np.float32))
-    return kernels.run
+    runner = kernels.Runner(weights, split_cores)
+    if _COMPILED_STATUS != BUILT:
+        state = _empty_state(weights, 1)
+        kernels.run(weights, state, 0, np.zeros(1, np.float32), np.full((1, 1, DRAWS_PER_STEP), 0.5),
+                    1.0, np.empty((1, 1), np.float32), np.empty(1, np.float32))
+    return runner
 
 
 # None until the compiled kernel has been tried; then BUILT, or why it could not be used. Every model packs into
@@ -204,19 +207,17 @@ def engine_name(engine):
     return engine
 
 
-def _engine_run(engine, weights):
+def _engine_run(engine, weights, split_cores=None):
     """`(name, run function)` of the engine asked for."""
     global _COMPILED_STATUS
     engine = engine_name(engine)
     if engine == "numpy":
         return "numpy", fallback.run
     if _COMPILED_STATUS == BUILT:
-        from models import kernels
-
-        return "numba", kernels.run
+        return "numba", _compiled_run(weights, split_cores)
     if engine == "numba" or _COMPILED_STATUS is None:
         try:
-            run = _compiled_run(weights)
+            run = _compiled_run(weights, split_cores)
             _COMPILED_STATUS = BUILT
             return "numba", run
         except Exception as error:  # numba missing, or LLVM cannot build the kernel for this CPU
@@ -307,6 +308,8 @@ class IncrementalWaveNet:
         model: a model made by `models.build_wavenet` (built or loaded).
         engine: `"auto"` (compiled kernel, NumPy when it cannot be built), `"numba"` or `"numpy"`;
             `None` reads `$WAVEGEN_ENGINE` (default `"auto"`).
+        split_cores: the compiled kernel's use of the cores: how many share each step's products
+            (`models.kernels.Runner`); `None` chooses by the number of streams. The audio is the same either way.
 
     Example:
 
@@ -315,11 +318,11 @@ class IncrementalWaveNet:
     >>> output, x = net.advance(x, steps=100, uniforms=np.random.default_rng(0).random((100, 4, 2)))
     """
 
-    def __init__(self, model, engine=None):
+    def __init__(self, model, engine=None, split_cores=None):
         self.model = model
         self.spec = wavenet_spec(model)
         self.weights = pack_weights(model, self.spec)
-        self.engine, self._run = _engine_run(engine, self.weights)
+        self.engine, self._run = _engine_run(engine, self.weights, split_cores)
         self._project = fallback.project if self.engine == "numpy" else _compiled_project()
         # (mel channels, layers * gate channels): each layer's projection of the spectrogram, side by side
         layers, channels, gate_channels = self.weights.mel_w.shape

@@ -54,11 +54,13 @@ def test_cached_generation_equals_the_full_history_loop(head, loss, kind, monkey
     model = conditioned(head, loss, **KINDS[kind])
     given = request(kind)
     for temperature, seed in ((0.0, None), (1.0, 5)):
-        # Chunks of 7 samples: calls that start and end inside a hop of the spectrogram.
-        fast = np.concatenate(list(models.generate_chunks(model, 45, num_streams=2, temperature=temperature,
-                                                          seed=seed, chunk_size=7, **given)), axis=1)
         naive = models.generate_naive(model, 45, num_streams=2, temperature=temperature, seed=seed, **given)
-        np.testing.assert_allclose(fast, naive, atol=1e-5)
+        for split_cores in (1, 2):  # blocks of streams, and each step split across two threads
+            net = generation.IncrementalWaveNet(model, engine="numba", split_cores=split_cores)
+            # Chunks of 7 samples: calls that start and end inside a hop of the spectrogram.
+            fast = np.concatenate(list(models.generate_chunks(net, 45, num_streams=2, temperature=temperature,
+                                                              seed=seed, chunk_size=7, **given)), axis=1)
+            np.testing.assert_allclose(fast, naive, atol=1e-5)
         numpy_engine = models.generate(model, 45, num_streams=2, temperature=temperature, seed=seed, engine="numpy",
                                        **given)
         np.testing.assert_allclose(numpy_engine, naive, atol=1e-5)

@@ -71,6 +71,39 @@ def test_numpy_fallback_gives_the_same_audio_as_the_compiled_kernel(tiny_wavenet
         assert np.abs(compiled).max() > 0
 
 
+@pytest.mark.parametrize("head,loss", HEADS)
+def test_steps_split_across_threads_give_the_same_audio(tiny_wavenet, head, loss):
+    """One stream's step shared by 2 or 3 threads (each a share of every layer's columns, meeting at a spin
+    barrier per layer) gives what the full-history loop gives, with and without a prime, sampled or not."""
+    model = tiny_wavenet(head, loss, kernel_size=3, input_kernel_size=2)
+    prime = tone(0.01, frequencies=(300,))
+    for streams, temperature, seed, primed in ((1, 0.0, None, True), (1, 1.0, 3, False), (3, 1.0, 4, True)):
+        given = dict(num_streams=streams, temperature=temperature, seed=seed, prime=prime if primed else None)
+        naive = models.generate_naive(model, 40, **given)
+        for cores in (2, 3):
+            net = models.IncrementalWaveNet(model, engine="numba", split_cores=cores)
+            assert net._run.cores(streams) == cores
+            split = np.concatenate(list(models.generate_chunks(net, 40, chunk_size=15, **given)), axis=1)
+            np.testing.assert_allclose(split, naive, atol=1e-5)
+        assert np.abs(naive).max() > 0
+
+
+def test_cores_per_stream_follow_the_thread_count(tiny_wavenet, monkeypatch):
+    from models import kernels
+
+    model = models.build_wavenet(stacks=1, layers=2, residual_channels=64, skip_channels=16)
+    runner = models.IncrementalWaveNet(model, engine="numba")._run
+    monkeypatch.setattr(kernels.numba, "get_num_threads", lambda: 2)
+    assert [runner.cores(streams) for streams in (1, 2, 8)] == [2, 1, 1]  # one stream on both cores
+    monkeypatch.setattr(kernels.numba, "get_num_threads", lambda: 8)
+    assert [runner.cores(streams) for streams in (1, 7, 8)] == [4, 4, 1]  # at most one per 16 channels
+    monkeypatch.setattr(kernels.numba, "get_num_threads", lambda: 1)
+    assert runner.cores(1) == 1
+    tiny = models.IncrementalWaveNet(tiny_wavenet(), engine="numba")._run  # 8 channels: no split
+    monkeypatch.setattr(kernels.numba, "get_num_threads", lambda: 2)
+    assert tiny.cores(1) == 1
+
+
 def test_engine_is_chosen_by_argument_or_environment(tiny_wavenet, monkeypatch):
     model = tiny_wavenet()
     assert models.IncrementalWaveNet(model, engine="numpy").engine == "numpy"
