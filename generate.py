@@ -106,6 +106,11 @@ def build_parser():
                              "train_wavenet.py or train_gan.py --condition mel, same mel settings); default: "
                              "Griffin-Lim")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
+                        help="WaveNet generation: float32 (default, exact), or bfloat16: the weight matrices rounded "
+                             "to bfloat16 and read as such (half the memory traffic; the arithmetic stays float32, "
+                             "on any CPU), faster where generation waits on memory; the README's generation "
+                             "section gives its speed and its cost in bits per sample")
     parser.add_argument("--engine", choices=("auto", "numba", "numpy"), default=None,
                         help="WaveNet (and token LM) generation path: the compiled kernel (numba), the portable NumPy "
                              "path, or auto: "
@@ -268,6 +273,9 @@ def generate_files(args, paths):
         model = models.load_model(args.model)
     except models.ModelFileError as error:
         raise UsageError(str(error)) from None
+    if args.precision is not None and (models.is_token_lm(model) or models.is_gan_generator(model)
+                                       or models.is_gan_vocoder(model)):
+        raise UsageError(f"--precision applies to WaveNet generation only; {args.model} is not a WaveNet")
     if models.is_token_lm(model):
         return write_lm_streams(args, model, paths)
     given = [flag for flag, value in (("--top-k", args.top_k), ("--top-p", args.top_p), ("--vocoder", args.vocoder))
@@ -327,7 +335,8 @@ def generate_files(args, paths):
                                       subtype="PCM_16", format="WAV"))
         for chunk in models.generate_chunks(model, num_samples, num_streams=len(paths), temperature=temperature,
                                             prime=prime, seed=args.seed, engine=args.engine,
-                                            chunk_size=max(1, spec.sample_rate // 10), classes=labels, mel=mel):
+                                            chunk_size=max(1, spec.sample_rate // 10), classes=labels, mel=mel,
+                                            precision=args.precision or "float32"):
             for file, stream in zip(files, chunk):
                 file.write(stream)
             done += chunk.shape[1]

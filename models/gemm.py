@@ -21,6 +21,7 @@ target (`NUMBA_CPU_NAME`, `NUMBA_CPU_FEATURES`), so code built for another CPU n
 """
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -71,14 +72,16 @@ def _const(value):
 
 
 class _Operand:
-    """A 2-D float32 array's data pointer and row stride (in elements) inside generated code."""
+    """A 2-D array's data pointer and row stride (in elements) inside generated code; `bfloat16` when it holds
+    bfloat16 bit patterns (uint16)."""
 
     def __init__(self, context, builder, array_type, value):
         array = context.make_array(array_type)(context, builder, value)
         self.data = array.data
+        self.bfloat16 = array_type.dtype == types.uint16
         self.shape = [builder.extract_value(array.shape, i) for i in range(array_type.ndim)]
-        self.row_stride = (builder.udiv(builder.extract_value(array.strides, 0), _const(4))
-                           if array_type.ndim == 2 else None)
+        self.row_stride = (builder.udiv(builder.extract_value(array.strides, 0),
+                                        _const(2 if self.bfloat16 else 4)) if array_type.ndim == 2 else None)
 
     def row(self, builder, index):
         return builder.gep(self.data, [builder.mul(index, self.row_stride)])
@@ -95,6 +98,15 @@ def _emit_tile(builder, parts, b, bias, c, r0, j0, accumulate, rows, vectors):
 
     def load(address):
         return builder.load(builder.bitcast(address, pointer), align=4)
+
+    def load_weights(address):
+        if not b.bfloat16:
+            return load(address)
+        # bfloat16 is the top half of a float32: widen each to 32 bits and shift it up.
+        halves = builder.load(builder.bitcast(address, ir.VectorType(ir.IntType(16), LANES).as_pointer()), align=2)
+        words = builder.shl(builder.zext(halves, ir.VectorType(_I32, LANES)),
+                            ir.Constant(ir.VectorType(_I32, LANES), [16] * LANES))
+        return builder.bitcast(words, vector)
 
     zero = ir.Constant(vector, [0.0] * LANES)
     sums, targets = [], []
@@ -115,7 +127,7 @@ def _emit_tile(builder, parts, b, bias, c, r0, j0, accumulate, rows, vectors):
         a_rows = [a.row(builder, builder.add(r0, _const(r))) for r in range(rows)]
         with cgutils.for_range(builder, a.shape[1]) as loop:
             b_row = builder.gep(b_columns, [builder.mul(loop.index, b.row_stride)])
-            weights = [load(builder.gep(b_row, [_const(v * LANES)])) for v in range(vectors)]
+            weights = [load_weights(builder.gep(b_row, [_const(v * LANES)])) for v in range(vectors)]
             for r in range(rows):
                 value = builder.load(builder.gep(a_rows[r], [loop.index]))
                 value = builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(_I32, 0)), undef,
@@ -177,9 +189,11 @@ def _codegen(parts):
 
 
 def _check_types(arrays, names):
-    """Refuse at compile time what the generated code cannot read: it assumes float32 and known dimensions."""
+    """Refuse at compile time what the generated code cannot read: it assumes float32 (or, for `b`, bfloat16 bits
+    in uint16) and known dimensions."""
     for array, (name, ndim) in zip(arrays, names):
-        if not isinstance(array, types.Array) or array.dtype != types.float32 or array.ndim != ndim:
+        dtypes = (types.float32, types.uint16) if name == "b" else (types.float32,)
+        if not isinstance(array, types.Array) or array.dtype not in dtypes or array.ndim != ndim:
             raise TypingError(f"matmul: {name} must be a {ndim}-D float32 array, got {array}")
 
 
@@ -205,9 +219,10 @@ def _check(rows, depth, b, bias, c):
     if rows == 0 or c.shape[1] == 0:
         return  # nothing is read or written
     # Rows may be strided, but each row's elements must be adjacent: the code loads whole vectors from them.
-    if b.strides[1] != 4 or c.strides[1] != 4 or bias.strides[0] != 4:
+    size = b.itemsize
+    if b.strides[1] != size or c.strides[1] != 4 or bias.strides[0] != 4:
         raise ValueError("matmul: b, bias and c must have contiguous rows (unit element stride)")
-    if (b.strides[0] % 4 != 0 or c.strides[0] % 4 != 0 or (b.shape[0] > 1 and b.strides[0] < 4 * b.shape[1])
+    if (b.strides[0] % size != 0 or c.strides[0] % 4 != 0 or (b.shape[0] > 1 and b.strides[0] < size * b.shape[1])
             or (c.shape[0] > 1 and c.strides[0] < 4 * c.shape[1])):
         raise ValueError("matmul: b and c rows must not overlap")
 
@@ -222,13 +237,25 @@ def _check_a(a):
         raise ValueError("matmul: a's row stride must be a whole number of elements")
 
 
+def to_bfloat16(array):
+    """float32 `array` rounded to the nearest bfloat16 (ties to even), as uint16 bit patterns for `matmul`'s `b`."""
+    bits = np.ascontiguousarray(array, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+
+
+def from_bfloat16(bits):
+    """The float32 values of bfloat16 bit patterns (`to_bfloat16`'s output)."""
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
 @numba.njit(cache=True)
 def matmul(a, b, bias, c, accumulate):
     """`c = a @ b[:, :n] + bias[:n]`, or `c += ...` when `accumulate`, where `n = c.shape[1]`.
 
     Args:
         a: `(m, k)` float32, rows may be strided.
-        b: `(k, >= n)` float32.
+        b: `(k, >= n)` float32, or uint16 holding bfloat16 bit patterns (`to_bfloat16`): half the bytes to read,
+            the products still in float32.
         bias: `(>= n,)` float32.
         c: `(m, n)` float32 output; `n` a multiple of `LANES`.
         accumulate: add to `c` instead of overwriting it.

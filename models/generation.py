@@ -170,6 +170,48 @@ def pack_weights(model, spec=None):
         mixtures=int(spec.num_mixtures), class_table=class_table, mel_w=np.ascontiguousarray(mel_w))
 
 
+PRECISIONS = ("float32", "bfloat16")
+# The matrices that hold nearly all of a WaveNet's weights: the ones `precision="bfloat16"` stores as bfloat16.
+_REDUCED = ("gate_w", "out_w", "post_w", "logit_w")
+
+
+def reduce_precision(weights, precision, as_bits=True):
+    """`weights` with the big matrices rounded to `precision`: for `"bfloat16"`, bfloat16 bit patterns (uint16,
+    which the compiled products widen to float32 as they load them: half the bytes to read per step) or, with
+    `as_bits=False`, the same rounded values in float32 (for the NumPy engine, which computes the same products).
+    Biases, conditioning projections and the input convolution stay float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        return weights
+    from models.gemm import from_bfloat16, to_bfloat16  # no numba needed: NumPy only
+
+    rounded = {name: to_bfloat16(getattr(weights, name)) for name in _REDUCED}
+    if not as_bits:
+        rounded = {name: from_bfloat16(bits) for name, bits in rounded.items()}
+    return weights._replace(**rounded)
+
+
+def reduced_model(model, precision):
+    """`model`, or for `"bfloat16"` a copy whose weight matrices (the kernels `reduce_precision` rounds) hold the
+    rounded values: what reduced-precision generation computes, as a Keras model (for the prime, and to score)."""
+    if precision == "float32":
+        return model
+    import keras
+
+    from models.gemm import from_bfloat16, to_bfloat16
+
+    spec = wavenet_spec(model)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    names = [spec.POST, spec.LOGITS] + [block.name(part) for block in spec.blocks for part in ("dilated", "skip")]
+    names += [block.name("residual") for block in spec.blocks if block.has_residual]
+    for name in names:
+        kernel, bias = copy.get_layer(name).get_weights()
+        copy.get_layer(name).set_weights([from_bfloat16(to_bfloat16(kernel)).reshape(kernel.shape), bias])
+    return copy
+
+
 def _empty_state(weights, num_streams):
     layers, _, gate_channels = weights.gate_w.shape
     return StreamState(in_queue=np.zeros((num_streams, weights.in_w.shape[0] - 1), np.float32),
@@ -310,6 +352,9 @@ class IncrementalWaveNet:
             `None` reads `$WAVEGEN_ENGINE` (default `"auto"`).
         split_cores: the compiled kernel's use of the cores: how many share each step's products
             (`models.kernels.Runner`); `None` chooses by the number of streams. The audio is the same either way.
+        precision: `"float32"` (exact), or `"bfloat16"`: the weight matrices rounded to bfloat16 and stored so
+            (`reduce_precision`), the arithmetic still float32; on any CPU. What it costs in bits per sample is in
+            the README's generation section.
 
     Example:
 
@@ -318,11 +363,14 @@ class IncrementalWaveNet:
     >>> output, x = net.advance(x, steps=100, uniforms=np.random.default_rng(0).random((100, 4, 2)))
     """
 
-    def __init__(self, model, engine=None, split_cores=None):
+    def __init__(self, model, engine=None, split_cores=None, precision="float32"):
         self.model = model
         self.spec = wavenet_spec(model)
-        self.weights = pack_weights(model, self.spec)
+        self.precision = precision
+        self.weights = reduce_precision(pack_weights(model, self.spec), precision)
         self.engine, self._run = _engine_run(engine, self.weights, split_cores)
+        if self.engine == "numpy":  # NumPy multiplies float32: the same rounded values
+            self.weights = reduce_precision(pack_weights(model, self.spec), precision, as_bits=False)
         self._project = fallback.project if self.engine == "numpy" else _compiled_project()
         # (mel channels, layers * gate channels): each layer's projection of the spectrogram, side by side
         layers, channels, gate_channels = self.weights.mel_w.shape
@@ -348,10 +396,11 @@ class IncrementalWaveNet:
         if self.feature_model is None:
             import keras
 
-            layers = [self.model.get_layer(self.spec.AUDIO)] + [
-                self.model.get_layer(block.name("dilated")) for block in self.spec.blocks]
+            model = reduced_model(self.model, self.precision)  # the queues hold what the rounded model computes
+            layers = [model.get_layer(self.spec.AUDIO)] + [
+                model.get_layer(block.name("dilated")) for block in self.spec.blocks]
             outputs = [layers[0].output] + [layer.input for layer in layers[1:]]
-            self.feature_model = keras.Model(self.model.inputs, outputs, name="history")
+            self.feature_model = keras.Model(model.inputs, outputs, name="history")
         return self.feature_model
 
     def _upsampler(self):
@@ -522,7 +571,7 @@ def _request(spec, num_samples, num_streams, classes, mel):
 
 
 def generate_chunks(model, num_samples=None, *, num_streams=None, temperature=1.0, prime=None, seed=None,
-                    chunk_size=4096, engine=None, classes=None, mel=None):
+                    chunk_size=4096, engine=None, classes=None, mel=None, precision="float32"):
     """Yields the generated audio in `(num_streams, <= chunk_size)` pieces, so long outputs need not fit in memory.
 
     Arguments as `generate`; `model` may also be an `IncrementalWaveNet`, or a GAN vocoder (whose pieces are its
@@ -531,7 +580,8 @@ def generate_chunks(model, num_samples=None, *, num_streams=None, temperature=1.
     if not isinstance(model, IncrementalWaveNet) and is_gan_vocoder(model):
         yield from vocoder_request(model, num_samples, num_streams, prime, classes, mel)
         return
-    net = model if isinstance(model, IncrementalWaveNet) else IncrementalWaveNet(model, engine=engine)
+    net = model if isinstance(model, IncrementalWaveNet) else IncrementalWaveNet(model, engine=engine,
+                                                                                  precision=precision)
     num_samples, num_streams = _request(net.spec, num_samples, num_streams, classes, mel)
     _check(num_samples, num_streams, temperature)
     rng = np.random.default_rng(seed)
@@ -545,7 +595,7 @@ def generate_chunks(model, num_samples=None, *, num_streams=None, temperature=1.
 
 
 def generate(model, num_samples=None, *, num_streams=None, temperature=1.0, prime=None, seed=None, engine=None,
-             classes=None, mel=None):
+             classes=None, mel=None, precision="float32"):
     """Generates audio from a WaveNet, one sample at a time with cached state; or from a GAN vocoder's generator
     (`train_gan.py --condition mel`), which turns `mel` into audio in one parallel pass (`models.vocode`; it takes
     no prime or classes, and draws nothing at random, so `temperature`, `seed` and `engine` do not apply).
@@ -565,6 +615,7 @@ def generate(model, num_samples=None, *, num_streams=None, temperature=1.0, prim
         mel: a mel-conditioned model's log-mel spectrogram (`data.features.log_mel` with the model's settings,
             `wavenet_spec(model).mel`): `(frames, n_mels)` for every stream or `(streams, frames, n_mels)`; the
             output has `(frames - 1) * hop` samples unless `num_samples` asks for fewer.
+        precision: a WaveNet's weights in `"float32"` (exact) or `"bfloat16"` (see `IncrementalWaveNet`).
 
     Returns:
         `(num_streams, num_samples)` float32 in [-1, 1].
@@ -582,7 +633,8 @@ def generate(model, num_samples=None, *, num_streams=None, temperature=1.0, prim
     >>> speech = models.generate(vocoder, mel=log_mel(recording, models.wavenet_spec(vocoder).mel), seed=0)
     """
     chunks = list(generate_chunks(model, num_samples, num_streams=num_streams, temperature=temperature,
-                                  prime=prime, seed=seed, engine=engine, classes=classes, mel=mel))
+                                  prime=prime, seed=seed, engine=engine, classes=classes, mel=mel,
+                                  precision=precision))
     if chunks:
         return np.concatenate(chunks, axis=1)
     if not isinstance(model, IncrementalWaveNet) and is_gan_vocoder(model):

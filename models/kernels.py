@@ -312,7 +312,8 @@ def _share(size, workers, multiple=16):
 
 
 def split_weights(weights, workers):
-    """Cuts `weights` (`models.generation.PackedWeights`) into `workers` shares: `SplitWeights`."""
+    """Cuts `weights` (`models.generation.PackedWeights`) into `workers` shares: `SplitWeights`; the weight
+    matrices keep their type (float32, or bfloat16 bits)."""
     w = weights
     layers, taps_rows, gate_channels = w.gate_w.shape
     residual = gate_channels // 2
@@ -323,15 +324,16 @@ def split_weights(weights, workers):
     local = np.where(local < residual, local, -1)
     columns = np.concatenate([local, np.where(local >= 0, local + residual, -1)], axis=1)
 
+    # Padding is zeros of each array's own type (float32, or bfloat16 bits, where 0 is also 0.0).
     def take_columns(matrix):  # (..., 2 * residual) -> (workers, ..., 2 * share)
-        padded = np.concatenate([matrix, np.zeros((*matrix.shape[:-1], 1), np.float32)], axis=-1)
-        return np.ascontiguousarray(np.moveaxis(padded[..., columns], -2, 0), np.float32)
+        padded = np.concatenate([matrix, np.zeros((*matrix.shape[:-1], 1), matrix.dtype)], axis=-1)
+        return np.ascontiguousarray(np.moveaxis(padded[..., columns], -2, 0))
 
     def take_rows(matrix, size, share_, axis):  # rows `size` of `matrix` along `axis` -> (workers, ..., share_)
         padded = np.concatenate([matrix, np.zeros((*matrix.shape[:axis], workers * share_ - size,
-                                                   *matrix.shape[axis + 1:]), np.float32)], axis=axis)
+                                                   *matrix.shape[axis + 1:]), matrix.dtype)], axis=axis)
         parts = np.split(padded, workers, axis=axis)
-        return np.ascontiguousarray(np.stack(parts), np.float32)
+        return np.ascontiguousarray(np.stack(parts))
 
     def first_only(bias):
         return np.stack([bias] + [np.zeros_like(bias)] * (workers - 1)).astype(np.float32)

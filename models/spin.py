@@ -115,3 +115,4 @@ def abort(flags, workers):
     """Tells every thread waiting at a barrier of this run to give up (a worker failed)."""
     store_release(flags, workers * STRIDE, 1)
 
+

@@ -188,6 +188,13 @@ def test_generate_single_file_and_batch(trained_run, tmp_path):
     expected = models.generate(keras.saving.load_model(run_dir / "model.keras"), 2000, seed=1)[0]
     written = sf.read(str(out), dtype="float32")[0]
     assert np.abs(written - expected).max() <= 2.0 / 32768 and np.abs(written).max() > 0
+    # bfloat16 weights: what the API makes with them
+    result = run_main("generate.py", run_dir / "model.keras", "--seconds", "0.25", "--output", tmp_path / "bf16.wav",
+                      "--seed", "1", "--precision", "bfloat16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = models.generate(keras.saving.load_model(run_dir / "model.keras"), 2000, seed=1,
+                               precision="bfloat16")[0]
+    assert np.abs(sf.read(str(tmp_path / "bf16.wav"), dtype="float32")[0] - expected).max() <= 2.0 / 32768
     result = run_script("generate.py", run_dir / "model.keras", "--seconds", "0.1", "--num", "3", "--output-dir",
                         tmp_path / "many", "--prime", audio, "--temperature", "0.5")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import models
+import models.generation
 from tests.conftest import tone
 
 HEADS = [("classifier", None), ("regressor", "logistic-mixture"), ("regressor", "mse")]
@@ -86,6 +87,26 @@ def test_steps_split_across_threads_give_the_same_audio(tiny_wavenet, head, loss
             split = np.concatenate(list(models.generate_chunks(net, 40, chunk_size=15, **given)), axis=1)
             np.testing.assert_allclose(split, naive, atol=1e-5)
         assert np.abs(naive).max() > 0
+
+
+@pytest.mark.parametrize("head,loss", HEADS[:2])
+def test_bfloat16_weights_generate_what_the_rounded_model_does(tiny_wavenet, head, loss):
+    model = tiny_wavenet(head, loss, kernel_size=3, input_kernel_size=2)
+    reference = models.generation.reduced_model(model, "bfloat16")
+    kernel = model.get_layer(models.wavenet_spec(model).blocks[0].name("dilated")).get_weights()[0]
+    rounded = reference.get_layer(models.wavenet_spec(model).blocks[0].name("dilated")).get_weights()[0]
+    assert 0 < np.abs(rounded - kernel).max() <= 2 ** -8 * np.abs(kernel).max()
+    prime = tone(0.01, frequencies=(300,))
+    for streams, cores in ((1, 2), (3, 1)):  # the split step and blocks of streams
+        given = dict(num_streams=streams, temperature=1.0, seed=5, prime=prime)
+        net = models.IncrementalWaveNet(model, engine="numba", split_cores=cores, precision="bfloat16")
+        assert net.weights.gate_w.dtype == np.uint16 and net.weights.gate_b.dtype == np.float32
+        fast = models.generate(net, 40, **given)
+        np.testing.assert_allclose(fast, models.generate_naive(reference, 40, **given), atol=1e-5)
+        portable = models.generate(model, 40, engine="numpy", precision="bfloat16", **given)
+        np.testing.assert_allclose(portable, fast, atol=1e-5)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        models.generate(model, 5, precision="float16")
 
 
 def test_cores_per_stream_follow_the_thread_count(tiny_wavenet, monkeypatch):

@@ -252,6 +252,10 @@ def test_bad_input_is_refused_in_one_line(tmp_path, melody_clip):
     result = run_main("generate.py", tmp_path / "other_vocoder.keras", "--top-k", "3", "--mel-from", melody_clip,
                       "--output", tmp_path / "e.wav")
     assert_one_line_error(result, "--top-k", "token language models")
+    for model in ("lm.keras", "other_vocoder.keras"):
+        result = run_main("generate.py", tmp_path / model, "--precision", "bfloat16", "--mel-from", melody_clip,
+                          "--output", tmp_path / "f.wav")
+        assert_one_line_error(result, "--precision applies to WaveNet generation only")
     assert not list(tmp_path.glob("?.wav"))
 
 
