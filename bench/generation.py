@@ -5,7 +5,9 @@
     python bench/generation.py --quick         # one stream, brief timings: checks that it runs
 
 Prints, for each model: the naive loop (a full forward pass over the receptive field per sample, what the
-original script did), and `models.generate` with 1, 8 and 64 streams. Next to the default model, the same
+original script did), and `models.generate` with 1, 8 and 64 streams, with float32 and with bfloat16 weights
+(`--precision bfloat16`). Where fewer streams than threads split each step across the cores, the same count is
+also timed on one core, so the split's gain reads off the table. Next to the default model, the same
 network conditioned on log-mel spectrograms (a vocoder: 80 bins at 8 kHz, hop 100, 64 upsampler channels;
 random spectrograms) at 1 and 64 streams (`--conditioned-streams`), upsampling included; below the table, its
 speed as a share of the unconditioned model's at the same stream count (goal: at least 0.70). Real-time factor =
@@ -116,12 +118,18 @@ def main():
         start = time.perf_counter()
         models.generate_naive(model, args.naive_samples, prime=prime, seed=0)
         rows.append(("naive full forward", 1, args.naive_samples / (time.perf_counter() - start)))
-        net = models.IncrementalWaveNet(model)
-        for streams in args.streams:
-            per_step = timed(lambda n, k=streams: models.generate(net, n, num_streams=k, seed=0), args.seconds)
-            rows.append(("models.generate", streams, per_step * streams))
-            if stacks == 2:
-                plain_rates[streams] = per_step * streams
+        for precision in ("float32", "bfloat16"):
+            net = models.IncrementalWaveNet(model, precision=precision)
+            for streams in args.streams:
+                split = net._run.cores(streams) if net.engine == "numba" else 1
+                for cores in sorted({1, split}, reverse=True):  # a split step, then the same on one core
+                    timed_net = net if cores == split else models.IncrementalWaveNet(model, precision=precision,
+                                                                                     split_cores=cores)
+                    per_step = timed(lambda n, k=streams, m=timed_net: models.generate(m, n, num_streams=k, seed=0),
+                                     args.seconds)
+                    rows.append((path_label(precision, cores), streams, per_step * streams))
+                    if stacks == 2 and precision == "float32" and cores == split:
+                        plain_rates[streams] = per_step * streams
         print_rows(name, rows, flops, rate)
         if stacks == 2:
             conditioned_rows(args, rate, plain_rates, conditioned_rates)
@@ -132,6 +140,11 @@ def main():
         else:
             print(f"mel-conditioned default model, {streams} streams: no unconditioned row to compare with "
                   "(add the count to --streams)")
+
+
+def path_label(precision, cores):
+    label = "models.generate" + (", bfloat16 weights" if precision == "bfloat16" else "")
+    return label + (f", each step on {cores} cores" if cores > 1 else "")
 
 
 def print_rows(name, rows, flops, rate):
