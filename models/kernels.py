@@ -89,7 +89,9 @@ _LN2_HIGH, _LN2_LOW = 6.93145751953125e-1, 1.42860682030941723212e-6
 _ROUND_MAGIC = 6755399441055744.0  # 2^52 + 2^51: adding it leaves a small whole number in a double's low bits
 
 
-@numba.njit(cache=True, error_model="numpy")  # not fastmath: reassociation would undo the two-part reduction
+# Not fastmath, and said so: numba gives a callee that does not set it its caller's fastmath (the kernel's), and
+# reassociation would undo the two-part reduction (a hundred ulps near exp(-700)).
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def _exp_nonpositive(x, out):
     """`out = exp(x)` for `x <= 0` (below -708, exp(-708)), in float64 and in loops the compiler vectorises: the
     kernel's softmax takes 256 of these per sample, which as `math.exp` calls cost as much as a layer."""
