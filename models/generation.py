@@ -367,10 +367,11 @@ class IncrementalWaveNet:
         self.model = model
         self.spec = wavenet_spec(model)
         self.precision = precision
-        self.weights = reduce_precision(pack_weights(model, self.spec), precision)
+        packed = pack_weights(model, self.spec)
+        self.weights = reduce_precision(packed, precision)
         self.engine, self._run = _engine_run(engine, self.weights, split_cores)
         if self.engine == "numpy":  # NumPy multiplies float32: the same rounded values
-            self.weights = reduce_precision(pack_weights(model, self.spec), precision, as_bits=False)
+            self.weights = reduce_precision(packed, precision, as_bits=False)
         self._project = fallback.project if self.engine == "numpy" else _compiled_project()
         # (mel channels, layers * gate channels): each layer's projection of the spectrogram, side by side
         layers, channels, gate_channels = self.weights.mel_w.shape
