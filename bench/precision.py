@@ -16,7 +16,6 @@ bins):
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -27,21 +26,14 @@ sys.path.insert(0, str(ROOT / "bench"))  # bench/machine.py
 import numpy as np  # noqa: E402
 
 from cli import positive_float, positive_int  # noqa: E402
-from machine import caption, print_machine, quiet_tensorflow  # noqa: E402
+from machine import best_rate, caption, print_machine, quiet_tensorflow  # noqa: E402
 
 
 def samples_per_second(net, streams, seconds):
     import models
 
-    models.generate(net, 64, num_streams=streams, seed=0)  # compile and warm up
-    steps, best, spent = max(256, 8192 // streams), 0.0, 0.0
-    while spent < seconds:
-        start = time.perf_counter()
-        models.generate(net, steps, num_streams=streams, seed=0)
-        elapsed = time.perf_counter() - start
-        spent += elapsed
-        best = max(best, steps * streams / elapsed)  # other tenants of a shared machine only slow a block down
-    return best
+    steps = max(256, 8192 // streams)
+    return best_rate(lambda: models.generate(net, steps, num_streams=streams, seed=0), steps * streams, seconds)
 
 
 def main():

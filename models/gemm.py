@@ -21,7 +21,6 @@ target (`NUMBA_CPU_NAME`, `NUMBA_CPU_FEATURES`), so code built for another CPU n
 """
 
 import numba
-import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -194,7 +193,8 @@ def _check_types(arrays, names):
     for array, (name, ndim) in zip(arrays, names):
         dtypes = (types.float32, types.uint16) if name == "b" else (types.float32,)
         if not isinstance(array, types.Array) or array.dtype not in dtypes or array.ndim != ndim:
-            raise TypingError(f"matmul: {name} must be a {ndim}-D float32 array, got {array}")
+            kinds = " or ".join(str(dtype) for dtype in dtypes)
+            raise TypingError(f"matmul: {name} must be a {ndim}-D {kinds} array, got {array}")
 
 
 @intrinsic
@@ -237,24 +237,14 @@ def _check_a(a):
         raise ValueError("matmul: a's row stride must be a whole number of elements")
 
 
-def to_bfloat16(array):
-    """float32 `array` rounded to the nearest bfloat16 (ties to even), as uint16 bit patterns for `matmul`'s `b`."""
-    bits = np.ascontiguousarray(array, np.float32).view(np.uint32)
-    return ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
-
-
-def from_bfloat16(bits):
-    """The float32 values of bfloat16 bit patterns (`to_bfloat16`'s output)."""
-    return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
 @numba.njit(cache=True)
 def matmul(a, b, bias, c, accumulate):
     """`c = a @ b[:, :n] + bias[:n]`, or `c += ...` when `accumulate`, where `n = c.shape[1]`.
 
     Args:
         a: `(m, k)` float32, rows may be strided.
-        b: `(k, >= n)` float32, or uint16 holding bfloat16 bit patterns (`to_bfloat16`): half the bytes to read,
+        b: `(k, >= n)` float32, or uint16 holding bfloat16 bit patterns
+            (`models.precision.to_bfloat16`): half the bytes to read,
             the products still in float32.
         bias: `(>= n,)` float32.
         c: `(m, n)` float32 output; `n` a multiple of `LANES`.

@@ -27,6 +27,7 @@ from data.mulaw import mu_law_bin_edges, mu_law_round_trip, mu_law_table
 from models import fallback
 from models.gan_vocoder import is_gan_vocoder, vocoder_request
 from models.layers import class_ids, gate_halves  # noqa: F401  (class_ids: also models.generation's)
+from models.precision import PRECISIONS, bfloat16_values, to_bfloat16
 from models.sampling import DISTRIBUTION_CODES, DRAWS_PER_STEP, sample
 from models.wavenet import wavenet_spec
 
@@ -170,7 +171,6 @@ def pack_weights(model, spec=None):
         mixtures=int(spec.num_mixtures), class_table=class_table, mel_w=np.ascontiguousarray(mel_w))
 
 
-PRECISIONS = ("float32", "bfloat16")
 # The matrices that hold nearly all of a WaveNet's weights: the ones `precision="bfloat16"` stores as bfloat16.
 _REDUCED = ("gate_w", "out_w", "post_w", "logit_w")
 
@@ -184,12 +184,8 @@ def reduce_precision(weights, precision, as_bits=True):
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "float32":
         return weights
-    from models.gemm import from_bfloat16, to_bfloat16  # no numba needed: NumPy only
-
-    rounded = {name: to_bfloat16(getattr(weights, name)) for name in _REDUCED}
-    if not as_bits:
-        rounded = {name: from_bfloat16(bits) for name, bits in rounded.items()}
-    return weights._replace(**rounded)
+    rounding = to_bfloat16 if as_bits else bfloat16_values
+    return weights._replace(**{name: rounding(getattr(weights, name)) for name in _REDUCED})
 
 
 def reduced_model(model, precision):
@@ -199,8 +195,6 @@ def reduced_model(model, precision):
         return model
     import keras
 
-    from models.gemm import from_bfloat16, to_bfloat16
-
     spec = wavenet_spec(model)
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -208,7 +202,7 @@ def reduced_model(model, precision):
     names += [block.name("residual") for block in spec.blocks if block.has_residual]
     for name in names:
         kernel, bias = copy.get_layer(name).get_weights()
-        copy.get_layer(name).set_weights([from_bfloat16(to_bfloat16(kernel)).reshape(kernel.shape), bias])
+        copy.get_layer(name).set_weights([bfloat16_values(kernel), bias])
     return copy
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from models import gemm
+from models.precision import from_bfloat16, to_bfloat16
 from tests.conftest import ROOT
 
 
@@ -29,9 +30,9 @@ def check_against_numpy(seed=0):
             gemm.matmul_pair(a[:, :split], np.ascontiguousarray(a[:, split:]), b, bias, c, False)
             np.testing.assert_allclose(c, expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
             # bfloat16 weights: the same product of the rounded weights
-            rounded = gemm.to_bfloat16(b)
+            rounded = to_bfloat16(b)
             gemm.matmul(a, rounded, bias, c, False)
-            np.testing.assert_allclose(c, a.astype(np.float64) @ gemm.from_bfloat16(rounded)[:, :n] + bias[:n],
+            np.testing.assert_allclose(c, a.astype(np.float64) @ from_bfloat16(rounded)[:, :n] + bias[:n],
                                        rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
@@ -51,11 +52,11 @@ def test_matmul_with_the_other_vector_width():
 
 def test_bfloat16_rounding_is_to_nearest_even():
     values = np.array([1.0, 1.0 + 2 ** -8, 1.0 + 2 ** -7 + 2 ** -8, 1.0 + 2 ** -9, -3.0e-3, 65504.0], np.float32)
-    rounded = gemm.from_bfloat16(gemm.to_bfloat16(values))
+    rounded = from_bfloat16(to_bfloat16(values))
     # ties go to the even neighbour; otherwise the nearest of the two bfloat16 values around each
     np.testing.assert_array_equal(rounded[:4], [1.0, 1.0, 1.0 + 2 ** -6, 1.0])
     np.testing.assert_allclose(rounded, values, rtol=2 ** -8)
-    assert gemm.to_bfloat16(values).dtype == np.uint16
+    assert to_bfloat16(values).dtype == np.uint16
 
 
 def test_matmul_with_zero_rows_writes_nothing():
