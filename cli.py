@@ -169,6 +169,8 @@ positive_int = _number(int, lambda v: v > 0, "positive")
 non_negative_int = _number(int, lambda v: v >= 0, "zero or more")
 positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "positive")
 non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "zero or more")
+fraction = _number(float, lambda v: 0 <= v <= 1, "from 0 to 1")
+momentum = _number(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
 MEL_TYPES = {"mel_bins": positive_int, "mel_hop_ms": positive_float, "mel_window_ms": positive_float,
              "mel_fft": positive_int, "mel_fmin": non_negative_float, "mel_fmax": positive_float,
              "mel_floor": positive_float}

@@ -10,6 +10,7 @@ history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
 """
 
 import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, MelFlags, RunSettings, UsageError, config_parser,
-                 non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow, report_skipped,
+                 fraction, momentum, non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow, report_skipped,
                  resolve_mel_settings, run)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_or_build, save_model,
                  time_limit_note, write_json)
@@ -27,7 +28,8 @@ from run.distribute import report_lost_workers, start_distribution
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
 SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip_channels", "sample_rate", "labels",
-                  "class_channels", "mel_channels", *MEL_SHAPE_SETTINGS)
+                  "class_channels", "mel_channels", *MEL_SHAPE_SETTINGS,
+                  "ema", "clip_norm")  # the checkpoint's optimiser holds these two
 # A loss (nats per sample) beyond this is a diverged run, treated like NaN: a model that knows nothing scores
 # ln 256 = 5.5, and no sane run comes within orders of magnitude of it.
 DIVERGED_LOSS = 1e4
@@ -52,6 +54,12 @@ class WaveNetConfig(MelFlags, RunSettings):
     residual_channels: int = 64
     skip_channels: int = 128
     learning_rate: float = 2e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_steps: Optional[int] = None
+    decay_floor: float = 0.05
+    ema: float = 0.0
+    clip_norm: Optional[float] = None
     sample_every: int = 4
     sample_seconds: float = 1.0
     temperature: float = 1.0
@@ -77,7 +85,17 @@ HELP = {**MEL_HELP,
     "stacks": "stacks of dilated layers",
     "residual_channels": "channels of the residual stream",
     "skip_channels": "channels of the skip connections",
-    "learning_rate": "Adam learning rate",
+    "learning_rate": "Adam learning rate (the peak of --schedule cosine)",
+    "schedule": "constant: --learning-rate throughout; cosine: decays from --learning-rate to --decay-floor times it "
+                "over --decay-steps",
+    "warmup_steps": "steps of linear warmup from --learning-rate / N up to it",
+    "decay_steps": "the step at which --schedule cosine reaches its floor; default: fitted to --epochs x "
+                   "--steps-per-epoch, or with --time-limit to the steps the time holds (measured over the first "
+                   "epoch and recorded in config.json)",
+    "decay_floor": "the final learning rate of --schedule cosine, a fraction of --learning-rate",
+    "ema": "momentum of an exponential moving average of the weights (0: none; 0.99 averages about the last 100 "
+           "steps): validation, samples and the saved model.keras use the average, checkpoints keep both",
+    "clip_norm": "clip each step's gradients to this global norm (default: no clipping)",
     "sample_every": "write a sample every N epochs (0: never)",
     "sample_seconds": "length of each sample in seconds",
     "temperature": "sampling temperature of the samples (0: most likely)",
@@ -91,11 +109,12 @@ HELP = {**MEL_HELP,
 TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch": positive_int,
          "validation_steps": positive_int, "batch_size": positive_int, "frame_size": positive_int,
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
-         "skip_channels": positive_int, "learning_rate": positive_float, "sample_every": non_negative_int,
+         "skip_channels": positive_int, "learning_rate": positive_float, "warmup_steps": non_negative_int,
+         "decay_steps": positive_int, "decay_floor": fraction, "ema": momentum, "clip_norm": positive_float, "sample_every": non_negative_int,
          "sample_seconds": positive_float, "temperature": non_negative_float, "class_channels": positive_int,
          "mel_channels": positive_int, **MEL_TYPES}
 CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
-           "condition": ("none", "mel")}
+           "condition": ("none", "mel"), "schedule": ("constant", "cosine")}
 
 
 def build_parser():
@@ -242,6 +261,7 @@ def main(argv=None):
     from data.features import log_mel
     from data.frames import FrameGenerator, frame_conditioning
     from run import fit_run
+    from run.callbacks import AveragedWeights
 
     rf = models.receptive_field(config.stacks, config.layers)
     problem = shape_problem(config, rf, *longest, machine_memory())
@@ -283,7 +303,7 @@ def main(argv=None):
                                    residual_channels=config.residual_channels, skip_channels=config.skip_channels,
                                    sample_rate=config.sample_rate, class_names=class_names,
                                    class_channels=config.class_channels, mel=mel, mel_channels=config.mel_channels)
-        net.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=models.loss_for(distribution),
+        net.compile(optimizer=optimizer(config), loss=models.loss_for(distribution),
                     metrics=bits_metric(distribution))
         return net
 
@@ -331,15 +351,20 @@ def main(argv=None):
     samples = SaveAudio(run_dir / "samples", config.sample_rate, every=config.sample_every,
                         seconds=config.sample_seconds, temperature=config.temperature, seed=config.seed,
                         log_dir=run_dir / "logs" / "samples", **sample_args)
+    logged.extend(schedule_callbacks(config, folder))
+    samplers = [samples] if cluster.chief else []
+    if config.ema:  # validation and samples use the weights' average (models.AveragedAdam)
+        samplers = [AveragedWeights(samplers)]
     model = fit_run(model, train_frames, run_dir=folder, epochs=config.epochs, save=save, restore=restore,
-                    callbacks=logged, after_checkpoint=[samples] if cluster.chief else [],
+                    callbacks=logged, after_checkpoint=samplers,
                     validation_data=validation_frames, time_limit=config.time_limit,
                     on_nan=config.on_nan, lower_learning_rate=lower, loss_limit=DIVERGED_LOSS,
                     resume_command=cluster.resume_command(f"python train_wavenet.py --resume --output-dir {run_dir}"),
                     verbose=1 if sys.stdout.isatty() else 2, distribution=cluster, start=start)
     if not cluster.finish(model, run_dir):
         return run_dir
-    save_model(model, run_dir / "model.keras")
+    with models.averaged_weights(model):
+        save_model(model, run_dir / "model.keras")
     rows = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").is_file() else []
     if len(rows) > 1:
         last = dict(zip(rows[0].split(","), rows[-1].split(",")))
@@ -358,6 +383,44 @@ def main(argv=None):
         command += f" --class {shlex.quote(suggested_class)}"
     print(f"saved {run_dir / 'model.keras'}; generate audio with:\n  {command} --output generated.wav")
     return run_dir
+
+
+def optimizer(config):
+    """The run's Adam: with `--ema`, `models.AveragedAdam`; with `--clip-norm`, clipping the global norm."""
+    import keras
+
+    import models
+
+    settings = {"learning_rate": config.learning_rate, "global_clipnorm": config.clip_norm}
+    if config.ema:
+        return models.AveragedAdam(ema_momentum=config.ema, **settings)
+    return keras.optimizers.Adam(**settings)
+
+
+def schedule_callbacks(config, run_dir):
+    """The callback that sets the learning rate of `--schedule` and `--warmup-steps` before every step (none for
+    a constant rate); a decay fitted to `--time-limit` is written to config.json once fitted, so a resumed run
+    keeps it."""
+    import time
+
+    from run.callbacks import LearningRateSchedule
+
+    if config.schedule == "constant" and not config.warmup_steps:
+        return []
+    if config.schedule == "constant":
+        return [LearningRateSchedule(lambda: config.learning_rate, config.warmup_steps)]
+    decay_steps = config.decay_steps or config.epochs * config.steps_per_epoch
+    deadline = None
+    if config.time_limit and not config.decay_steps:
+        deadline = time.monotonic() + 60.0 * config.time_limit
+
+    def record(steps):
+        config.decay_steps = steps
+        path = Path(run_dir) / "config.json"
+        write_json(path, {**json.loads(path.read_text()), "decay_steps": steps})
+
+    return [LearningRateSchedule(lambda: config.learning_rate, config.warmup_steps, decay_steps, config.decay_floor,
+                                 deadline=deadline, on_fitted=record)]
 
 
 def bits_metric(distribution):

@@ -18,6 +18,7 @@ from models.lm import (CachedTokenLM, LMSpec, MelCodebook, RotaryCausalAttention
                        check_vocoder, codebook_of, detokenize, generate_tokens, is_token_lm, lm_spec, render_frames,
                        set_codebook, tokenize)
 from models.loading import ModelFileError, load_model
+from models.optimizers import AveragedAdam, averaged_weights
 from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, distribution_for, receptive_field,
                             wavenet_spec)
 
@@ -26,7 +27,7 @@ __all__ = ["CachedTokenLM", "LMSpec", "MelCodebook", "RotaryCausalAttention", "T
            "set_codebook", "tokenize", "class_ids",
            "PeriodFold", "TrimEdges", "VocoderGAN", "build_vocoder_discriminator", "build_vocoder_gan",
            "build_vocoder_generator", "gan_class_names", "is_gan_vocoder", "stft_loss", "upsample_factors", "vocode",
-           "vocoder_settings", "vocoder_spec", "AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",
+           "vocoder_settings", "vocoder_spec", "AveragedAdam", "averaged_weights", "AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",
            "GatedActivation", "IncrementalWaveNet", "MelFeatures", "ModelFileError", "OutputDistribution", "PackedWeights",
            "PhaseShuffle", "StreamState", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
            "build_from_spec", "build_generator", "build_wavegan", "build_wavenet", "critic_steps",

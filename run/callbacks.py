@@ -217,3 +217,125 @@ class RunLog(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for writer in (self.writers or {}).values():
             writer.close()
+
+
+def learning_rate_at(step, peak, warmup_steps=0, decay_steps=None, floor=0.0):
+    """The learning rate of step `step` (counted from 0): a linear warmup from `peak / warmup_steps` to `peak` over
+    the first `warmup_steps` steps, then with `decay_steps` a cosine decay to `floor * peak` at step
+    `decay_steps` (held there after), without it `peak`.
+
+    Example:
+
+    >>> [round(learning_rate_at(s, 1.0, warmup_steps=2, decay_steps=6, floor=0.1), 3) for s in range(8)]
+    [0.5, 1.0, 1.0, 0.868, 0.55, 0.232, 0.1, 0.1]
+    """
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    if not decay_steps:
+        return peak
+    progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
+    return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+class LearningRateSchedule(keras.callbacks.Callback):
+    """Sets the optimiser's learning rate before every step to `learning_rate_at(iterations, peak(), ...)`.
+
+    The rate depends only on the optimiser's step count, which checkpoints keep, so a resumed run continues the
+    same schedule. The decay ends at step `decay_steps`; given a `deadline` (a time limit), at the end of the
+    first whole epoch that is shortened to the steps the rest of the time will hold at that epoch's pace
+    (validation included), and `on_fitted(decay_steps)` is called (to record it for a resume).
+
+    Args:
+        peak: `peak()` returns the peak rate (a callable: a NaN recovery lowers the run's rate).
+        warmup_steps: steps of linear warmup.
+        decay_steps: the step at which the decay reaches `floor`; `None` for no decay (only warmup).
+        floor: the final rate, a fraction of the peak.
+        deadline: the `time.monotonic()` at which the run stops, to fit the decay to; `None` to keep `decay_steps`.
+        on_fitted: `on_fitted(decay_steps)` is called once the decay's length is fitted to `deadline`.
+    """
+
+    def __init__(self, peak, warmup_steps=0, decay_steps=None, floor=0.0, deadline=None, on_fitted=None):
+        super().__init__()
+        self.peak = peak
+        self.warmup_steps = int(warmup_steps)
+        self.decay_steps = decay_steps
+        self.floor = float(floor)
+        self.deadline = deadline
+        self.on_fitted = on_fitted
+        self.epoch_start = None
+
+    def _optimizers(self):
+        if hasattr(self.model, "d_optimizer"):
+            return (self.model.d_optimizer, self.model.g_optimizer)
+        return (self.model.optimizer,)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for optimizer in self._optimizers():
+            step = int(optimizer.iterations.numpy())
+            optimizer.learning_rate.assign(learning_rate_at(step, self.peak(), self.warmup_steps, self.decay_steps,
+                                                            self.floor))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+        self.first_step = int(self._optimizers()[0].iterations.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.deadline is None or self.model.stop_training:
+            return
+        now = time.monotonic()
+        step = int(self._optimizers()[0].iterations.numpy())
+        pace = (step - self.first_step) / max(now - self.epoch_start, 1e-9)
+        fitted = max(step + 1, int(step + pace * max(0.0, self.deadline - now)))
+        self.decay_steps, self.deadline = min(fitted, self.decay_steps or fitted), None
+        if self.on_fitted is not None:
+            self.on_fitted(self.decay_steps)
+
+
+class AveragedWeights(keras.callbacks.Callback):
+    """Gives validation and the `inner` callbacks the optimiser's moving average of the weights
+    (`models.optimizers.AveragedAdam`), and training its own weights back after them.
+
+    Validation runs inside the swap (`on_test_begin` to `on_test_end`), so the logged validation loss is the
+    averaged model's; so does each inner callback's `on_epoch_end` (samplers such as `SaveAudio`). A model whose
+    optimiser keeps no average is left alone.
+
+    Args:
+        inner: callbacks whose `on_epoch_end` sees the averaged weights.
+    """
+
+    def __init__(self, inner=()):
+        super().__init__()
+        self.inner = list(inner)
+        self.swap = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        for callback in self.inner:
+            callback.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        for callback in self.inner:
+            callback.set_params(params)
+
+    def on_test_begin(self, logs=None):
+        from models.optimizers import averaged_weights
+
+        self.swap = averaged_weights(self.model)
+        self.swap.__enter__()
+
+    def on_test_end(self, logs=None):
+        if self.swap is not None:
+            swap, self.swap = self.swap, None
+            swap.__exit__(None, None, None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from models.optimizers import averaged_weights
+
+        with averaged_weights(self.model):
+            for callback in self.inner:
+                callback.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        for callback in self.inner:
+            callback.on_train_end(logs)

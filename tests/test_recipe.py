@@ -1,0 +1,197 @@
+"""The training recipe (#16): the learning-rate schedule, the moving average of the weights, gradient clipping,
+and an interrupted run with all of them resuming exactly."""
+
+import json
+import math
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_FLAGS, run_main, run_script, tone, write_wav
+from tests.test_cli import assert_one_line_error
+
+
+def toy_model(optimizer):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def toy_data(n=32):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, 3)).astype("float32")
+    return x, (x @ np.array([[1.0], [-2.0], [0.5]], "float32")).astype("float32")
+
+
+class Record(keras.callbacks.Callback):
+    """Records the learning rate each step ran with and the weights after each step."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates, self.weights = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights.append([np.array(v.numpy()) for v in self.model.trainable_variables])
+
+
+def test_learning_rate_at_chosen_steps():
+    from run.callbacks import learning_rate_at
+
+    # Warmup: (step + 1) / warmup of the peak.
+    assert learning_rate_at(0, 2e-3, warmup_steps=4, decay_steps=20) == pytest.approx(5e-4)
+    assert learning_rate_at(3, 2e-3, warmup_steps=4, decay_steps=20) == pytest.approx(2e-3)
+    # Cosine from the peak at the warmup's end to floor x peak at decay_steps, halfway at the middle.
+    assert learning_rate_at(4, 2e-3, warmup_steps=4, decay_steps=20, floor=0.1) == pytest.approx(2e-3)
+    assert learning_rate_at(12, 2e-3, warmup_steps=4, decay_steps=20, floor=0.1) == pytest.approx(1.1e-3)
+    assert learning_rate_at(20, 2e-3, warmup_steps=4, decay_steps=20, floor=0.1) == pytest.approx(2e-4)
+    assert learning_rate_at(500, 2e-3, warmup_steps=4, decay_steps=20, floor=0.1) == pytest.approx(2e-4)
+    assert learning_rate_at(9, 2e-3, warmup_steps=0, decay_steps=None) == 2e-3
+
+
+def test_the_schedule_sets_each_steps_rate_from_the_step_count():
+    from run.callbacks import LearningRateSchedule, learning_rate_at
+
+    model = toy_model(keras.optimizers.Adam(1.0))
+    record = Record()
+    x, y = toy_data()
+    schedule = LearningRateSchedule(lambda: 0.01, warmup_steps=3, decay_steps=10, floor=0.2)
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[schedule, record], verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[schedule, record], verbose=0, shuffle=False)  # steps 8-15
+    assert record.rates == pytest.approx([learning_rate_at(s, 0.01, 3, 10, 0.2) for s in range(16)], rel=1e-6)
+    assert record.rates[-1] == pytest.approx(0.002)
+
+
+def test_a_time_limited_decay_is_fitted_after_the_first_epoch_and_reported():
+    from run.callbacks import LearningRateSchedule
+
+    fitted = []
+    model = toy_model(keras.optimizers.Adam(1e-3))
+    x, y = toy_data()
+    schedule = LearningRateSchedule(lambda: 1e-3, 0, decay_steps=10 ** 6, floor=0.1,
+                                    deadline=time.monotonic() + 3600.0, on_fitted=fitted.append)
+    model.fit(x, y, batch_size=4, epochs=2, callbacks=[schedule], verbose=0)
+    # An hour at the pace of 8 steps in well under a minute: far more steps than 8, fewer than the cap.
+    assert len(fitted) == 1 and 1000 < fitted[0] < 10 ** 6 and schedule.decay_steps == fitted[0]
+    schedule = LearningRateSchedule(lambda: 1e-3, 0, decay_steps=100, deadline=time.monotonic() + 3600.0,
+                                    on_fitted=fitted.append)
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[schedule], verbose=0)
+    assert fitted[-1] == 100  # never past the cap (--epochs x --steps-per-epoch)
+
+
+def test_the_moving_average_equals_its_definition_and_never_enters_the_weights(tmp_path):
+    import models
+
+    momentum = 0.8
+    model = toy_model(models.AveragedAdam(ema_momentum=momentum, learning_rate=0.05, global_clipnorm=1.0))
+    record = Record()
+    x, y = toy_data()
+    model.fit(x, y, batch_size=4, epochs=2, callbacks=[record], verbose=0, shuffle=False)
+    expected = record.weights[0]  # the first step copies the weights
+    for weights in record.weights[1:]:
+        expected = [momentum * a + (1 - momentum) * w for a, w in zip(expected, weights)]
+    last = record.weights[-1]
+    for variable, weights in zip(model.trainable_variables, last):  # fit left the weights themselves
+        np.testing.assert_array_equal(variable.numpy(), weights)
+    with models.averaged_weights(model):
+        for variable, average in zip(model.trainable_variables, expected):
+            np.testing.assert_allclose(variable.numpy(), average, rtol=1e-5, atol=1e-7)
+        averaged_output = model.predict(x, verbose=0)
+        model.save(tmp_path / "averaged.keras")
+    for variable, weights in zip(model.trainable_variables, last):  # and has them back, bit for bit
+        np.testing.assert_array_equal(variable.numpy(), weights)
+    assert not np.allclose(model.predict(x, verbose=0), averaged_output)
+    loaded = keras.saving.load_model(tmp_path / "averaged.keras")
+    assert isinstance(loaded.optimizer, models.AveragedAdam) and loaded.optimizer.ema_momentum == momentum
+    assert loaded.optimizer.global_clipnorm == 1.0
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), averaged_output, rtol=1e-6)
+
+
+def test_a_model_without_an_average_is_left_alone():
+    import models
+
+    model = toy_model(keras.optimizers.Adam(1e-3))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    with models.averaged_weights(model) as inside:
+        assert inside is model
+    for variable, value in zip(model.trainable_variables, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_clipping_bounds_each_steps_update():
+    """With a tiny clip norm, SGD moves the weights by at most learning rate x clip norm per step."""
+    model = toy_model(keras.optimizers.SGD(1.0, global_clipnorm=1e-3))
+    before = np.concatenate([v.numpy().ravel() for v in model.trainable_variables])
+    x, y = toy_data(4)
+    model.fit(x, 100 * y, batch_size=4, epochs=1, verbose=0)
+    after = np.concatenate([v.numpy().ravel() for v in model.trainable_variables])
+    assert np.linalg.norm(after - before) == pytest.approx(1e-3, rel=1e-3)
+
+
+RECIPE = ["--schedule", "cosine", "--warmup-steps", "2", "--ema", "0.7", "--clip-norm", "5", "--epochs", "3"]
+
+
+@pytest.fixture(scope="module")
+def chord(tmp_path_factory):
+    return write_wav(tmp_path_factory.mktemp("audio") / "chord.wav", tone(3.0, frequencies=(220, 330, 550)))
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_with_the_whole_recipe_resumes_exactly(tmp_path, chord):
+    from tests.test_robust import history, load
+
+    flags = ["--train", chord, *TINY_FLAGS, "--sample-every", "2", *RECIPE]
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    result = run_script("train_wavenet.py", *flags, "--output-dir", reference)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script("train_wavenet.py", *flags, "--output-dir", run_dir, env={"WAVEGEN_KILL_AT": "step-end:3:SIGINT"})
+    assert result.returncode == 130, result.stderr[-3000:]
+    result = run_script("train_wavenet.py", "--resume", "--output-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    got, expected = history(run_dir), history(reference)
+    assert len(got) == len(expected) == 3
+    for row, reference_row in zip(got, expected):  # validation (of the averaged weights) matches every epoch
+        assert float(row["val_loss"]) == pytest.approx(float(reference_row["val_loss"]), rel=1e-5)
+    model, straight = load(run_dir / "model.keras"), load(reference / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == 6
+    for mine, theirs in zip([*model.weights, *model.optimizer.variables],
+                            [*straight.weights, *straight.optimizer.variables], strict=True):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5, atol=1e-7, err_msg=mine.path)
+    # The saved model holds the average, the last checkpoint the weights themselves beside it.
+    checkpoint = load(run_dir / "checkpoints" / "epoch_0003" / "model.keras")
+    averages = checkpoint.optimizer._model_variables_moving_average
+    for variable, average in zip(model.trainable_variables, averages):
+        np.testing.assert_array_equal(variable.numpy(), average.numpy())
+    assert any(not np.array_equal(v.numpy(), a.numpy()) for v, a in zip(checkpoint.trainable_variables, averages))
+    # The last step ran at the cosine's rate for step 5 of 6 (warmup 2).
+    peak, floor = 2e-3, 0.05
+    last_rate = peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
+    assert float(checkpoint.optimizer.learning_rate.numpy()) == pytest.approx(last_rate, rel=1e-6)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--ema", "1"], "--ema: '1' must be at least 0 and below 1"),
+    (["--decay-floor", "1.5"], "--decay-floor: '1.5' must be from 0 to 1"),
+    (["--schedule", "linear"], "--schedule: invalid choice"),
+    (["--clip-norm", "0"], "--clip-norm: '0' must be positive"),
+])
+def test_bad_recipe_flags_are_one_line_errors(tmp_path, flags, fragment):
+    result = run_main("train_wavenet.py", *flags, "--output-dir", tmp_path / "run")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_another_average_or_clip(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "latest.json").write_text(json.dumps({"folder": "epoch_0001", "epoch": 1, "step": 0}))
+    (run_dir / "config.json").write_text(json.dumps({"trainer": "wavenet", "ema": 0.99, "clip_norm": None}))
+    for flags, fragment in ((["--ema", "0.9"], "--ema 0.9: the run was trained with 0.99"),
+                            (["--clip-norm", "1"], "--clip-norm 1.0: the run was trained with None")):
+        assert_one_line_error(run_main("train_wavenet.py", "--resume", "--output-dir", run_dir, *flags), fragment)
