@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, MelFlags, RunSettings, UsageError, config_parser,
-                 fraction, momentum, non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow, report_skipped,
-                 resolve_mel_settings, run)
+                 fraction, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
+                 quiet_tensorflow, report_skipped, resolve_mel_settings, run)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_or_build, save_model,
                  time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
@@ -29,7 +29,7 @@ DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 # Settings that fix the model's shape: a resumed run must keep them.
 SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip_channels", "sample_rate", "labels",
                   "class_channels", "mel_channels", *MEL_SHAPE_SETTINGS,
-                  "ema", "clip_norm")  # the checkpoint's optimiser holds these two
+                  "input", "ema", "clip_norm")  # (the checkpoint's optimiser holds the last two)
 # A loss (nats per sample) beyond this is a diverged run, treated like NaN: a model that knows nothing scores
 # ln 256 = 5.5, and no sane run comes within orders of magnitude of it.
 DIVERGED_LOSS = 1e4
@@ -42,6 +42,7 @@ class WaveNetConfig(MelFlags, RunSettings):
     train: str = str(DEMO_CLIP)
     validate: Optional[str] = None
     head: str = "classifier"
+    input: str = "scalar"
     loss: Optional[str] = None
     sample_rate: Optional[int] = None
     epochs: int = 8
@@ -74,6 +75,8 @@ HELP = {**MEL_HELP,
              "default: the bundled 40 s speech clip",
     "validate": "validation audio (file or folder); default: the last 10%% of the training audio",
     "head": "classifier: 256 mu-law classes; regressor: a continuous distribution of the next sample",
+    "input": "scalar: each input sample as its value; embedded: as its mu-law code, with a learned vector per code "
+             "(the WaveNet paper's one-hot input)",
     "loss": "crossentropy (classifier); logistic-mixture or mse (regressor); default: the head's first",
     "sample_rate": "resample all audio to this rate in Hz; default: the first training file's rate",
     "epochs": "epochs to train",
@@ -110,11 +113,13 @@ TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch":
          "validation_steps": positive_int, "batch_size": positive_int, "frame_size": positive_int,
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
          "skip_channels": positive_int, "learning_rate": positive_float, "warmup_steps": non_negative_int,
-         "decay_steps": positive_int, "decay_floor": fraction, "ema": momentum, "clip_norm": positive_float, "sample_every": non_negative_int,
+         "decay_steps": positive_int, "decay_floor": fraction, "ema": momentum, "clip_norm": positive_float,
+         "sample_every": non_negative_int,
          "sample_seconds": positive_float, "temperature": non_negative_float, "class_channels": positive_int,
          "mel_channels": positive_int, **MEL_TYPES}
 CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
-           "condition": ("none", "mel"), "schedule": ("constant", "cosine")}
+           "condition": ("none", "mel"), "schedule": ("constant", "cosine"),
+           "input": ("scalar", "embedded")}
 
 
 def build_parser():
@@ -302,7 +307,8 @@ def main(argv=None):
         net = models.build_wavenet(config.head, config.loss, stacks=config.stacks, layers=config.layers,
                                    residual_channels=config.residual_channels, skip_channels=config.skip_channels,
                                    sample_rate=config.sample_rate, class_names=class_names,
-                                   class_channels=config.class_channels, mel=mel, mel_channels=config.mel_channels)
+                                   class_channels=config.class_channels, mel=mel, mel_channels=config.mel_channels,
+                                   input_embedding=config.input == "embedded")
         net.compile(optimizer=optimizer(config), loss=models.loss_for(distribution),
                     metrics=bits_metric(distribution))
         return net

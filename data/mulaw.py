@@ -11,7 +11,7 @@ numba. A test holds the two equal.
 One definition serves every place that encodes: the bin edges (`mu_law_bin_edges`, the expansion of equally
 spaced companded values) and the rule that a sample's code is the bin that holds it,
 `searchsorted(edges, x, side="right") - 1` clipped to the codes. NumPy (`mu_law_encode`), the Keras graph
-(`models.distributions.mu_law_codes`) and the compiled generation kernel all apply that rule to that array, so
+(`models.layers.mu_law_codes`) and the compiled generation kernel all apply that rule to that array, so
 they agree on every sample, bin edges included.
 """
 

@@ -13,7 +13,7 @@ from models.gan_vocoder import (PeriodFold, TrimEdges, VocoderGAN, build_vocoder
 from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
                                generate_chunks, generate_naive, pack_weights)
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
-                           FrameUpsampler, OutputDistribution)
+                           FrameUpsampler, MuLawEmbedding, OutputDistribution)
 from models.lm import (CachedTokenLM, LMSpec, MelCodebook, RotaryCausalAttention, TokenInput, build_token_lm,
                        check_vocoder, codebook_of, detokenize, generate_tokens, is_token_lm, lm_spec, render_frames,
                        set_codebook, tokenize)
@@ -22,14 +22,16 @@ from models.optimizers import AveragedAdam, averaged_weights
 from models.wavenet import (Block, WaveNetSpec, build_from_spec, build_wavenet, distribution_for, receptive_field,
                             wavenet_spec)
 
-__all__ = ["CachedTokenLM", "LMSpec", "MelCodebook", "RotaryCausalAttention", "TokenInput", "build_token_lm",
-           "check_vocoder", "codebook_of", "detokenize", "generate_tokens", "is_token_lm", "lm_spec", "render_frames",
-           "set_codebook", "tokenize", "class_ids",
-           "PeriodFold", "TrimEdges", "VocoderGAN", "build_vocoder_discriminator", "build_vocoder_gan",
-           "build_vocoder_generator", "gan_class_names", "is_gan_vocoder", "stft_loss", "upsample_factors", "vocode",
-           "vocoder_settings", "vocoder_spec", "AveragedAdam", "averaged_weights", "AudioInput", "BitsPerSample", "Block", "CausalConv1D", "ClassEmbedding", "CropToLength", "DiscretizedLogisticMixtureLoss", "ENGINES", "FrameUpsampler",
-           "GatedActivation", "IncrementalWaveNet", "MelFeatures", "ModelFileError", "OutputDistribution", "PackedWeights",
-           "PhaseShuffle", "StreamState", "WaveGAN", "WaveNetSpec", "bits_per_sample", "build_discriminator",
-           "build_from_spec", "build_generator", "build_wavegan", "build_wavenet", "critic_steps",
-           "distribution_for", "generate", "generate_chunks", "generate_clips", "generate_naive", "is_gan_generator",
-           "load_model", "loss_for", "pack_weights", "receptive_field", "wavenet_spec"]
+__all__ = ["AudioInput", "averaged_weights", "AveragedAdam", "bits_per_sample", "BitsPerSample", "Block",
+           "build_discriminator", "build_from_spec", "build_generator", "build_token_lm",
+           "build_vocoder_discriminator", "build_vocoder_gan", "build_vocoder_generator", "build_wavegan",
+           "build_wavenet", "CachedTokenLM", "CausalConv1D", "check_vocoder", "class_ids", "ClassEmbedding",
+           "codebook_of", "critic_steps", "CropToLength", "detokenize", "DiscretizedLogisticMixtureLoss",
+           "distribution_for", "ENGINES", "FrameUpsampler", "gan_class_names", "GatedActivation", "generate",
+           "generate_chunks", "generate_clips", "generate_naive", "generate_tokens", "IncrementalWaveNet",
+           "is_gan_generator", "is_gan_vocoder", "is_token_lm", "lm_spec", "LMSpec", "load_model", "loss_for",
+           "MelCodebook", "MelFeatures", "ModelFileError", "MuLawEmbedding", "OutputDistribution", "pack_weights",
+           "PackedWeights", "PeriodFold", "PhaseShuffle", "receptive_field", "render_frames",
+           "RotaryCausalAttention", "set_codebook", "stft_loss", "StreamState", "TokenInput", "tokenize",
+           "TrimEdges", "upsample_factors", "vocode", "vocoder_settings", "vocoder_spec", "VocoderGAN", "WaveGAN",
+           "wavenet_spec", "WaveNetSpec"]

@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from data.mulaw import QUANTIZATION_CHANNELS, mu_law_bin_edges
-from models.layers import PACKAGE
+from models.layers import PACKAGE, mu_law_codes
 
 LOG2 = math.log(2.0)
 
@@ -49,13 +49,6 @@ def logistic_mixture_log_prob(params, lower, upper, is_lowest, is_highest):
     log_mass = ops.where(is_lowest[..., None], _log_sigmoid(upper_in),
                          ops.where(is_highest[..., None], _log_sigmoid(-lower_in), log_inner))
     return ops.logsumexp(log_mass + ops.log_softmax(logits, axis=-1), axis=-1)
-
-
-def mu_law_codes(samples, channels=QUANTIZATION_CHANNELS):
-    """`data.mulaw.mu_law_encode` in `keras.ops`, for use inside a graph: the same edges, the same rule."""
-    edges = ops.convert_to_tensor(mu_law_bin_edges(channels))
-    codes = ops.searchsorted(edges, ops.reshape(ops.cast(samples, "float32"), (-1,)), side="right") - 1
-    return ops.reshape(ops.cast(ops.clip(codes, 0, channels - 1), "int32"), ops.shape(samples))
 
 
 def bits_per_sample(distribution, y_true, y_pred, num_classes=QUANTIZATION_CHANNELS):

@@ -7,6 +7,7 @@ sampling rule: the same audio, at a few thousand steps per second instead of ten
 
 import numpy as np
 
+from data.mulaw import mu_law_encode
 from models.layers import gate_halves, gated
 from models.sampling import sample
 
@@ -27,7 +28,9 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
     for step in range(uniforms.shape[0]):
         t = t0 + step
         h = w.in_b + x[:, None] * w.in_w[k_in - 1]
-        if k_in > 1:
+        if w.in_table.shape[0]:  # an embedded input: the row of each sample's mu-law code
+            h = w.in_table[mu_law_encode(x)]
+        elif k_in > 1:
             h = h + state.in_queue @ w.in_w[:k_in - 1]
             state.in_queue[:, :-1] = state.in_queue[:, 1:]
             state.in_queue[:, -1] = x

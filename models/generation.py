@@ -51,8 +51,9 @@ class PackedWeights(NamedTuple):
     so the padded network computes exactly what the model does.
     """
 
-    in_w: np.ndarray  # (input taps, residual): the input convolution, oldest tap first
+    in_w: np.ndarray  # (input taps, residual): the input convolution, oldest tap first (zero for an embedded input)
     in_b: np.ndarray  # (residual,)
+    in_table: np.ndarray  # (codes, residual): an embedded input's vector per mu-law code; (0, residual) for none
     gate_w: np.ndarray  # (layers, taps * residual, 2 * residual): the taps stacked, oldest first; filters | gates
     gate_b: np.ndarray  # (layers, 2 * residual)
     out_w: np.ndarray  # (layers, residual, skip + residual): skip and residual 1x1s side by side
@@ -125,7 +126,12 @@ def pack_weights(model, spec=None):
     r, s, p, c = (_padded(n) for n in (residual, skip, post_kernel.shape[1], logit_kernel.shape[1]))
     filters, gates = gate_halves(residual)
     padded_filters, padded_gates = gate_halves(r)
-    in_kernel, in_bias = weights(spec.INPUT_CONV)
+    if spec.input_embedding:  # h = table[code of x]: no convolution (zero weights, one tap)
+        table = np.asarray(model.get_layer(spec.INPUT_EMBEDDING).get_weights()[0], np.float32)
+        in_kernel, in_bias = np.zeros((1, 1, residual), np.float32), np.zeros(residual, np.float32)
+    else:
+        table = np.zeros((0, residual), np.float32)
+        in_kernel, in_bias = weights(spec.INPUT_CONV)
     gate_w, gate_b, out_w, out_b = [], [], [], []
     for block in spec.blocks:
         kernel, bias = weights(block.name("dilated"))  # (taps, residual, 2 * residual), tap 0 the oldest
@@ -161,6 +167,7 @@ def pack_weights(model, spec=None):
     lengths = (taps - 1) * dilations
     return PackedWeights(
         in_w=_place((in_kernel.shape[0], r), (in_kernel[:, 0, :], (0, 0))), in_b=_place((r,), (in_bias, (0,))),
+        in_table=_place((table.shape[0], r), (table, (0, 0))),
         gate_w=np.stack(gate_w), gate_b=np.stack(gate_b), out_w=np.stack(out_w), out_b=np.stack(out_b),
         dilations=dilations, queue_offsets=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
         queue_lengths=lengths,

@@ -157,11 +157,14 @@ def sample(params, temperature, uniforms, distribution, mixtures, edges, table):
 
 
 @numba.njit(inline="always", **_JIT)
-def _input_step(x, in_queue, in_w, in_b, h):
-    """The input convolution of one step for each stream: `h` from `x` and `in_queue` (the last `k_in - 1` inputs,
-    oldest first), which then takes `x` in."""
+def _input_step(x, in_queue, in_w, in_b, in_table, edges, h):
+    """The input of one step for each stream: `h` from `x` and `in_queue` (the last `k_in - 1` inputs, oldest
+    first), which then takes `x` in; with an embedded input (`in_table` has rows) the row of `x`'s mu-law code."""
     k_in, residual = in_w.shape
     for s in range(x.shape[0]):
+        if in_table.shape[0] > 0:
+            h[s, :] = in_table[mu_law_code(x[s], edges)]
+            continue
         for c in range(residual):
             acc = in_b[c] + x[s] * in_w[k_in - 1, c]
             for tap in range(k_in - 1):
@@ -266,7 +269,7 @@ def _run_block(first, last, steps, t0, weights, state, x0, uniforms, temperature
     for step in range(steps):
         t = t0 + step
         hidden_state[:, :skip] = 0.0
-        _input_step(x, in_queue, w.in_w, w.in_b, h)
+        _input_step(x, in_queue, w.in_w, w.in_b, w.in_table, w.edges, h)
         for layer in range(layers):
             d, offset, length = w.dilations[layer], w.queue_offsets[layer], w.queue_lengths[layer]
             _gate_product(queues, h, w.gate_w[layer], w.gate_b[layer], gate, t, d, offset, length, first, last,
@@ -395,7 +398,7 @@ def _split_worker(worker, steps, t0, weights, split, state, x0, uniforms, temper
     epoch = 0
     for step in range(steps):
         t = t0 + step
-        _input_step(x, in_queue, w.in_w, w.in_b, h)
+        _input_step(x, in_queue, w.in_w, w.in_b, w.in_table, w.edges, h)
         skip_sum[:] = 0.0
         for layer in range(layers):
             d, offset, length = w.dilations[layer], w.queue_offsets[layer], w.queue_lengths[layer]

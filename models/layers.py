@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from data.mulaw import mu_law_bin_edges
+
 PACKAGE = "wavegen"
 DISTRIBUTIONS = ("categorical", "logistic_mixture", "point")
 # Lower bound on a logistic component's log scale, as in PixelCNN++: keeps the likelihood finite.
@@ -57,6 +59,55 @@ class AudioInput(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "sample_rate": self.sample_rate}
+
+
+def mu_law_codes(samples, channels=256):
+    """`data.mulaw.mu_law_encode` in `keras.ops`, for use inside a graph: the same edges, the same rule."""
+    edges = ops.convert_to_tensor(mu_law_bin_edges(channels))
+    codes = ops.searchsorted(edges, ops.reshape(ops.cast(samples, "float32"), (-1,)), side="right") - 1
+    return ops.reshape(ops.cast(ops.clip(codes, 0, channels - 1), "int32"), ops.shape(samples))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MuLawEmbedding(keras.layers.Layer):
+    """The WaveNet paper's input: each sample as its mu-law code, one of `num_classes`, and a learned vector per code
+    (a one-hot input times a matrix), in place of the sample's value times one vector.
+
+    Input `(batch, time, 1)` samples in [-1, 1]; output `(batch, time, output_dim)`. The codes are
+    `data.mulaw.mu_law_encode`'s, computed with the same bin edges and rule (`mu_law_codes`), as generation's
+    kernels compute them too, so every sample gets the same code in training and in generation.
+
+    Args:
+        output_dim: size of each code's vector (the residual channels).
+        num_classes: mu-law codes.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> layer = MuLawEmbedding(output_dim=8)
+    >>> layer(np.zeros((2, 100, 1), "float32")).shape
+    TensorShape([2, 100, 8])
+    """
+
+    def __init__(self, output_dim, num_classes=256, **kwargs):
+        super().__init__(**kwargs)
+        self.output_dim = int(output_dim)
+        self.num_classes = int(num_classes)
+
+    def build(self, input_shape):
+        # Glorot over (codes, channels): the scale of a causal convolution over one-hot codes.
+        self.embeddings = self.add_weight(name="embeddings", shape=(self.num_classes, self.output_dim),
+                                          initializer="glorot_uniform")
+
+    def call(self, inputs):
+        codes = mu_law_codes(inputs[..., 0], self.num_classes)
+        return ops.take(ops.convert_to_tensor(self.embeddings), codes, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.output_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "output_dim": self.output_dim, "num_classes": self.num_classes}
 
 
 def _delayed(x, steps):

@@ -7,7 +7,7 @@ import keras
 
 from data.features import CONTEXT_FRAMES, MelSettings
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
-                           FrameUpsampler, OutputDistribution)
+                           FrameUpsampler, MuLawEmbedding, OutputDistribution)
 
 HEADS = ("classifier", "regressor")
 LOSSES = {"classifier": ("crossentropy",), "regressor": ("logistic-mixture", "mse")}
@@ -67,6 +67,8 @@ class WaveNetSpec:
         skip_channels: channels of the skip connections and the post-processing.
         kernel_size: taps of each dilated convolution.
         input_kernel_size: taps of the input convolution.
+        input_embedding: the input as a mu-law code with a learned vector per code (`MuLawEmbedding`, in place of
+            the input convolution; one tap) instead of the sample's value.
         num_classes: mu-law classes (and the bins bits per sample are counted over).
         num_mixtures: logistic components.
         sample_rate: the training audio's rate.
@@ -93,6 +95,7 @@ class WaveNetSpec:
     skip_channels: int = 128
     kernel_size: int = 2
     input_kernel_size: int = 1
+    input_embedding: bool = False
     num_classes: int = 256
     num_mixtures: int = 10
     sample_rate: int = 16000
@@ -112,6 +115,7 @@ class WaveNetSpec:
     MEL_CROP = "mel_crop"
     AUDIO = "audio"
     INPUT_CONV = "input_conv"
+    INPUT_EMBEDDING = "input_embedding"
     SKIP_SUM = "skip_sum"
     SKIP_RELU = "skip_relu"
     POST = "post_1"
@@ -155,7 +159,8 @@ class WaveNetSpec:
 
 def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_channels=64, skip_channels=128,
                   kernel_size=2, input_kernel_size=1, quantization_channels=256, num_mixtures=10,
-                  sample_rate=16000, class_names=(), class_channels=16, mel=None, mel_channels=64, name="wavenet"):
+                  sample_rate=16000, class_names=(), class_channels=16, mel=None, mel_channels=64,
+                  input_embedding=False, name="wavenet"):
     """Builds a WaveNet as a functional `keras.Model`.
 
     Input `(batch, time, 1)` floats in [-1, 1], any length; output `(batch, time, channels)` where step `t`
@@ -187,6 +192,8 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
             (`data.features.pad_features`) from `CONTEXT_FRAMES` before the first target's frame on, at least
             `data.features.frames_for_samples(time)` of them.
         mel_channels: channels of the upsampled spectrogram.
+        input_embedding: feed each sample as its mu-law code, a learned vector per code (the WaveNet paper's
+            one-hot input), instead of its value through the input convolution; needs `input_kernel_size` 1.
         name: the model's name.
 
     Example:
@@ -201,12 +208,15 @@ def build_wavenet(head="classifier", loss=None, stacks=2, layers=10, residual_ch
                             ("class_channels", class_channels), ("mel_channels", mel_channels)):
         if int(value) <= 0:
             raise ValueError(f"{argument} must be positive, got {value}")
+    if input_embedding and int(input_kernel_size) != 1:
+        raise ValueError(f"an embedded input has one tap; got input_kernel_size {input_kernel_size}")
     spec = WaveNetSpec(distribution=distribution_for(head, loss), stacks=int(stacks), layers=int(layers),
                        residual_channels=int(residual_channels), skip_channels=int(skip_channels),
                        kernel_size=int(kernel_size), input_kernel_size=int(input_kernel_size),
                        num_classes=int(quantization_channels), num_mixtures=int(num_mixtures),
                        sample_rate=int(sample_rate), class_names=tuple(str(c) for c in class_names),
-                       class_channels=int(class_channels), mel=mel, mel_channels=int(mel_channels))
+                       class_channels=int(class_channels), mel=mel, mel_channels=int(mel_channels),
+                       input_embedding=bool(input_embedding))
     if mel is not None and mel.sample_rate != spec.sample_rate:
         raise ValueError(f"the mel settings' sample rate ({mel.sample_rate}) differs from the model's "
                          f"({spec.sample_rate})")
@@ -231,8 +241,11 @@ def build_from_spec(spec, name="wavenet"):
         inputs.append(mel)
         upsampled = mel_upsampler(spec, mel)
         upsampled = CropToLength(CONTEXT_FRAMES * spec.mel.hop_length, name=spec.MEL_CROP)([upsampled, waveform])
-    x = keras.layers.Conv1D(spec.residual_channels, spec.input_kernel_size, padding="causal",
-                            name=spec.INPUT_CONV)(x)
+    if spec.input_embedding:
+        x = MuLawEmbedding(spec.residual_channels, spec.num_classes, name=spec.INPUT_EMBEDDING)(x)
+    else:
+        x = keras.layers.Conv1D(spec.residual_channels, spec.input_kernel_size, padding="causal",
+                                name=spec.INPUT_CONV)(x)
     skips = []
     for block in spec.blocks:
         h = CausalConv1D(2 * spec.residual_channels, spec.kernel_size, dilation_rate=block.dilation,
@@ -281,7 +294,8 @@ def wavenet_spec(model):
         ValueError: the model is not a WaveNet of this project.
     """
     names = {layer.name for layer in model.layers}
-    if not {WaveNetSpec.AUDIO, WaveNetSpec.OUTPUT, WaveNetSpec.INPUT_CONV, WaveNetSpec.POST} <= names:
+    if not ({WaveNetSpec.AUDIO, WaveNetSpec.OUTPUT, WaveNetSpec.POST} <= names
+            and names & {WaveNetSpec.INPUT_CONV, WaveNetSpec.INPUT_EMBEDDING}):
         raise ValueError(f"model {model.name!r} is not a WaveNet built by models.build_wavenet")
     stacks = 0
     while Block(stacks, 0, True).name("dilated") in names:
@@ -300,11 +314,15 @@ def wavenet_spec(model):
     if WaveNetSpec.MEL_FEATURES in names:
         mel = model.get_layer(WaveNetSpec.MEL_FEATURES).settings
         mel_channels = int(model.get_layer(WaveNetSpec.MEL_CONV).filters)
+    embedded = WaveNetSpec.INPUT_EMBEDDING in names
+    if embedded:
+        residual, input_taps = model.get_layer(WaveNetSpec.INPUT_EMBEDDING).output_dim, 1
+    else:
+        conv = model.get_layer(WaveNetSpec.INPUT_CONV)
+        residual, input_taps = conv.filters, conv.kernel_size[0]
     spec = WaveNetSpec(distribution=output.distribution, stacks=stacks, layers=layers,
-                       residual_channels=int(model.get_layer(WaveNetSpec.INPUT_CONV).filters),
-                       skip_channels=int(model.get_layer(WaveNetSpec.POST).units),
-                       kernel_size=int(first.kernel_size),
-                       input_kernel_size=int(model.get_layer(WaveNetSpec.INPUT_CONV).kernel_size[0]),
+                       residual_channels=int(residual), skip_channels=int(model.get_layer(WaveNetSpec.POST).units),
+                       kernel_size=int(first.kernel_size), input_kernel_size=int(input_taps), input_embedding=embedded,
                        num_classes=output.num_classes, num_mixtures=output.num_mixtures,
                        sample_rate=model.get_layer(WaveNetSpec.AUDIO).sample_rate, class_names=class_names,
                        class_channels=class_channels, mel=mel, mel_channels=mel_channels)

@@ -89,6 +89,26 @@ def test_steps_split_across_threads_give_the_same_audio(tiny_wavenet, head, loss
         assert np.abs(naive).max() > 0
 
 
+@pytest.mark.parametrize("head,loss", HEADS)
+def test_an_embedded_input_generates_exactly_on_every_path(tiny_wavenet, head, loss):
+    """The embedded mu-law input (`build_wavenet(input_embedding=True)`): the compiled kernel (blocks of streams and
+    the split step), NumPy and bfloat16 all give what the full-history loop gives."""
+    model = tiny_wavenet(head, loss, kernel_size=3, input_embedding=True)
+    spec = models.wavenet_spec(model)
+    assert spec.input_embedding and spec.input_kernel_size == 1 and spec.residual_channels == 8
+    prime = tone(0.01, frequencies=(300,))
+    for streams, temperature, seed, primed in ((1, 0.0, None, True), (3, 1.0, 4, True), (2, 1.0, 5, False)):
+        given = dict(num_streams=streams, temperature=temperature, seed=seed, prime=prime if primed else None)
+        naive = models.generate_naive(model, 40, **given)
+        assert np.abs(naive).max() > 0
+        for engine, cores in (("numba", 1), ("numba", 2), ("numpy", None)):
+            net = models.IncrementalWaveNet(model, engine=engine, split_cores=cores)
+            np.testing.assert_allclose(models.generate(net, 40, **given), naive, atol=1e-5, err_msg=engine)
+        rounded = models.generate(model, 40, precision="bfloat16", **given)
+        np.testing.assert_allclose(rounded, models.generate_naive(models.generation.reduced_model(model, "bfloat16"),
+                                                                  40, **given), atol=1e-5)
+
+
 @pytest.mark.parametrize("head,loss", HEADS[:2])
 def test_bfloat16_weights_generate_what_the_rounded_model_does(tiny_wavenet, head, loss):
     model = tiny_wavenet(head, loss, kernel_size=3, input_kernel_size=2)

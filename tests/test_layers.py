@@ -100,6 +100,18 @@ def test_phase_shuffle():
     assert offsets <= {-2, -1, 0, 1, 2} and len(offsets) > 1
 
 
+def test_mu_law_embedding():
+    from data.mulaw import mu_law_bin_edges, mu_law_encode
+
+    run_layer_test(models.MuLawEmbedding, {"output_dim": 4, "num_classes": 256}, (2, 9, 1), (2, 9, 4), 1)
+    layer = models.MuLawEmbedding(output_dim=3)
+    edges = mu_law_bin_edges()
+    below = np.nextafter(edges[edges != 0], -2.0)  # (below the 0 edge is a subnormal, which TensorFlow flushes to 0)
+    x = np.concatenate([edges, below, [-1.5, 1.5, 0.0]]).astype(np.float32)  # every edge, and just below it
+    rows = np.asarray(layer(x[None, :, None]))[0]
+    np.testing.assert_array_equal(rows, layer.get_weights()[0][mu_law_encode(x)])
+
+
 def test_class_embedding():
     run_layer_test(models.ClassEmbedding, {"class_names": ["a", "b", "c"], "output_dim": 4}, (2, 1), (2, 1, 4), 1,
                    input_dtype="int32")

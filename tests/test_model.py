@@ -64,9 +64,9 @@ def test_receptive_field_formula_and_default():
     assert models.receptive_field(stacks=3, layers=4, kernel_size=3, input_kernel_size=2) == 1 + 1 + 3 * 2 * 15
 
 
-@pytest.mark.parametrize("input_kernel_size", [1, 3])
-def test_receptive_field_is_exact(tiny_wavenet, input_kernel_size):
-    model = tiny_wavenet(input_kernel_size=input_kernel_size)
+@pytest.mark.parametrize("input_kernel_size,input_embedding", [(1, False), (3, False), (1, True)])
+def test_receptive_field_is_exact(tiny_wavenet, input_kernel_size, input_embedding):
+    model = tiny_wavenet(input_kernel_size=input_kernel_size, input_embedding=input_embedding)
     rf = models.wavenet_spec(model).receptive_field
     assert rf == models.receptive_field(2, 3, 2, input_kernel_size)
     rng = np.random.default_rng(1)

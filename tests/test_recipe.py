@@ -133,7 +133,8 @@ def test_clipping_bounds_each_steps_update():
     assert np.linalg.norm(after - before) == pytest.approx(1e-3, rel=1e-3)
 
 
-RECIPE = ["--schedule", "cosine", "--warmup-steps", "2", "--ema", "0.7", "--clip-norm", "5", "--epochs", "3"]
+RECIPE = ["--schedule", "cosine", "--warmup-steps", "2", "--ema", "0.7", "--clip-norm", "5", "--input", "embedded",
+          "--epochs", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -142,14 +143,15 @@ def chord(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_with_the_whole_recipe_resumes_exactly(tmp_path, chord):
+def test_an_interrupted_run_with_the_whole_recipe_resumes_exactly_and_generates(tmp_path, chord):
     from tests.test_robust import history, load
 
     flags = ["--train", chord, *TINY_FLAGS, "--sample-every", "2", *RECIPE]
     reference, run_dir = tmp_path / "reference", tmp_path / "run"
     result = run_script("train_wavenet.py", *flags, "--output-dir", reference)
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_script("train_wavenet.py", *flags, "--output-dir", run_dir, env={"WAVEGEN_KILL_AT": "step-end:3:SIGINT"})
+    result = run_script("train_wavenet.py", *flags, "--output-dir", run_dir,
+                        env={"WAVEGEN_KILL_AT": "step-end:3:SIGINT"})
     assert result.returncode == 130, result.stderr[-3000:]
     result = run_script("train_wavenet.py", "--resume", "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -173,6 +175,17 @@ def test_an_interrupted_run_with_the_whole_recipe_resumes_exactly(tmp_path, chor
     peak, floor = 2e-3, 0.05
     last_rate = peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
     assert float(checkpoint.optimizer.learning_rate.numpy()) == pytest.approx(last_rate, rel=1e-6)
+    # The embedded input's model generates in a fresh process (generate.py), as the API does.
+    import models
+
+    assert models.wavenet_spec(model).input_embedding
+    result = run_script("generate.py", run_dir / "model.keras", "--seconds", "0.05", "--seed", "3",
+                        "--output", tmp_path / "out.wav")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from data.audio import read_audio
+
+    audio, rate = read_audio(tmp_path / "out.wav")
+    assert rate == 8000 and len(audio) == 400 and np.abs(audio).max() > 0
 
 
 @pytest.mark.parametrize("flags, fragment", [

@@ -1,0 +1,141 @@
+"""Training recipes compared as curves of held-out bits per sample against wall-clock time, on one machine.
+
+    python bench/recipe.py --minutes 30                          # every recipe, 30 minutes each
+    python bench/recipe.py --minutes 5 --recipes constant,cosine,cosine+ema
+
+Each named recipe (RECIPES below: train_wavenet.py flags) trains the WaveNet on train.wav for `--minutes` of
+wall-clock time (`train_wavenet.py --time-limit`), validating on the same windows of validate.wav after each
+epoch; an epoch is `--epoch-targets` training targets whatever the recipe's batch and window, so the curves have
+points at about the same times. At the end `evaluate.py` scores the saved model on the whole of validate.wav.
+
+One table follows, with the CPU named above it: per recipe, the validation bits per sample reached by each
+`--every` minutes of training (the last epoch that ended by then; the time counts training and validation, not
+TensorFlow's start-up), the whole-file score, and the training steps and targets per second. To check only that
+the bench runs (the figures mean nothing):
+
+    python bench/recipe.py --minutes 0.3 --recipes constant --epoch-targets 16384 --validation-targets 16384
+"""
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # bench/machine.py
+
+from machine import caption, print_machine  # noqa: E402
+
+SPEECH = ROOT.parent / "shared" / "audio" / "speech"
+# The recipes measured: flags of train_wavenet.py over its defaults. "constant" is the recipe before #16.
+RECIPES = {
+    "constant": ["--schedule", "constant", "--warmup-steps", "0", "--ema", "0"],
+    "cosine": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0"],
+    "cosine+ema": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0.99"],
+    "cosine+clip": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0", "--clip-norm", "1"],
+    "cosine, lr 4e-3": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0", "--learning-rate", "4e-3"],
+    "defaults": [],
+    "wide (96/192 channels)": ["--residual-channels", "96", "--skip-channels", "192"],
+    "deep (3 stacks)": ["--stacks", "3"],
+    "batch 8 x 2048": ["--batch-size", "8", "--frame-size", "2048"],
+    "batch 2 x 8192": ["--batch-size", "2", "--frame-size", "8192"],
+    "logistic mixture": ["--head", "regressor", "--loss", "logistic-mixture"],
+}
+
+
+def flag(flags, name, default):
+    """The value of `--name` in a recipe's flags, or `default`."""
+    return type(default)(flags[flags.index(name) + 1]) if name in flags else default
+
+
+def train(name, flags, args, run_dir):
+    """Trains one recipe into `run_dir`; returns `(rows of history.csv, whole-file bits, wall seconds, config)`."""
+    batch, frame = flag(flags, "--batch-size", 4), flag(flags, "--frame-size", 4096)
+    steps = max(1, round(args.epoch_targets / (batch * frame)))
+    validation_steps = max(1, round(args.validation_targets / (batch * frame)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, str(ROOT / "train_wavenet.py"), "--train", args.train, "--validate", args.validate,
+               "--time-limit", str(args.minutes), "--epochs", "100000", "--sample-every", "0",
+               "--steps-per-epoch", str(steps), "--validation-steps", str(validation_steps),
+               "--output-dir", str(run_dir), *flags]
+    print(f"{name}: $ " + " ".join(command[1:]), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    history = run_dir / "history.csv"
+    if not history.is_file():
+        sys.exit(f"bench/recipe.py: {name}: no epoch finished within --minutes {args.minutes:g}: give it longer")
+    with history.open() as file:
+        rows = list(csv.DictReader(file))
+    evaluation = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), str(run_dir / "model.keras"),
+                                 args.validate, "--json"], check=True, env=env, cwd=ROOT, capture_output=True,
+                                text=True)
+    config = json.loads((run_dir / "config.json").read_text())
+    return rows, json.loads(evaluation.stdout)["bits_per_sample"], seconds, config
+
+
+def curve(rows, marks):
+    """The validation bits of the last epoch ended by each of `marks` (seconds of epochs), or None."""
+    elapsed, points = 0.0, []
+    for row in rows:
+        elapsed += float(row["seconds_per_epoch"])
+        points.append((elapsed, float(row["val_bits_per_sample"])))
+    return [next((bits for t, bits in reversed(points) if t <= mark), None) for mark in marks]
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="bench/recipe.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30.0, help="training budget of each recipe")
+    parser.add_argument("--recipes", default=",".join(RECIPES),
+                        help=f"comma-separated names of: {'; '.join(RECIPES)}")
+    parser.add_argument("--every", type=float, default=None, help="minutes between the table's columns "
+                        "(default: a sixth of --minutes)")
+    parser.add_argument("--train", default=str(SPEECH / "train.wav"))
+    parser.add_argument("--validate", default=str(SPEECH / "validate.wav"))
+    parser.add_argument("--epoch-targets", type=int, default=100 * 4 * 4096, help="training targets per epoch")
+    parser.add_argument("--validation-targets", type=int, default=16 * 4 * 4096,
+                        help="validation targets per epoch (the same windows every epoch)")
+    parser.add_argument("--output-dir", default=str(ROOT / "runs" / "bench-recipe"))
+    args = parser.parse_args()
+    names = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe(s) {', '.join(unknown)}; choose from: {'; '.join(RECIPES)}")
+    every = args.every or args.minutes / 6
+    marks = [every * (i + 1) for i in range(max(1, int(round(args.minutes / every))))]
+
+    print_machine()
+    results = []
+    for index, name in enumerate(names):
+        run_dir = Path(args.output_dir) / f"{index:02d}"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        rows, bits, seconds, config = train(name, RECIPES[name], args, run_dir)
+        state = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+        steps = state["epoch"] * config["steps_per_epoch"] + state["step"]
+        speed = sum(float(row["targets_per_second"]) for row in rows) / len(rows)
+        results.append((name, curve(rows, [60 * m for m in marks]), bits, steps, speed, config["parameters"]))
+        print(f"{name}: {bits:.3f} bits/sample on the whole of {Path(args.validate).name} after {seconds / 60:.1f} "
+              f"min ({steps} steps in {len(rows)} whole epochs)", flush=True)
+
+    print()
+    print(caption())
+    print(f"Validation bits/sample on {Path(args.validate).name} against minutes of training on "
+          f"{Path(args.train).name} ({args.minutes:g} min per recipe):")
+    print()
+    columns = [f"{m:.3g} min" for m in marks] + ["whole file", "steps", "targets/s", "parameters"]
+    print("| recipe | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * (len(marks) + 4))
+    for name, points, bits, steps, speed, parameters in results:
+        cells = " | ".join("" if p is None else f"{p:.3f}" for p in points)
+        print(f"| {name} | {cells} | **{bits:.3f}** | {steps:,} | {speed:,.0f} | {parameters:,} |")
+
+
+if __name__ == "__main__":
+    main()
