@@ -33,6 +33,8 @@ SHAPE_SETTINGS = ("head", "loss", "layers", "stacks", "residual_channels", "skip
 # A loss (nats per sample) beyond this is a diverged run, treated like NaN: a model that knows nothing scores
 # ln 256 = 5.5, and no sane run comes within orders of magnitude of it.
 DIVERGED_LOSS = 1e4
+# The recipe of runs whose config.json predates these settings (#16): resuming such a run keeps it.
+RECIPE_BEFORE_16 = {"input": "scalar", "schedule": "constant", "warmup_steps": 0, "ema": 0.0}
 
 
 @dataclass
@@ -42,24 +44,24 @@ class WaveNetConfig(MelFlags, RunSettings):
     train: str = str(DEMO_CLIP)
     validate: Optional[str] = None
     head: str = "classifier"
-    input: str = "scalar"
+    input: str = "embedded"
     loss: Optional[str] = None
     sample_rate: Optional[int] = None
     epochs: int = 8
     steps_per_epoch: int = 40
     validation_steps: int = 8
     batch_size: int = 4
-    frame_size: int = 4096
+    frame_size: int = 1024
     layers: int = 10
     stacks: int = 2
     residual_channels: int = 64
     skip_channels: int = 128
     learning_rate: float = 2e-3
-    schedule: str = "constant"
-    warmup_steps: int = 0
+    schedule: str = "cosine"
+    warmup_steps: int = 50
     decay_steps: Optional[int] = None
     decay_floor: float = 0.05
-    ema: float = 0.0
+    ema: float = 0.99
     clip_norm: Optional[float] = None
     sample_every: int = 4
     sample_seconds: float = 1.0
@@ -92,9 +94,9 @@ HELP = {**MEL_HELP,
     "schedule": "constant: --learning-rate throughout; cosine: decays from --learning-rate to --decay-floor times it "
                 "over --decay-steps",
     "warmup_steps": "steps of linear warmup from --learning-rate / N up to it",
-    "decay_steps": "the step at which --schedule cosine reaches its floor; default: fitted to --epochs x "
-                   "--steps-per-epoch, or with --time-limit to the steps the time holds (measured over the first "
-                   "epoch and recorded in config.json)",
+    "decay_steps": "the step at which --schedule cosine reaches its floor; default: --epochs x --steps-per-epoch, "
+                   "or with --time-limit the steps the time holds (refitted each epoch to its pace, recorded in "
+                   "config.json for a resume)",
     "decay_floor": "the final learning rate of --schedule cosine, a fraction of --learning-rate",
     "ema": "momentum of an exponential moving average of the weights (0: none; 0.99 averages about the last 100 "
            "steps): validation, samples and the saved model.keras use the average, checkpoints keep both",
@@ -129,7 +131,14 @@ def build_parser():
 
 def resolve(argv=None):
     """`(config, run_dir)` from the command line (and, with `--resume`, the run's saved config)."""
-    return resolve_config(WaveNetConfig, vars(build_parser().parse_args(argv)), "wavenet", SHAPE_SETTINGS)
+    given = vars(build_parser().parse_args(argv))
+    config, run_dir = resolve_config(WaveNetConfig, given, "wavenet", SHAPE_SETTINGS)
+    if config.resume:
+        saved = json.loads((run_dir / "config.json").read_text())
+        for name, value in RECIPE_BEFORE_16.items():
+            if name not in saved and name not in given:
+                setattr(config, name, value)
+    return config, run_dir
 
 
 def load_corpora(config):
@@ -405,8 +414,8 @@ def optimizer(config):
 
 def schedule_callbacks(config, run_dir):
     """The callback that sets the learning rate of `--schedule` and `--warmup-steps` before every step (none for
-    a constant rate); a decay fitted to `--time-limit` is written to config.json once fitted, so a resumed run
-    keeps it."""
+    a constant rate); a decay fitted to `--time-limit` is written to config.json at each fit, so a resumed run
+    keeps the last."""
     import time
 
     from run.callbacks import LearningRateSchedule

@@ -1,7 +1,7 @@
 """Training recipes compared as curves of held-out bits per sample against wall-clock time, on one machine.
 
     python bench/recipe.py --minutes 30                          # every recipe, 30 minutes each
-    python bench/recipe.py --minutes 5 --recipes constant,cosine,cosine+ema
+    python bench/recipe.py --minutes 5 --recipes constant,cosine,cosine+ema   # names: RECIPES below
 
 Each named recipe (RECIPES below: train_wavenet.py flags) trains the WaveNet on train.wav for `--minutes` of
 wall-clock time (`train_wavenet.py --time-limit`), validating on the same windows of validate.wav after each
@@ -32,30 +32,46 @@ sys.path.insert(0, str(ROOT / "bench"))  # bench/machine.py
 from machine import caption, print_machine  # noqa: E402
 
 SPEECH = ROOT.parent / "shared" / "audio" / "speech"
-# The recipes measured: flags of train_wavenet.py over its defaults. "constant" is the recipe before #16.
+# The recipe before #16, spelled out, so that each recipe below names only what it changes.
+BEFORE = {"--schedule": "constant", "--warmup-steps": "0", "--ema": "0", "--input": "scalar", "--batch-size": "4",
+          "--frame-size": "4096", "--learning-rate": "2e-3"}
+
+
+def recipe(**changes):
+    """train_wavenet.py flags: `BEFORE` with `changes` (`batch_size=8` for `--batch-size 8`)."""
+    settings = {**BEFORE, **{"--" + name.replace("_", "-"): str(value) for name, value in changes.items()}}
+    return [text for pair in settings.items() for text in pair]
+
+
+COSINE = {"schedule": "cosine", "warmup_steps": 50}
+# The recipes measured; "constant" is the recipe before #16, "defaults" whatever train_wavenet.py's defaults are
+# ("wide": 96/192 channels; "deep": 3 stacks; "mixture": the logistic-mixture head). "4x1024" is --batch-size 4
+# --frame-size 1024.
 RECIPES = {
-    "constant": ["--schedule", "constant", "--warmup-steps", "0", "--ema", "0"],
-    "cosine": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0"],
-    "cosine+ema": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0.99"],
-    "cosine+clip": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0", "--clip-norm", "1"],
-    "cosine, lr 4e-3": ["--schedule", "cosine", "--warmup-steps", "50", "--ema", "0", "--learning-rate", "4e-3"],
+    "constant": recipe(),
+    "cosine": recipe(**COSINE),
+    "cosine+ema": recipe(**COSINE, ema=0.99),
+    "cosine+clip": recipe(**COSINE, clip_norm=1),
+    "cosine lr4e-3": recipe(**COSINE, learning_rate=4e-3),
+    "cosine 4x2048": recipe(**COSINE, frame_size=2048),
+    "cosine 4x1024": recipe(**COSINE, frame_size=1024),
+    "cosine 4x1024+ema": recipe(**COSINE, frame_size=1024, ema=0.99),
+    "cosine 4x1024+embedded": recipe(**COSINE, frame_size=1024, input="embedded"),
     "defaults": [],
-    "wide (96/192 channels)": ["--residual-channels", "96", "--skip-channels", "192"],
-    "deep (3 stacks)": ["--stacks", "3"],
-    "batch 8 x 2048": ["--batch-size", "8", "--frame-size", "2048"],
-    "batch 2 x 8192": ["--batch-size", "2", "--frame-size", "8192"],
-    "logistic mixture": ["--head", "regressor", "--loss", "logistic-mixture"],
+    "defaults wide": ["--residual-channels", "96", "--skip-channels", "192"],
+    "defaults deep": ["--stacks", "3"],
+    "defaults mixture": ["--head", "regressor", "--loss", "logistic-mixture"],
 }
 
 
 def flag(flags, name, default):
-    """The value of `--name` in a recipe's flags, or `default`."""
+    """The value of `--name` in a recipe's flags, or `default` (train_wavenet.py's default)."""
     return type(default)(flags[flags.index(name) + 1]) if name in flags else default
 
 
 def train(name, flags, args, run_dir):
     """Trains one recipe into `run_dir`; returns `(rows of history.csv, whole-file bits, wall seconds, config)`."""
-    batch, frame = flag(flags, "--batch-size", 4), flag(flags, "--frame-size", 4096)
+    batch, frame = flag(flags, "--batch-size", 4), flag(flags, "--frame-size", 1024)
     steps = max(1, round(args.epoch_targets / (batch * frame)))
     validation_steps = max(1, round(args.validation_targets / (batch * frame)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -98,8 +114,8 @@ def main():
                         "(default: a sixth of --minutes)")
     parser.add_argument("--train", default=str(SPEECH / "train.wav"))
     parser.add_argument("--validate", default=str(SPEECH / "validate.wav"))
-    parser.add_argument("--epoch-targets", type=int, default=100 * 4 * 4096, help="training targets per epoch")
-    parser.add_argument("--validation-targets", type=int, default=16 * 4 * 4096,
+    parser.add_argument("--epoch-targets", type=int, default=25 * 4 * 4096, help="training targets per epoch")
+    parser.add_argument("--validation-targets", type=int, default=4 * 4 * 4096,
                         help="validation targets per epoch (the same windows every epoch)")
     parser.add_argument("--output-dir", default=str(ROOT / "runs" / "bench-recipe"))
     args = parser.parse_args()

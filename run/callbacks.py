@@ -241,9 +241,10 @@ class LearningRateSchedule(keras.callbacks.Callback):
     """Sets the optimiser's learning rate before every step to `learning_rate_at(iterations, peak(), ...)`.
 
     The rate depends only on the optimiser's step count, which checkpoints keep, so a resumed run continues the
-    same schedule. The decay ends at step `decay_steps`; given a `deadline` (a time limit), at the end of the
-    first whole epoch that is shortened to the steps the rest of the time will hold at that epoch's pace
-    (validation included), and `on_fitted(decay_steps)` is called (to record it for a resume).
+    same schedule. The decay ends at step `decay_steps`. Given a `deadline` (a time limit), that is refitted at the
+    end of every epoch to the steps the remaining time will hold at the pace of the epoch just ended (from its
+    first step's end, so compiling is not counted; validation is), never beyond `decay_steps`, and
+    `on_fitted(decay_steps)` is called (to record it: a resumed run keeps the last fit).
 
     Args:
         peak: `peak()` returns the peak rate (a callable: a NaN recovery lowers the run's rate).
@@ -251,42 +252,49 @@ class LearningRateSchedule(keras.callbacks.Callback):
         decay_steps: the step at which the decay reaches `floor`; `None` for no decay (only warmup).
         floor: the final rate, a fraction of the peak.
         deadline: the `time.monotonic()` at which the run stops, to fit the decay to; `None` to keep `decay_steps`.
-        on_fitted: `on_fitted(decay_steps)` is called once the decay's length is fitted to `deadline`.
+        on_fitted: `on_fitted(decay_steps)` is called after each fit to `deadline`.
     """
 
     def __init__(self, peak, warmup_steps=0, decay_steps=None, floor=0.0, deadline=None, on_fitted=None):
         super().__init__()
         self.peak = peak
         self.warmup_steps = int(warmup_steps)
-        self.decay_steps = decay_steps
+        self.decay_steps = self.cap = decay_steps
         self.floor = float(floor)
         self.deadline = deadline
         self.on_fitted = on_fitted
-        self.epoch_start = None
+        self.mark = None
 
     def _optimizers(self):
         if hasattr(self.model, "d_optimizer"):
             return (self.model.d_optimizer, self.model.g_optimizer)
         return (self.model.optimizer,)
 
+    def _step(self):
+        return int(self._optimizers()[0].iterations.numpy())
+
     def on_train_batch_begin(self, batch, logs=None):
         for optimizer in self._optimizers():
-            step = int(optimizer.iterations.numpy())
-            optimizer.learning_rate.assign(learning_rate_at(step, self.peak(), self.warmup_steps, self.decay_steps,
-                                                            self.floor))
+            rate = learning_rate_at(int(optimizer.iterations.numpy()), self.peak(), self.warmup_steps,
+                                    self.decay_steps, self.floor)
+            optimizer.learning_rate.assign(rate)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.monotonic()
-        self.first_step = int(self._optimizers()[0].iterations.numpy())
+        self.mark = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.mark is None and self.deadline is not None:
+            self.mark = (time.monotonic(), self._step())
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.deadline is None or self.model.stop_training:
+        if self.deadline is None or self.mark is None or self.model.stop_training:
             return
-        now = time.monotonic()
-        step = int(self._optimizers()[0].iterations.numpy())
-        pace = (step - self.first_step) / max(now - self.epoch_start, 1e-9)
+        now, step = time.monotonic(), self._step()
+        if step <= self.mark[1]:  # one step this epoch: no pace to go by
+            return
+        pace = (step - self.mark[1]) / max(now - self.mark[0], 1e-9)
         fitted = max(step + 1, int(step + pace * max(0.0, self.deadline - now)))
-        self.decay_steps, self.deadline = min(fitted, self.decay_steps or fitted), None
+        self.decay_steps = min(fitted, self.cap or fitted)
         if self.on_fitted is not None:
             self.on_fitted(self.decay_steps)
 

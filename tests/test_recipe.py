@@ -67,7 +67,7 @@ def test_the_schedule_sets_each_steps_rate_from_the_step_count():
     assert record.rates[-1] == pytest.approx(0.002)
 
 
-def test_a_time_limited_decay_is_fitted_after_the_first_epoch_and_reported():
+def test_a_time_limited_decay_is_refitted_each_epoch_and_reported():
     from run.callbacks import LearningRateSchedule
 
     fitted = []
@@ -76,12 +76,16 @@ def test_a_time_limited_decay_is_fitted_after_the_first_epoch_and_reported():
     schedule = LearningRateSchedule(lambda: 1e-3, 0, decay_steps=10 ** 6, floor=0.1,
                                     deadline=time.monotonic() + 3600.0, on_fitted=fitted.append)
     model.fit(x, y, batch_size=4, epochs=2, callbacks=[schedule], verbose=0)
-    # An hour at the pace of 8 steps in well under a minute: far more steps than 8, fewer than the cap.
-    assert len(fitted) == 1 and 1000 < fitted[0] < 10 ** 6 and schedule.decay_steps == fitted[0]
+    # An hour at the pace of 8 steps in well under a minute: far more steps than 16, fewer than the cap.
+    assert len(fitted) == 2 and all(1000 < steps < 10 ** 6 for steps in fitted) and schedule.decay_steps == fitted[-1]
     schedule = LearningRateSchedule(lambda: 1e-3, 0, decay_steps=100, deadline=time.monotonic() + 3600.0,
                                     on_fitted=fitted.append)
     model.fit(x, y, batch_size=4, epochs=1, callbacks=[schedule], verbose=0)
     assert fitted[-1] == 100  # never past the cap (--epochs x --steps-per-epoch)
+    schedule = LearningRateSchedule(lambda: 1e-3, 0, decay_steps=100, deadline=time.monotonic() - 1.0,
+                                    on_fitted=fitted.append)
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[schedule], verbose=0)
+    assert fitted[-1] == int(model.optimizer.iterations.numpy()) + 1  # out of time: the decay ends now
 
 
 def test_the_moving_average_equals_its_definition_and_never_enters_the_weights(tmp_path):
@@ -208,3 +212,20 @@ def test_resume_refuses_another_average_or_clip(tmp_path):
     for flags, fragment in ((["--ema", "0.9"], "--ema 0.9: the run was trained with 0.99"),
                             (["--clip-norm", "1"], "--clip-norm 1.0: the run was trained with None")):
         assert_one_line_error(run_main("train_wavenet.py", "--resume", "--output-dir", run_dir, *flags), fragment)
+
+
+def test_resuming_a_run_from_before_the_recipe_keeps_its_recipe(tmp_path):
+    import train_wavenet
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "latest.json").write_text(json.dumps({"folder": "epoch_0001", "epoch": 1, "step": 0}))
+    (run_dir / "config.json").write_text(json.dumps({"trainer": "wavenet", "frame_size": 4096, "epochs": 8}))
+    config, _ = train_wavenet.resolve(["--resume", "--output-dir", str(run_dir)])
+    assert (config.input, config.schedule, config.warmup_steps, config.ema) == ("scalar", "constant", 0, 0.0)
+    assert config.frame_size == 4096
+    config, _ = train_wavenet.resolve(["--resume", "--output-dir", str(run_dir), "--schedule", "cosine"])
+    assert config.schedule == "cosine"  # a flag given still counts
+    fresh, _ = train_wavenet.resolve(["--output-dir", str(tmp_path / "new")])
+    assert (fresh.input, fresh.schedule, fresh.warmup_steps, fresh.ema, fresh.frame_size) == (
+        "embedded", "cosine", 50, 0.99, 1024)
