@@ -406,10 +406,11 @@ def test_a_signal_to_any_worker_stops_the_cluster_and_resume_continues_exactly(a
     state = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
     assert (state["epoch"], state["step"]) == (2, 0)
     assert [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]] == ["0", "1"]
-    # The same weights as one uninterrupted process (a resume that runs to exit 0: the kill -9 test below).
+    # The same weights as one uninterrupted process (a resume that runs to exit 0: the kill -9 test below); its
+    # checkpoint, since its model.keras holds the moving average (--ema) rather than the weights.
     train_wavenet.main(strings([*flags, "--output-dir", tmp_path / "one", "--distribute", "none"]))
     assert_same_weights(weights(run_dir / "checkpoints" / "epoch_0002" / "model.keras"),
-                        weights(tmp_path / "one" / "model.keras"))
+                        weights(tmp_path / "one" / "checkpoints" / "epoch_0002" / "model.keras"))
 
 
 def test_workers_given_different_settings_refuse_together(audio, tmp_path):
