@@ -10,7 +10,6 @@ history.csv, TensorBoard logs in logs/, and listenable samples in samples/.
 """
 
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -22,7 +21,7 @@ from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, MelFlags, RunSettings,
                  fraction, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
                  quiet_tensorflow, report_skipped, resolve_mel_settings, run)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_or_build, save_model,
-                 time_limit_note, write_json)
+                 time_limit_note, update_config, write_json)
 from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
@@ -131,14 +130,8 @@ def build_parser():
 
 def resolve(argv=None):
     """`(config, run_dir)` from the command line (and, with `--resume`, the run's saved config)."""
-    given = vars(build_parser().parse_args(argv))
-    config, run_dir = resolve_config(WaveNetConfig, given, "wavenet", SHAPE_SETTINGS)
-    if config.resume:
-        saved = json.loads((run_dir / "config.json").read_text())
-        for name, value in RECIPE_BEFORE_16.items():
-            if name not in saved and name not in given:
-                setattr(config, name, value)
-    return config, run_dir
+    return resolve_config(WaveNetConfig, vars(build_parser().parse_args(argv)), "wavenet", SHAPE_SETTINGS,
+                          predated=RECIPE_BEFORE_16)
 
 
 def load_corpora(config):
@@ -431,8 +424,7 @@ def schedule_callbacks(config, run_dir):
 
     def record(steps):
         config.decay_steps = steps
-        path = Path(run_dir) / "config.json"
-        write_json(path, {**json.loads(path.read_text()), "decay_steps": steps})
+        update_config(run_dir, decay_steps=steps)
 
     return [LearningRateSchedule(lambda: config.learning_rate, config.warmup_steps, decay_steps, config.decay_floor,
                                  deadline=deadline, on_fitted=record)]

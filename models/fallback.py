@@ -27,10 +27,11 @@ def run(weights, state, t0, x0, uniforms, temperature, output, fed):
     x = np.asarray(x0, np.float32).copy()
     for step in range(uniforms.shape[0]):
         t = t0 + step
-        h = w.in_b + x[:, None] * w.in_w[k_in - 1]
         if w.in_table.shape[0]:  # an embedded input: the row of each sample's mu-law code
             h = w.in_table[mu_law_encode(x)]
-        elif k_in > 1:
+        else:
+            h = w.in_b + x[:, None] * w.in_w[k_in - 1]
+        if k_in > 1:
             h = h + state.in_queue @ w.in_w[:k_in - 1]
             state.in_queue[:, :-1] = state.in_queue[:, 1:]
             state.in_queue[:, -1] = x

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from data.mulaw import mu_law_bin_edges
+from data.mulaw import QUANTIZATION_CHANNELS, mu_law_bin_edges
 
 PACKAGE = "wavegen"
 DISTRIBUTIONS = ("categorical", "logistic_mixture", "point")
@@ -61,7 +61,7 @@ class AudioInput(keras.layers.Layer):
         return {**super().get_config(), "sample_rate": self.sample_rate}
 
 
-def mu_law_codes(samples, channels=256):
+def mu_law_codes(samples, channels=QUANTIZATION_CHANNELS):
     """`data.mulaw.mu_law_encode` in `keras.ops`, for use inside a graph: the same edges, the same rule."""
     edges = ops.convert_to_tensor(mu_law_bin_edges(channels))
     codes = ops.searchsorted(edges, ops.reshape(ops.cast(samples, "float32"), (-1,)), side="right") - 1
@@ -89,7 +89,7 @@ class MuLawEmbedding(keras.layers.Layer):
     TensorShape([2, 100, 8])
     """
 
-    def __init__(self, output_dim, num_classes=256, **kwargs):
+    def __init__(self, output_dim, num_classes=QUANTIZATION_CHANNELS, **kwargs):
         super().__init__(**kwargs)
         self.output_dim = int(output_dim)
         self.num_classes = int(num_classes)

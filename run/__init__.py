@@ -22,7 +22,7 @@ from run.checkpoints import (latest_checkpoint, remove_stale_temporaries, restor
 from run.errors import DistributeError, RunFolderError, TrainingFailed, TrainingInterrupted, WorkerLost
 from run.folder import (check_resumed_classes, check_writable, checkpoint_to_resume, lower_learning_rate, new_run_dir,
                         resolve_config, restore_checkpoint, restore_or_build, run_settings, run_trainer,
-                        time_limit_note)
+                        time_limit_note, update_config)
 
 
 def __getattr__(name):
@@ -44,4 +44,4 @@ __all__ = ["Checkpoint", "DistributeError", "Guard", "RunFolderError", "RunLog",
            "fit_run",
            "latest_checkpoint", "lower_learning_rate", "new_run_dir", "remove_stale_temporaries", "resolve_config",
            "restore_checkpoint", "restore_optimizer_state", "restore_or_build", "run_settings", "run_trainer",
-           "save_model", "save_optimizer_state", "time_limit_note", "write_checkpoint", "write_json"]
+           "save_model", "save_optimizer_state", "time_limit_note", "update_config", "write_checkpoint", "write_json"]

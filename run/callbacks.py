@@ -265,19 +265,12 @@ class LearningRateSchedule(keras.callbacks.Callback):
         self.on_fitted = on_fitted
         self.mark = None
 
-    def _optimizers(self):
-        if hasattr(self.model, "d_optimizer"):
-            return (self.model.d_optimizer, self.model.g_optimizer)
-        return (self.model.optimizer,)
-
     def _step(self):
-        return int(self._optimizers()[0].iterations.numpy())
+        return int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_begin(self, batch, logs=None):
-        for optimizer in self._optimizers():
-            rate = learning_rate_at(int(optimizer.iterations.numpy()), self.peak(), self.warmup_steps,
-                                    self.decay_steps, self.floor)
-            optimizer.learning_rate.assign(rate)
+        rate = learning_rate_at(self._step(), self.peak(), self.warmup_steps, self.decay_steps, self.floor)
+        self.model.optimizer.learning_rate.assign(rate)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.mark = None

@@ -44,7 +44,7 @@ def new_run_dir(output_dir, prefix):
     return path
 
 
-def resolve_config(config_class, given, prefix, shape_settings):
+def resolve_config(config_class, given, prefix, shape_settings, predated=None):
     """The config of a run: `given` settings over the config's defaults, or with `--resume` over the run's saved
     config.json.
 
@@ -55,6 +55,8 @@ def resolve_config(config_class, given, prefix, shape_settings):
         given: `{name: value}` of the settings the user gave (the flags typed, not the defaults).
         prefix: the name of a default run folder, `runs/<prefix>-<timestamp>`.
         shape_settings: the settings a resumed run must keep.
+        predated: `{name: value}` of settings newer than some runs: a resumed run whose config.json lacks one
+            keeps `value` (what it trained with before the setting existed) unless it is given.
 
     A worker of a cluster other than its chief (`run.distribute.writes_run_folder`) only reads the run folder, so
     it does not try creating files there; it makes the other checks as the chief does, so both refuse alike.
@@ -99,7 +101,8 @@ def resolve_config(config_class, given, prefix, shape_settings):
             raise RunFolderError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
                                  f"the run was trained with {saved.get(name)}")
     fields = {field.name for field in dataclasses.fields(config_class)} - set(MACHINE_SETTINGS)
-    config = config_class(**{**{k: v for k, v in saved.items() if k in fields}, **given})
+    older = {k: v for k, v in (predated or {}).items() if k not in saved}
+    config = config_class(**{**older, **{k: v for k, v in saved.items() if k in fields}, **given})
     if writes_run_folder(config.distribute):
         check_writable(run_dir)
     return config, run_dir
@@ -275,6 +278,11 @@ def lower_learning_rate(config, run_dir, optimizers):
     config.learning_rate *= 0.1
     for optimizer in optimizers:
         optimizer.learning_rate.assign(config.learning_rate)
-    write_json(Path(run_dir) / "config.json", {**json.loads((Path(run_dir) / "config.json").read_text()),
-                                               "learning_rate": config.learning_rate})
+    update_config(run_dir, learning_rate=config.learning_rate)
     return config.learning_rate
+
+
+def update_config(run_dir, **settings):
+    """Rewrites the run's config.json (atomically) with `settings` changed, so that a resume goes on with them."""
+    path = Path(run_dir) / "config.json"
+    write_json(path, {**json.loads(path.read_text()), **settings})
