@@ -171,6 +171,20 @@ positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "positive
 non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "zero or more")
 fraction = _number(float, lambda v: 0 <= v <= 1, "from 0 to 1")
 momentum = _number(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
+# The learning-rate schedule flags of train_wavenet.py and train_gan.py (`run.callbacks.schedule_callbacks`).
+SCHEDULE_HELP = {
+    "schedule": "constant: --learning-rate throughout; cosine: decays from --learning-rate to --decay-floor times it "
+                "over --decay-steps",
+    "warmup_steps": "steps of linear warmup from --learning-rate / N up to it",
+    "decay_steps": "the step at which --schedule cosine reaches its floor; default: --epochs x --steps-per-epoch, "
+                   "or with --time-limit the steps the time holds (refitted each epoch to its pace, recorded in "
+                   "config.json for a resume)",
+    "decay_floor": "the final learning rate of --schedule cosine, a fraction of --learning-rate",
+}
+SCHEDULE_TYPES = {"warmup_steps": non_negative_int, "decay_steps": positive_int, "decay_floor": fraction}
+SCHEDULE_CHOICES = ("constant", "cosine")
+
+
 MEL_TYPES = {"mel_bins": positive_int, "mel_hop_ms": positive_float, "mel_window_ms": positive_float,
              "mel_fft": positive_int, "mel_fmin": non_negative_float, "mel_fmax": positive_float,
              "mel_floor": positive_float}

@@ -4,7 +4,7 @@ class at a time, or a GAN vocoder that turns log-mel spectrograms into audio in 
     python train_gan.py --train my_audio/ --sample-rate 16000 --epochs 200
     python train_gan.py                          # the bundled speech clip, a few minutes on a CPU
     python train_gan.py --train voices/ --labels folders       # one class per subfolder; generate.py --class NAME
-    python train_gan.py --train speech/ --condition mel        # a GAN vocoder (MelGAN generator, HiFi-GAN losses)
+    python train_gan.py --train speech/ --condition mel        # a GAN vocoder (iSTFT or MelGAN generator)
 
 The run folder (default runs/gan-<timestamp>/) gets generator.keras and discriminator.keras, checkpoints/ with
 both networks and both optimisers' state, config.json, history.csv, TensorBoard logs in logs/ (curves and the
@@ -12,8 +12,8 @@ samples as audio), and samples/ (WaveGAN: the same latent vectors every time, so
 vocoder: the resynthesis of the first seconds of the training audio, beside original.wav).
 
 WaveGAN flags (--slice-length, --latent-dim, --model-dim, --loss, --phase-shuffle, --labels, --class-channels)
-and vocoder flags (--segment-frames, --generator-channels, --discriminator-channels, --stft-weight,
---feature-weight, --adversarial-weight, --mel-*) are refused in the other mode.
+and vocoder flags (--segment-frames, --generator, --generator-channels, --discriminator-channels, --stft-weight,
+--feature-weight, --adversarial-weight, --adversarial-start, --mel-*) are refused in the other mode.
 """
 
 import dataclasses
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, MelFlags, RunSettings, UsageError, config_parser,
+from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, SCHEDULE_CHOICES, SCHEDULE_HELP, SCHEDULE_TYPES, MelFlags,
+                 RunSettings, UsageError, config_parser,
                  non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow, report_skipped,
                  resolve_mel_settings, run)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_optimizer_state,
@@ -31,13 +32,19 @@ from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate", "labels",
-                  "class_channels", "generator_channels", "discriminator_channels", *MEL_SHAPE_SETTINGS)
+                  "class_channels", "generator", "generator_channels", "discriminator_channels", *MEL_SHAPE_SETTINGS)
 WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "labels", "class_channels",
                 "sample_clips")
-VOCODER_ONLY = ("segment_frames", "generator_channels", "discriminator_channels", "stft_weight", "feature_weight",
-                "adversarial_weight", "sample_seconds", *MEL_SHAPE_SETTINGS[1:])
-# Defaults that differ between the two: (WaveGAN, vocoder).
-MODE_DEFAULTS = {"batch_size": (4, 8), "learning_rate": (1e-4, 2e-4)}
+VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", "discriminator_channels", "stft_weight",
+                "feature_weight", "adversarial_weight", "adversarial_start", "sample_seconds",
+                *MEL_SHAPE_SETTINGS[1:])
+# Defaults that depend on the mode: the WaveGAN's, and the vocoder's by generator (MelGAN: HiFi-GAN's learning rate;
+# iSTFT: Vocos' 5e-4, the better of 2e-4 and 5e-4 in a 4-minute screen, README "GAN vocoder").
+MODE_DEFAULTS = {"wavegan": {"batch_size": 4, "learning_rate": 1e-4},
+                 "melgan": {"batch_size": 8, "learning_rate": 2e-4, "generator_channels": 128},
+                 "istft": {"batch_size": 8, "learning_rate": 5e-4, "generator_channels": 256}}
+# A resumed run whose config.json predates these settings was trained with these values.
+PREDATED = {"generator": "melgan", "adversarial_start": 0}
 
 
 @dataclass
@@ -55,15 +62,21 @@ class GANConfig(MelFlags, RunSettings):
     labels: Optional[str] = None
     class_channels: int = 16
     segment_frames: int = 64
-    generator_channels: int = 128
+    generator: str = "istft"
+    generator_channels: Optional[int] = None
     discriminator_channels: int = 16
     stft_weight: float = 45.0
     feature_weight: float = 2.0
     adversarial_weight: float = 1.0
+    adversarial_start: int = 100_000
     epochs: int = 4
     steps_per_epoch: int = 5
     batch_size: Optional[int] = None
     learning_rate: Optional[float] = None
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_steps: Optional[int] = None
+    decay_floor: float = 0.05
     sample_every: int = 2
     sample_clips: int = 4
     sample_seconds: float = 2.0
@@ -78,11 +91,16 @@ HELP = {
               "or a CSV of path,label rows (paths relative to the CSV; then leave out --train)",
     "class_channels": "size of each class's learned vector, joined to the latent vector (with --labels)",
     "segment_frames": "vocoder: spectrogram frames per training segment (x the hop: its samples)",
-    "generator_channels": "vocoder: channels of the generator's first layer (halved at each upsampling)",
+    "generator": "vocoder: melgan (transposed convolutions up to the sample rate) or istft (Vocos: ConvNeXt "
+                 "blocks at the frame rate predicting each frame's STFT, then the inverse STFT)",
+    "generator_channels": "vocoder: channels of the generator's first layer (melgan: halved at each upsampling; "
+                          "istft: the width of every block); None: 128 for melgan, 256 for istft",
     "discriminator_channels": "vocoder: channels of each discriminator's first layer (then x2, x4, x8)",
     "stft_weight": "vocoder: weight of the multi-resolution STFT loss",
     "feature_weight": "vocoder: weight of feature matching within the adversarial loss",
     "adversarial_weight": "vocoder: weight of the adversarial loss (0: STFT loss only, no discriminators)",
+    "adversarial_start": "vocoder: generator steps on the STFT loss alone before the discriminators join "
+                         "(Parallel WaveGAN's warm start; they are not run until then)",
     "sample_seconds": "vocoder: seconds of training audio resynthesised for each sample",
     "sample_rate": "resample all audio to this rate in Hz; default: the first training file's rate",
     "slice_length": "samples per generated clip: 4096, 8192, 16384, 32768 or 65536",
@@ -95,7 +113,8 @@ HELP = {
     "batch_size": "clips (vocoder: segments) per step (each critic step of wgan-gp draws its own batch); "
                   "None: 4 for a WaveGAN, 8 for a vocoder",
     "learning_rate": "Adam learning rate of both networks (WaveGAN: beta 0.5, 0.9; vocoder: 0.8, 0.99); "
-                     "None: 1e-4 for a WaveGAN, 2e-4 for a vocoder",
+                     "None: 1e-4 for a WaveGAN, 5e-4 for the istft vocoder, 2e-4 for the melgan one",
+    **SCHEDULE_HELP,
     "sample_every": "write samples every N epochs (0: never)",
     "sample_clips": "clips per sample file (fixed latent vectors)",
 }
@@ -105,9 +124,10 @@ TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim"
          "sample_every": non_negative_int, "sample_clips": positive_int, "class_channels": positive_int,
          "segment_frames": positive_int, "generator_channels": positive_int, "discriminator_channels": positive_int,
          "stft_weight": non_negative_float, "feature_weight": non_negative_float,
-         "adversarial_weight": non_negative_float, "sample_seconds": positive_float, **MEL_TYPES}
+         "adversarial_weight": non_negative_float, "adversarial_start": non_negative_int,
+         "sample_seconds": positive_float, **SCHEDULE_TYPES, **MEL_TYPES}
 CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536),
-           "condition": ("none", "mel")}
+           "condition": ("none", "mel"), "generator": ("istft", "melgan"), "schedule": SCHEDULE_CHOICES}
 
 
 def build_parser():
@@ -130,7 +150,8 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
     if mel is not None:
         return models.build_vocoder_gan(mel, config.generator_channels, config.discriminator_channels,
                                         config.learning_rate, config.stft_weight, config.feature_weight,
-                                        config.adversarial_weight, generator, discriminator)
+                                        config.adversarial_weight, generator, discriminator, config.generator,
+                                        config.adversarial_start)
     return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
                                 config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator,
                                 class_names=class_names, class_channels=config.class_channels)
@@ -139,7 +160,7 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
 def resolve(argv=None):
     """`(config, run_dir)` from the command line, refusing flags of the other mode (WaveGAN or vocoder)."""
     given = vars(build_parser().parse_args(argv))
-    config, run_dir = resolve_config(GANConfig, given, "gan", SHAPE_SETTINGS)
+    config, run_dir = resolve_config(GANConfig, given, "gan", SHAPE_SETTINGS, predated=PREDATED)
     vocoder = config.condition == "mel"
     wrong = [name for name in (WAVEGAN_ONLY if vocoder else VOCODER_ONLY) if name in given]
     if wrong:
@@ -148,9 +169,9 @@ def resolve(argv=None):
                          f"{config.condition}; leave {'it' if len(wrong) == 1 else 'them'} out")
     if config.labels and config.labels != "folders" and not config.resume and config.train != str(DEMO_CLIP):
         raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
-    for name, defaults in MODE_DEFAULTS.items():
+    for name, value in MODE_DEFAULTS[config.generator if vocoder else "wavegan"].items():
         if getattr(config, name) is None:
-            setattr(config, name, defaults[vocoder])
+            setattr(config, name, value)
     return config, run_dir
 
 
@@ -220,6 +241,7 @@ def main(argv=None):
     from data.features import log_mel
     from data.frames import FrameGenerator, frame_conditioning
     from run import fit_run
+    from run.callbacks import schedule_callbacks
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
@@ -271,8 +293,10 @@ def main(argv=None):
     if mel:
         print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
               f"segments of {config.segment_frames} frames ({config.segment_frames * hop} samples)")
-        print(f"GAN vocoder on log-mel spectrograms ({mel.describe()}): generator {parameters['generator']:,} and "
-              f"discriminators {parameters['discriminator']:,} parameters", flush=True)
+        print(f"GAN vocoder on log-mel spectrograms ({mel.describe()}): {config.generator} generator "
+              f"{parameters['generator']:,} and discriminators {parameters['discriminator']:,} parameters; "
+              + (f"discriminators join at step {config.adversarial_start:,}" if config.adversarial_weight
+                 else "STFT loss only"), flush=True)
     else:
         print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
               f"clips of {config.slice_length} samples ({config.slice_length / config.sample_rate:.2f} s)")
@@ -295,7 +319,7 @@ def main(argv=None):
     train.signals.clear()  # the frame generator holds the audio now
     gan = fit_run(gan, frames, run_dir=folder, epochs=config.epochs, save=save, restore=restore,
                   callbacks=[Throughput(config.batch_size * (config.segment_frames * mel.hop_length if mel else 1),
-                                        unit="samples" if mel else "clips")],
+                                        unit="samples" if mel else "clips"), *schedule_callbacks(config, folder)],
                   after_checkpoint=[samples] if cluster.chief else [],
                   loss_keys=("d_loss", "g_loss"), time_limit=config.time_limit,
                   on_nan=config.on_nan, lower_learning_rate=lower,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, MelFlags, RunSettings, UsageError, config_parser,
-                 fraction, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
-                 quiet_tensorflow, report_skipped, resolve_mel_settings, run)
+from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, SCHEDULE_CHOICES, SCHEDULE_HELP, SCHEDULE_TYPES, MelFlags,
+                 RunSettings, UsageError, config_parser, momentum, non_negative_float, non_negative_int,
+                 positive_float, positive_int, quiet_tensorflow, report_skipped, resolve_mel_settings, run)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_or_build, save_model,
-                 time_limit_note, update_config, write_json)
+                 time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
@@ -90,13 +90,7 @@ HELP = {**MEL_HELP,
     "residual_channels": "channels of the residual stream",
     "skip_channels": "channels of the skip connections",
     "learning_rate": "Adam learning rate (the peak of --schedule cosine)",
-    "schedule": "constant: --learning-rate throughout; cosine: decays from --learning-rate to --decay-floor times it "
-                "over --decay-steps",
-    "warmup_steps": "steps of linear warmup from --learning-rate / N up to it",
-    "decay_steps": "the step at which --schedule cosine reaches its floor; default: --epochs x --steps-per-epoch, "
-                   "or with --time-limit the steps the time holds (refitted each epoch to its pace, recorded in "
-                   "config.json for a resume)",
-    "decay_floor": "the final learning rate of --schedule cosine, a fraction of --learning-rate",
+    **SCHEDULE_HELP,
     "ema": "momentum of an exponential moving average of the weights (0: none; 0.99 averages about the last 100 "
            "steps): validation, samples and the saved model.keras use the average, checkpoints keep both",
     "clip_norm": "clip each step's gradients to this global norm (default: no clipping)",
@@ -113,13 +107,12 @@ HELP = {**MEL_HELP,
 TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch": positive_int,
          "validation_steps": positive_int, "batch_size": positive_int, "frame_size": positive_int,
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
-         "skip_channels": positive_int, "learning_rate": positive_float, "warmup_steps": non_negative_int,
-         "decay_steps": positive_int, "decay_floor": fraction, "ema": momentum, "clip_norm": positive_float,
-         "sample_every": non_negative_int,
+         "skip_channels": positive_int, "learning_rate": positive_float, **SCHEDULE_TYPES, "ema": momentum,
+         "clip_norm": positive_float, "sample_every": non_negative_int,
          "sample_seconds": positive_float, "temperature": non_negative_float, "class_channels": positive_int,
          "mel_channels": positive_int, **MEL_TYPES}
 CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
-           "condition": ("none", "mel"), "schedule": ("constant", "cosine"),
+           "condition": ("none", "mel"), "schedule": SCHEDULE_CHOICES,
            "input": ("scalar", "embedded")}
 
 
@@ -268,7 +261,7 @@ def main(argv=None):
     from data.features import log_mel
     from data.frames import FrameGenerator, frame_conditioning
     from run import fit_run
-    from run.callbacks import AveragedWeights
+    from run.callbacks import AveragedWeights, schedule_callbacks
 
     rf = models.receptive_field(config.stacks, config.layers)
     problem = shape_problem(config, rf, *longest, machine_memory())
@@ -404,30 +397,6 @@ def optimizer(config):
         return models.AveragedAdam(ema_momentum=config.ema, **settings)
     return keras.optimizers.Adam(**settings)
 
-
-def schedule_callbacks(config, run_dir):
-    """The callback that sets the learning rate of `--schedule` and `--warmup-steps` before every step (none for
-    a constant rate); a decay fitted to `--time-limit` is written to config.json at each fit, so a resumed run
-    keeps the last."""
-    import time
-
-    from run.callbacks import LearningRateSchedule
-
-    if config.schedule == "constant" and not config.warmup_steps:
-        return []
-    if config.schedule == "constant":
-        return [LearningRateSchedule(lambda: config.learning_rate, config.warmup_steps)]
-    decay_steps = config.decay_steps or config.epochs * config.steps_per_epoch
-    deadline = None
-    if config.time_limit and not config.decay_steps:
-        deadline = time.monotonic() + 60.0 * config.time_limit
-
-    def record(steps):
-        config.decay_steps = steps
-        update_config(run_dir, decay_steps=steps)
-
-    return [LearningRateSchedule(lambda: config.learning_rate, config.warmup_steps, decay_steps, config.decay_floor,
-                                 deadline=deadline, on_fitted=record)]
 
 
 def bits_metric(distribution):

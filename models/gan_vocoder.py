@@ -15,6 +15,7 @@ Alignment follows `data.features`: the generator takes padded log-mel rows (`pad
 spectrogram of any length in chunks with overlap.
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import keras
@@ -26,12 +27,14 @@ from models.gan import TwoOptimizerGAN
 from models.layers import PACKAGE, AudioInput, MelFeatures
 
 RESIDUAL_DILATIONS = (1, 3, 9)
+ISTFT_BLOCKS = 8
 PERIODS = (2, 3, 5, 7, 11)
 SCALES = 3
-# Chunks of this many frames, each with this many frames of context on either side (more than the generator's
-# receptive field, `receptive_frames`), give the same audio as one pass over the whole spectrogram.
+# Chunks of this many frames, each with this many frames of context on either side (more than either generator's
+# receptive field: MelGAN's about 8 frames, the iSTFT generator's 30 with 8 blocks), give the same audio as one pass
+# over the whole spectrogram.
 CHUNK_FRAMES = 1600
-OVERLAP_FRAMES = 16
+OVERLAP_FRAMES = 32
 
 
 def upsample_factors(hop, largest=8):
@@ -61,10 +64,11 @@ def upsample_factors(hop, largest=8):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TrimEdges(keras.layers.Layer):
-    """`inputs[:, samples : length - samples]`: drops the audio of the context frames at both ends.
+    """`inputs[:, samples : length - end_samples]`: drops the audio of the context frames at both ends.
 
     Args:
-        samples: time steps dropped at each end.
+        samples: time steps dropped at the start (and at the end, unless `end_samples` is given).
+        end_samples: time steps dropped at the end; None: `samples`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -73,19 +77,24 @@ class TrimEdges(keras.layers.Layer):
     [2.0, 3.0, 4.0, 5.0]
     """
 
-    def __init__(self, samples, **kwargs):
+    def __init__(self, samples, end_samples=None, **kwargs):
         super().__init__(**kwargs)
         self.samples = int(samples)
+        self.end_samples = None if end_samples is None else int(end_samples)
+
+    @property
+    def _end(self):
+        return self.samples if self.end_samples is None else self.end_samples
 
     def call(self, inputs):
-        return inputs[:, self.samples:ops.shape(inputs)[1] - self.samples]
+        return inputs[:, self.samples:ops.shape(inputs)[1] - self._end]
 
     def compute_output_shape(self, input_shape):
-        time = None if input_shape[1] is None else input_shape[1] - 2 * self.samples
+        time = None if input_shape[1] is None else input_shape[1] - self.samples - self._end
         return (input_shape[0], time, *input_shape[2:])
 
     def get_config(self):
-        return {**super().get_config(), "samples": self.samples}
+        return {**super().get_config(), "samples": self.samples, "end_samples": self.end_samples}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -156,6 +165,179 @@ def build_vocoder_generator(settings, channels=128, name="vocoder"):
     x = keras.layers.Activation("tanh", name="output_tanh", dtype="float32")(x)
     x = TrimEdges(CONTEXT_FRAMES * settings.hop_length, name="trim_context")(x)
     return keras.Model(mel, AudioInput(settings.sample_rate, name="audio", dtype="float32")(x), name=name)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LayerScale(keras.layers.Layer):
+    """Multiplies each channel by a learned scale that starts small (ConvNeXt's layer scale), so each residual block
+    starts close to the identity.
+
+    Args:
+        init_value: every channel's scale at the start.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> LayerScale(0.5)(np.ones((1, 2, 3), "float32")).numpy().ravel().tolist()
+    [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    """
+
+    def __init__(self, init_value=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.init_value = float(init_value)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), name="scale",
+                                     initializer=keras.initializers.Constant(self.init_value))
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "init_value": self.init_value}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InverseSTFT(keras.layers.Layer):
+    """Frames of log-magnitude and phase to a waveform by the inverse STFT (Hann window, overlap-add; Vocos).
+
+    Input `(batch, frames, 2 * (fft_length // 2 + 1))`: each frame's log-magnitudes, then its phases in radians
+    (any real value: only their cosine and sine are used). Output `(batch, (frames - 1) * hop_length + fft_length, 1)`
+    float32, frame `k` centred on sample `k * hop_length + fft_length // 2`. The overlap-add is normalised for a
+    full overlap, which holds from sample `fft_length - hop_length` to `frames * hop_length`.
+
+    Args:
+        fft_length: FFT and window length in samples (even).
+        hop_length: samples between frames.
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> InverseSTFT(400, 100)(np.zeros((1, 5, 402), "float32")).shape
+    TensorShape([1, 800, 1])
+    """
+
+    def __init__(self, fft_length, hop_length, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # phases and exponentials need float32 under a mixed global policy
+        super().__init__(**kwargs)
+        self.fft_length = int(fft_length)
+        self.hop_length = int(hop_length)
+
+    def call(self, inputs):
+        bins = self.fft_length // 2 + 1
+        spectrum = ops.cast(inputs, "float32")
+        # Capped: a magnitude of e^7 is far above a full-scale sine's (fft_length / 4) at any size used here.
+        magnitude = ops.exp(ops.minimum(spectrum[..., :bins], 7.0))
+        phase = spectrum[..., bins:]
+        audio = ops.istft((magnitude * ops.cos(phase), magnitude * ops.sin(phase)), self.fft_length,
+                          self.hop_length, self.fft_length, window="hann", center=False)
+        return ops.cast(audio[..., None], self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        time = None if input_shape[1] is None else (input_shape[1] - 1) * self.hop_length + self.fft_length
+        return (input_shape[0], time, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "fft_length": self.fft_length, "hop_length": self.hop_length}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LinearMagnitudes(keras.layers.Layer):
+    """Log-mel frames to log linear-frequency magnitudes at FFT `fft_length`, through the pseudo-inverse of the mel
+    filterbank (after taking off the spectrogram's `log_floor`, and floored there again): a first guess of the
+    magnitudes, as Griffin-Lim starts from, on which the iSTFT generator learns a correction.
+
+    Args:
+        settings: the `data.features.MelSettings` of the spectrograms (or its `to_dict()`).
+        fft_length: FFT size of the magnitudes (`fft_length // 2 + 1` bins).
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> from data.features import mel_settings
+    >>> LinearMagnitudes(mel_settings(8000), 400)(np.zeros((1, 3, 80), "float32")).shape
+    TensorShape([1, 3, 201])
+    """
+
+    def __init__(self, settings, fft_length, **kwargs):
+        from data.features import MelSettings, mel_basis
+
+        kwargs.setdefault("dtype", "float32")  # exponentials and logarithms, under a mixed global policy too
+        super().__init__(**kwargs)
+        self.settings = settings if isinstance(settings, MelSettings) else MelSettings.from_dict(settings)
+        self.fft_length = int(fft_length)
+        basis = mel_basis(dataclasses.replace(self.settings, n_fft=self.fft_length,
+                                              win_length=min(self.settings.win_length, self.fft_length)))
+        self.inverse = np.linalg.pinv(basis).T.astype(np.float32)  # (n_mels, bins)
+
+    def call(self, inputs):
+        # The floor comes off first, so a silent frame stays silent instead of becoming the inverse's noise.
+        linear = ops.matmul(ops.exp(ops.cast(inputs, "float32")) - self.settings.log_floor, self.inverse)
+        return ops.cast(ops.log(ops.maximum(linear, self.settings.log_floor)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.fft_length // 2 + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "settings": self.settings.to_dict(), "fft_length": self.fft_length}
+
+
+def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, name="vocoder"):
+    """A Vocos-style generator (Siuzdak, 2023): every layer runs at the frame rate, and the last one predicts each
+    frame's STFT (log-magnitude and phase at FFT 4 x hop), turned into audio by `InverseSTFT`. Same inputs and
+    outputs as `build_vocoder_generator`.
+
+    A convolution over the frames (kernel 7), `blocks` ConvNeXt blocks (depthwise convolution of kernel 7, layer
+    normalisation, a pointwise expansion to 3 x channels with GELU and a projection back, layer scale, residual),
+    a layer normalisation and a dense layer to the spectrum. Nothing is upsampled by convolutions, so a sample costs
+    a hop's share of a frame's work, and the magnitudes, which the mel spectrogram nearly fixes, are one learned
+    projection away from it.
+
+    Args:
+        settings: the `data.features.MelSettings` of its spectrograms, saved inside the model.
+        channels: width of the ConvNeXt blocks.
+        blocks: ConvNeXt blocks.
+        name: the model's name.
+
+    Example:
+
+    >>> from data.features import mel_settings
+    >>> generator = build_istft_generator(mel_settings(8000), channels=16, blocks=2)
+    >>> generator(np.zeros((2, 9, 80), "float32")).shape
+    TensorShape([2, 500, 1])
+    """
+    hop = settings.hop_length
+    fft = 4 * hop  # Vocos' ratio; a window of at most 2 x CONTEXT_FRAMES hops keeps the kept samples fully overlapped
+    mel = keras.Input(shape=(None, settings.n_mels), name="mel")
+    x = MelFeatures(settings, name="mel_features")(mel)
+    x = keras.layers.Conv1D(channels, 7, padding="same", name="mel_conv")(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="mel_norm")(x)
+    for i in range(blocks):
+        y = keras.layers.DepthwiseConv1D(7, padding="same", name=f"block_{i}_depthwise")(x)
+        y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"block_{i}_norm")(y)
+        y = keras.layers.Dense(3 * channels, name=f"block_{i}_expand")(y)
+        y = keras.layers.Activation("gelu", name=f"block_{i}_gelu")(y)
+        y = keras.layers.Dense(channels, name=f"block_{i}_project")(y)
+        y = LayerScale(1.0 / blocks, name=f"block_{i}_scale")(y)
+        x = keras.layers.Add(name=f"block_{i}_add")([x, y])
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="output_norm")(x)
+    bins = fft // 2 + 1
+    magnitude = keras.layers.Dense(bins, name="magnitude")(x)
+    magnitude = keras.layers.Add(name="magnitude_add", dtype="float32")(
+        [magnitude, LinearMagnitudes(settings, fft, name="linear_magnitudes")(mel)])
+    phase = keras.layers.Dense(bins, name="phase")(x)
+    x = keras.layers.Concatenate(name="spectrum", dtype="float32")([magnitude, phase])
+    x = InverseSTFT(fft, hop, name="inverse_stft")(x)
+    # Row r's frame is centred on sample r * hop + fft / 2; the kept audio starts at frame 0 (row CONTEXT_FRAMES).
+    start = CONTEXT_FRAMES * hop + fft // 2
+    x = TrimEdges(start, fft - hop - start + 2 * CONTEXT_FRAMES * hop, name="trim_context")(x)
+    return keras.Model(mel, AudioInput(settings.sample_rate, name="audio", dtype="float32")(x), name=name)
+
+
+GENERATORS = {"melgan": build_vocoder_generator, "istft": build_istft_generator}
 
 
 def build_vocoder_discriminator(sample_rate, channels=16, scales=SCALES, periods=PERIODS,
@@ -247,6 +429,8 @@ class VocoderGAN(TwoOptimizerGAN):
         stft_weight: weight of the STFT loss (HiFi-GAN weighs its mel L1 loss 45).
         feature_weight: weight of feature matching within the adversarial part (HiFi-GAN: 2).
         adversarial_weight: weight of the adversarial part; 0 turns the discriminators off.
+        adversarial_start: generator steps trained on the STFT loss alone before the discriminators join (Parallel
+            WaveGAN's warm start); until then they are not run and do not change.
 
     Example:
 
@@ -257,11 +441,12 @@ class VocoderGAN(TwoOptimizerGAN):
     """
 
     def __init__(self, generator, discriminator, stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0,
-                 **kwargs):
+                 adversarial_start=0, **kwargs):
         super().__init__(generator, discriminator, **kwargs)
         self.stft_weight = float(stft_weight)
         self.feature_weight = float(feature_weight)
         self.adversarial_weight = float(adversarial_weight)
+        self.adversarial_start = int(adversarial_start)
         self.resolutions = stft_resolutions(vocoder_settings(generator))
         names = ("d_loss", "g_loss", "stft_loss", "adversarial_loss", "feature_loss")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -270,43 +455,61 @@ class VocoderGAN(TwoOptimizerGAN):
     def metrics(self):
         return list(self.trackers.values())
 
-    def losses_of(self, mel, audio, training=True):
-        """`(g_loss, d_loss, parts)` of one batch, the parts by name."""
+    def losses_of(self, mel, audio, training=True, adversarial=True):
+        """`(g_loss, d_loss, parts)` of one batch, the parts by name. `adversarial`: a boolean tensor (or bool)
+        saying whether the discriminators take part; where false they are not run and their terms are zero."""
         fake = self.generator(mel, training=training)
         real = ops.cast(audio, "float32")
         stft = stft_loss(real[..., 0], ops.cast(fake, "float32")[..., 0], self.resolutions)
         parts = {"stft_loss": stft}
         g_loss, d_loss = self.stft_weight * stft, ops.zeros(())
         if self.adversarial_weight:
-            real_views = self.discriminator(real, training=training)
-            fake_views = self.discriminator(fake, training=training)
-            adversarial = feature = d_loss = 0.0
-            for real_view, fake_view in zip(real_views, fake_views):
-                real_score = ops.cast(real_view[-1], "float32")
-                fake_score = ops.cast(fake_view[-1], "float32")
-                d_loss = d_loss + ops.mean(ops.square(real_score - 1.0)) + ops.mean(ops.square(fake_score))
-                adversarial = adversarial + ops.mean(ops.square(fake_score - 1.0))
-                for real_feature, fake_feature in zip(real_view[:-1], fake_view[:-1]):
-                    feature = feature + ops.mean(ops.abs(ops.cast(ops.stop_gradient(real_feature), "float32")
-                                                         - ops.cast(fake_feature, "float32")))
-            parts.update(adversarial_loss=adversarial, feature_loss=feature)
-            g_loss = g_loss + self.adversarial_weight * (adversarial + self.feature_weight * feature)
+            if adversarial is True:
+                terms = self.adversarial_terms(real, fake, training)
+            else:
+                import tensorflow as tf  # a graph conditional: the discriminators cost nothing before they join
+
+                terms = tf.cond(adversarial, lambda: self.adversarial_terms(real, fake, training),
+                                lambda: (ops.zeros(()),) * 3)
+            adversarial_loss, feature, d_loss = terms
+            parts.update(adversarial_loss=adversarial_loss, feature_loss=feature)
+            g_loss = g_loss + self.adversarial_weight * (adversarial_loss + self.feature_weight * feature)
         return g_loss, d_loss, parts
+
+    def adversarial_terms(self, real, fake, training=True):
+        """`(adversarial, feature matching, d_loss)`: the least-squares terms of every discriminator's view."""
+        real_views = self.discriminator(real, training=training)
+        fake_views = self.discriminator(fake, training=training)
+        adversarial = feature = d_loss = 0.0
+        for real_view, fake_view in zip(real_views, fake_views):
+            real_score = ops.cast(real_view[-1], "float32")
+            fake_score = ops.cast(fake_view[-1], "float32")
+            d_loss = d_loss + ops.mean(ops.square(real_score - 1.0)) + ops.mean(ops.square(fake_score))
+            adversarial = adversarial + ops.mean(ops.square(fake_score - 1.0))
+            for real_feature, fake_feature in zip(real_view[:-1], fake_view[:-1]):
+                feature = feature + ops.mean(ops.abs(ops.cast(ops.stop_gradient(real_feature), "float32")
+                                                     - ops.cast(fake_feature, "float32")))
+        return adversarial, feature, d_loss
 
     def train_step(self, data):
         import tensorflow as tf  # the step is backend-specific, as in Keras' "customizing fit" guide
 
         mel, audio = data[0], data[1]
+        # The generator's step count decides, so a resumed run joins them at the same step.
+        joined = True if not self.adversarial_start else self.g_optimizer.iterations >= self.adversarial_start
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            g_loss, d_loss, parts = self.losses_of(mel, audio)
+            g_loss, d_loss, parts = self.losses_of(mel, audio, adversarial=joined)
             g_scaled = self.g_optimizer.scale_loss(self._per_replica(g_loss))
             d_scaled = self.d_optimizer.scale_loss(self._per_replica(d_loss))
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, variables), variables))
         if self.adversarial_weight:
             # Both sides step from the same forward pass: the discriminators see the audio made before this update.
+            # Before they join their gradients are zero, and Adam's first zero-gradient steps move nothing.
             variables = self.discriminator.trainable_variables
-            self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, variables), variables))
+            gradients = d_tape.gradient(d_scaled, variables)
+            gradients = [ops.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(gradients, variables)]
+            self.d_optimizer.apply_gradients(zip(gradients, variables))
         for name, value in {"d_loss": d_loss, "g_loss": g_loss, **parts}.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
@@ -314,12 +517,12 @@ class VocoderGAN(TwoOptimizerGAN):
 
 def build_vocoder_gan(settings, generator_channels=128, discriminator_channels=16, learning_rate=2e-4,
                       stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0, generator=None,
-                      discriminator=None):
-    """A compiled `VocoderGAN` around given (restored) networks or fresh ones; Adam (beta 0.8, 0.99) for both,
-    as HiFi-GAN."""
-    generator = generator or build_vocoder_generator(settings, generator_channels)
+                      discriminator=None, generator_kind="melgan", adversarial_start=0):
+    """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
+    `GENERATORS`); Adam (beta 0.8, 0.99) for both, as HiFi-GAN."""
+    generator = generator or GENERATORS[generator_kind](settings, generator_channels)
     discriminator = discriminator or build_vocoder_discriminator(settings.sample_rate, discriminator_channels)
-    gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight)
+    gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start)
     adam = dict(learning_rate=learning_rate, beta_1=0.8, beta_2=0.99)
     gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
     return gan

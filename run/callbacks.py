@@ -238,7 +238,8 @@ def learning_rate_at(step, peak, warmup_steps=0, decay_steps=None, floor=0.0):
 
 
 class LearningRateSchedule(keras.callbacks.Callback):
-    """Sets the optimiser's learning rate before every step to `learning_rate_at(iterations, peak(), ...)`.
+    """Sets the optimiser's learning rate before every step to `learning_rate_at(iterations, peak(), ...)` (a GAN's
+    two optimisers both, by the generator's step count).
 
     The rate depends only on the optimiser's step count, which checkpoints keep, so a resumed run continues the
     same schedule. The decay ends at step `decay_steps`. Given a `deadline` (a time limit), that is refitted at the
@@ -265,12 +266,18 @@ class LearningRateSchedule(keras.callbacks.Callback):
         self.on_fitted = on_fitted
         self.mark = None
 
+    def _optimizers(self):
+        # A GAN (models.gan.TwoOptimizerGAN) has one per network: both follow the generator's step count.
+        pair = [getattr(self.model, name, None) for name in ("g_optimizer", "d_optimizer")]
+        return [optimizer for optimizer in pair if optimizer is not None] or [self.model.optimizer]
+
     def _step(self):
-        return int(self.model.optimizer.iterations.numpy())
+        return int(self._optimizers()[0].iterations.numpy())
 
     def on_train_batch_begin(self, batch, logs=None):
         rate = learning_rate_at(self._step(), self.peak(), self.warmup_steps, self.decay_steps, self.floor)
-        self.model.optimizer.learning_rate.assign(rate)
+        for optimizer in self._optimizers():
+            optimizer.learning_rate.assign(rate)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.mark = None
@@ -340,3 +347,27 @@ class AveragedWeights(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for callback in self.inner:
             callback.on_train_end(logs)
+
+
+def schedule_callbacks(config, run_dir):
+    """The callback that sets the learning rate of `--schedule` and `--warmup-steps` before every step (none for
+    a constant rate); a decay fitted to `--time-limit` is written to config.json at each fit, so a resumed run
+    keeps the last. `config` has `learning_rate`, `schedule`, `warmup_steps`, `decay_steps`, `decay_floor`,
+    `epochs`, `steps_per_epoch` and `time_limit` (`cli.SCHEDULE_HELP`)."""
+    from run.folder import update_config
+
+    if config.schedule == "constant" and not config.warmup_steps:
+        return []
+    if config.schedule == "constant":
+        return [LearningRateSchedule(lambda: config.learning_rate, config.warmup_steps)]
+    decay_steps = config.decay_steps or config.epochs * config.steps_per_epoch
+    deadline = None
+    if config.time_limit and not config.decay_steps:
+        deadline = time.monotonic() + 60.0 * config.time_limit
+
+    def record(steps):
+        config.decay_steps = steps
+        update_config(run_dir, decay_steps=steps)
+
+    return [LearningRateSchedule(lambda: config.learning_rate, config.warmup_steps, decay_steps, config.decay_floor,
+                                 deadline=deadline, on_fitted=record)]

@@ -96,13 +96,14 @@ def resolve_config(config_class, given, prefix, shape_settings, predated=None):
     if prefix in TRAINERS and trainer in TRAINERS and trainer != prefix:
         name, _, script = TRAINERS[trainer]
         raise RunFolderError(f"{run_dir} is a {name} run, not a {TRAINERS[prefix][0]} run: resume it with {script}")
-    for name in shape_settings:
-        if name in given and given[name] != saved.get(name):
-            raise RunFolderError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
-                                 f"the run was trained with {saved.get(name)}")
-    fields = {field.name for field in dataclasses.fields(config_class)} - set(MACHINE_SETTINGS)
     older = {k: v for k, v in (predated or {}).items() if k not in saved}
-    config = config_class(**{**older, **{k: v for k, v in saved.items() if k in fields}, **given})
+    trained = {**older, **saved}
+    for name in shape_settings:
+        if name in given and given[name] != trained.get(name):
+            raise RunFolderError(f"cannot resume {run_dir} with --{name.replace('_', '-')} {given[name]}: "
+                                 f"the run was trained with {trained.get(name)}")
+    fields = {field.name for field in dataclasses.fields(config_class)} - set(MACHINE_SETTINGS)
+    config = config_class(**{**{k: v for k, v in trained.items() if k in fields}, **given})
     if writes_run_folder(config.distribute):
         check_writable(run_dir)
     return config, run_dir
