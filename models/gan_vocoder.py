@@ -1,10 +1,13 @@
 """A convolutional GAN vocoder: a log-mel spectrogram to its waveform in one parallel pass.
 
-The generator is MelGAN's (Kumar et al., 2019): a convolution over the frames, then one transposed convolution per
-factor of the hop (kernel twice the factor), each followed by a stack of dilated residual blocks (dilations 1, 3, 9),
-and a tanh. MelGAN's shape rather than HiFi-GAN's multi-receptive-field fusion because it costs a third of the
-multiply-adds per sample for the same upsampling, and on two CPU cores both training time and the 100x real time
-goal are bound by them. The losses are HiFi-GAN's (Kong et al., 2020): least-squares adversarial terms from
+Two generators (`GENERATORS`). `build_istft_generator` (Vocos, Siuzdak 2023; the trainer's default) works at the
+frame rate: ConvNeXt blocks predict each frame's STFT, phases and a correction to the magnitudes that the mel
+filterbank's pseudo-inverse gives, and the inverse STFT makes the audio; at equal training time it came far closer
+to held-out speech than MelGAN's. `build_vocoder_generator` is MelGAN's (Kumar et al., 2019): a convolution over the
+frames, then one transposed convolution per factor of the hop (kernel twice the factor), each followed by a stack
+of dilated residual blocks (dilations 1, 3, 9), and a tanh. MelGAN's shape rather than HiFi-GAN's
+multi-receptive-field fusion because it costs a third of the multiply-adds per sample for the same upsampling, and
+on two CPU cores both training time and the 100x real time goal are bound by them. The losses are HiFi-GAN's (Kong et al., 2020): least-squares adversarial terms from
 discriminators that look at the waveform at several scales (MelGAN's) and periods (HiFi-GAN's), feature matching on
 their layers, and a reconstruction term, here the multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al.,
 2020), that gives the generator a signal from the first step.
