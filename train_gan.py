@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, SCHEDULE_CHOICES, SCHEDULE_HELP, SCHEDULE_TYPES, MelFlags,
-                 RunSettings, UsageError, config_parser,
-                 non_negative_float, non_negative_int, positive_float, positive_int, quiet_tensorflow, report_skipped,
-                 resolve_mel_settings, run)
+                 RunSettings, UsageError, config_parser, non_negative_float, non_negative_int, positive_float,
+                 positive_int, quiet_tensorflow, report_skipped, resolve_mel_settings, run)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_optimizer_state,
                  restore_or_build, save_model, save_optimizer_state, time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
