@@ -398,7 +398,6 @@ def optimizer(config):
     return keras.optimizers.Adam(**settings)
 
 
-
 def bits_metric(distribution):
     """The bits-per-sample metric of a head; none for the classifier, whose loss gives it (CrossEntropyBits)."""
     import models

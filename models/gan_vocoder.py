@@ -508,7 +508,8 @@ class VocoderGAN(TwoOptimizerGAN):
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, variables), variables))
         if self.adversarial_weight:
             # Both sides step from the same forward pass: the discriminators see the audio made before this update.
-            # Before they join their gradients are zero, and Adam's first zero-gradient steps move nothing.
+            # Before they join their gradients are zero (None when run eagerly, where only one branch of the
+            # conditional runs), and Adam's first zero-gradient steps move nothing.
             variables = self.discriminator.trainable_variables
             gradients = d_tape.gradient(d_scaled, variables)
             gradients = [ops.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(gradients, variables)]
@@ -518,12 +519,15 @@ class VocoderGAN(TwoOptimizerGAN):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
-def build_vocoder_gan(settings, generator_channels=128, discriminator_channels=16, learning_rate=2e-4,
+def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=16, learning_rate=2e-4,
                       stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0, generator=None,
                       discriminator=None, generator_kind="melgan", adversarial_start=0):
     """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
-    `GENERATORS`); Adam (beta 0.8, 0.99) for both, as HiFi-GAN."""
-    generator = generator or GENERATORS[generator_kind](settings, generator_channels)
+    `GENERATORS`; `generator_channels` None: that builder's default width); Adam (beta 0.8, 0.99) for both, as
+    HiFi-GAN."""
+    if generator is None:
+        width = {} if generator_channels is None else {"channels": generator_channels}
+        generator = GENERATORS[generator_kind](settings, **width)
     discriminator = discriminator or build_vocoder_discriminator(settings.sample_rate, discriminator_channels)
     gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start)
     adam = dict(learning_rate=learning_rate, beta_1=0.8, beta_2=0.99)

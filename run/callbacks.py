@@ -268,8 +268,9 @@ class LearningRateSchedule(keras.callbacks.Callback):
 
     def _optimizers(self):
         # A GAN (models.gan.TwoOptimizerGAN) has one per network: both follow the generator's step count.
-        pair = [getattr(self.model, name, None) for name in ("g_optimizer", "d_optimizer")]
-        return [optimizer for optimizer in pair if optimizer is not None] or [self.model.optimizer]
+        if hasattr(self.model, "g_optimizer"):
+            return (self.model.g_optimizer, self.model.d_optimizer)
+        return (self.model.optimizer,)
 
     def _step(self):
         return int(self._optimizers()[0].iterations.numpy())
