@@ -4,6 +4,15 @@ Importing this package registers every custom layer, loss and metric, so a saved
 `keras.saving.load_model(path)`, safe mode on and no `custom_objects`.
 """
 
+import os
+
+# TensorFlow's default CPU allocator passes every tensor to malloc, which maps fresh pages for each large one
+# and unmaps them when it is freed: a training step spent as much time in page faults as in products. The
+# BFC allocator keeps its regions and reuses them. TensorFlow reads this when it first allocates on the CPU,
+# so it holds for every model of a process that imports this package first; a value already set is kept.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "1")
+
+
 from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, bits_per_sample, loss_for
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
                         gan_class_names, generate_clips, is_gan_generator)

@@ -1,6 +1,8 @@
 """Every custom layer, keras-hub style: config round trip, serialisation, eager and symbolic calls, weights, and
 mixed-precision dtypes (float32 variables, half-precision compute)."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -75,6 +77,41 @@ def test_gated_activation():
     x = np.random.default_rng(1).normal(size=(1, 3, 8)).astype(np.float32)
     expected = np.tanh(x[..., :4]) / (1 + np.exp(-x[..., 4:]))  # filters first, gates second
     np.testing.assert_allclose(np.asarray(models.GatedActivation()(x)), expected, rtol=1e-5, atol=1e-6)
+
+    # The gradient reaches both halves in place: filters' as tanh' * sigmoid, gates' as tanh * sigmoid'.
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    upstream = np.random.default_rng(2).normal(size=(1, 3, 4)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = models.GatedActivation()(x)
+    gradient = tape.gradient(y, x, output_gradients=tf.constant(upstream)).numpy()
+    f, g = x.numpy()[..., :4], x.numpy()[..., 4:]
+    sigmoid = 1 / (1 + np.exp(-g))
+    expected = np.concatenate([upstream * (1 - np.tanh(f) ** 2) * sigmoid,
+                               upstream * np.tanh(f) * sigmoid * (1 - sigmoid)], axis=-1)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_importing_models_turns_on_tensorflows_reusing_cpu_allocator():
+    """`import models` asks for TensorFlow's BFC allocator on the CPU (it keeps and reuses its memory; the default
+    maps and unmaps pages for every large tensor), and a value the user set is kept."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    probe = ("import models, tensorflow as tf; tf.zeros(1000) + 1\n"
+             "try: print('stats', tf.config.experimental.get_memory_info('CPU:0')['peak'] > 0)\n"
+             "except ValueError: print('no stats')")
+    for setting, expected in ((None, "stats True"), ("0", "no stats")):
+        env = {key: value for key, value in os.environ.items() if key != "TF_CPU_ALLOCATOR_USE_BFC"}
+        if setting is not None:
+            env["TF_CPU_ALLOCATOR_USE_BFC"] = setting
+        done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                              env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
+        assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("distribution,channels", [("categorical", 16), ("logistic_mixture", 12), ("point", 1)])
