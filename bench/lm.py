@@ -10,8 +10,10 @@
    the original frames and of the rebuilt ones: what the vocoder itself loses, beside what tokens add to it.
    With --model, its own codebook is one more row.
 2. Generation speed. The cached decoder (models.CachedTokenLM) steps one token per stream with a full context in
-   its cache (its slowest state); the uncached row runs the Keras model over the last context tokens for every
-   token, as a model without a cache must. Real-time factor = seconds of audio (tokens x hop) made per second.
+   its cache (its slowest state): one stream on one core, one stream split across the cores (as the decoder
+   chooses), and 8 streams in parallel; then models.generate_tokens with top-p sampling included. The uncached
+   row runs the Keras model over the last context tokens for every token, as a model without a cache must.
+   Real-time factor = seconds of audio (tokens x hop) made per second.
 
 Prints the machine line first (bench/machine.py) and a "CPU: ..." caption above each table. `--quick` only
 checks that it runs.
@@ -46,6 +48,7 @@ def build_parser():
     parser.add_argument("--gan", help="a GAN vocoder (generator.keras) to render frames with, beside Griffin-Lim")
     parser.add_argument("--wavenet", help="a WaveNet vocoder (model.keras) to render frames with")
     parser.add_argument("--tokens", type=positive_int, default=400, help="tokens timed per stream (default 400)")
+    parser.add_argument("--speed-only", action="store_true", help="only the generation speed table")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: only check that it runs")
     return parser
 
@@ -103,20 +106,32 @@ def speed_table(args, lm):
     seconds_per_token = spec.mel.hop_length / spec.sample_rate
     print(f"\n{caption()}")
     print(f"| token LM: {spec.layers} blocks of {spec.model_dim}, {spec.heads} heads, context {spec.context}, "
-          f"{lm.count_params():,} parameters | streams | tokens/s per stream | tokens/s in all | "
+          f"{lm.count_params():,} parameters | streams | cores per stream | tokens/s per stream | tokens/s in all | "
           "x real time per stream |")
-    print("|---|---:|---:|---:|---:|")
-    decoder = models.CachedTokenLM(lm)
+    print("|---|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
-    for streams in (1, 8):
+    # One stream on one core, then as CachedTokenLM chooses (split across the cores), then 8 streams in parallel.
+    for streams, split_cores in ((1, 1), (1, None), (8, None)):
+        decoder = models.CachedTokenLM(lm, split_cores=split_cores)
         decoder.reset(streams)
         decoder.feed(rng.integers(0, spec.vocabulary, (streams, spec.context)))  # a full cache: the slowest state
         start = time.perf_counter()
         for _ in range(args.tokens):
             decoder.step(rng.integers(0, spec.vocabulary, streams))
         rate = args.tokens / (time.perf_counter() - start)
-        print(f"| cached (models.CachedTokenLM) | {streams} | {rate:,.0f} | {rate * streams:,.0f} | "
+        cores = decoder.cores()
+        decoder.close()
+        print(f"| cached (models.CachedTokenLM) | {streams} | {cores} | {rate:,.0f} | {rate * streams:,.0f} | "
               f"{rate * seconds_per_token:.1f} |", flush=True)
+    # Sampling too: the time from the first token drawn to the last (the prime's steps before it not counted).
+    decoder = models.CachedTokenLM(lm)
+    decoder.reset(1)
+    marks = []
+    models.generate_tokens(decoder, args.tokens, prime=rng.integers(0, spec.vocabulary, spec.context), seed=0,
+                           temperature=0.9, top_p=0.95, progress=lambda done: marks.append(time.perf_counter()))
+    rate = (len(marks) - 1) / (marks[-1] - marks[0])
+    print(f"| models.generate_tokens, full cache, top-p 0.95 sampling included | 1 | {decoder.cores()} | "
+          f"{rate:,.0f} | {rate:,.0f} | {rate * seconds_per_token:.1f} |", flush=True)
     window = rng.integers(0, spec.vocabulary, (1, spec.context)).astype(np.int32)
     lm(window)  # traced once
     count = max(3, args.tokens // 40)
@@ -124,7 +139,7 @@ def speed_table(args, lm):
     for _ in range(count):
         lm(window)
     rate = count / (time.perf_counter() - start)
-    print(f"| uncached (the Keras model over the last {spec.context} tokens per token) | 1 | {rate:,.1f} | "
+    print(f"| uncached (the Keras model over the last {spec.context} tokens per token) | 1 | all | {rate:,.1f} | "
           f"{rate:,.1f} | {rate * seconds_per_token:.2f} |", flush=True)
 
 
@@ -157,7 +172,8 @@ def main():
         rng = np.random.default_rng(0)
         models.set_codebook(lm, Codebook(np.zeros(settings.n_mels, np.float32), np.ones(settings.n_mels, np.float32),
                                          rng.normal(size=(size[0], settings.n_mels)).astype(np.float32)))
-    token_table(args, settings, vocoders, lm if args.model else None)
+    if not args.speed_only:
+        token_table(args, settings, vocoders, lm if args.model else None)
     speed_table(args, lm)
 
 

@@ -232,9 +232,10 @@ class InverseSTFT(keras.layers.Layer):
     def call(self, inputs):
         bins = self.fft_length // 2 + 1
         spectrum = ops.cast(inputs, "float32")
+        # A split, not two slices: a slice's gradient scatters into zeros, a split's is one concatenation.
+        log_magnitude, phase = ops.split(spectrum, [bins], axis=-1)
         # Capped: a magnitude of e^7 is far above a full-scale sine's (fft_length / 4) at any size used here.
-        magnitude = ops.exp(ops.minimum(spectrum[..., :bins], 7.0))
-        phase = spectrum[..., bins:]
+        magnitude = ops.exp(ops.minimum(log_magnitude, 7.0))
         audio = ops.istft((magnitude * ops.cos(phase), magnitude * ops.sin(phase)), self.fft_length,
                           self.hop_length, self.fft_length, window="hann", center=False)
         return ops.cast(audio[..., None], self.compute_dtype)

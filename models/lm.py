@@ -25,6 +25,9 @@ from keras import ops
 
 PACKAGE = "wavenet_lm"
 ROTARY_BASE = 10000.0
+# Models at least this wide split one stream's steps across cores (`CachedTokenLM.cores`); in narrower ones the
+# cores' meetings at the barrier cost more than the halved products save.
+SPLIT_WIDTH = 128
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -173,8 +176,8 @@ class RotaryCausalAttention(keras.layers.Layer):
         self.output_bias = self.add_weight(shape=(width,), initializer="zeros", name="output_bias")
 
     def _rotate(self, x, cos, sin):
-        half = self.head_dim // 2
-        first, second = x[..., :half], x[..., half:]
+        # Splits, not slices: a slice's gradient scatters into zeros, a split's is one concatenation.
+        first, second = ops.split(x, 2, axis=-1)
         return ops.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
 
     def call(self, inputs):
@@ -182,7 +185,7 @@ class RotaryCausalAttention(keras.layers.Layer):
         qkv = ops.matmul(inputs, ops.cast(self.qkv_kernel, self.compute_dtype)) + ops.cast(self.qkv_bias,
                                                                                           self.compute_dtype)
         qkv = ops.reshape(qkv, (batch, length, 3, self.heads, self.head_dim))
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        query, key, value = ops.unstack(qkv, 3, axis=2)
         inverse = self.rotary_base ** (-ops.arange(0, self.head_dim, 2, dtype="float32") / self.head_dim)
         angles = ops.arange(length, dtype="float32")[:, None] * inverse[None, :]
         cos = ops.cast(ops.cos(angles), self.compute_dtype)[None, :, None, :]
@@ -400,9 +403,15 @@ class CachedTokenLM:
     model's on the whole sequence (tested). A step runs in the compiled kernel (`models.lm_kernel`) or, portably,
     in NumPy; both compute the same logits (to float32 rounding, tested).
 
+    One stream on the compiled kernel is split across cores (`models.lm_kernel.SplitDecoder`, the same logits to
+    the bit): helper threads then wait in compiled code between steps, spinning, until `close()` or `reset()`
+    (`generate_tokens` closes its decoder when it returns).
+
     Args:
         model: a token language model (built or loaded).
         engine: `"auto"`, `"numba"` or `"numpy"`; default `$WAVEGEN_ENGINE`, else auto.
+        split_cores: cores that share one stream's steps; `None` chooses numba's thread count (at most one per
+            head) for models `SPLIT_WIDTH` wide or wider, where the halves save more than the meetings cost.
 
     Example:
 
@@ -411,9 +420,11 @@ class CachedTokenLM:
     >>> logits = lm.step(np.array([0, 5]))   # (2, vocabulary)
     """
 
-    def __init__(self, model, engine=None):
+    def __init__(self, model, engine=None, split_cores=None):
         self.spec = lm_spec(model)
         self.engine = _step_engine(engine)
+        self.split_cores = split_cores
+        self._split = None
 
         def weights(name):
             return [np.asarray(ops.convert_to_numpy(w), np.float32) for w in model.get_layer(name).weights]
@@ -441,8 +452,28 @@ class CachedTokenLM:
         self.silence = silence_token(model)
         self.num_streams, self.position = 0, 0
 
+    def cores(self):
+        """Cores that share each step of the current streams (1: no split)."""
+        if self.engine != "numba" or self.num_streams != 1:
+            return 1
+        if self.split_cores is not None:
+            return max(1, min(int(self.split_cores), self.spec.heads))
+        import numba
+
+        return min(numba.get_num_threads(), self.spec.heads) if self.spec.model_dim >= SPLIT_WIDTH else 1
+
+    def close(self):
+        """Stops the helper threads of a split stream, if any (a later step starts them again)."""
+        if getattr(self, "_split", None) is not None:  # (also from __del__ of a half-made decoder)
+            self._split.close()
+            self._split = None
+
+    def __del__(self):
+        self.close()
+
     def reset(self, num_streams):
         """Empties the caches for `num_streams` streams, at position 0."""
+        self.close()
         spec = self.spec
         shape = (spec.layers, int(num_streams), spec.heads, spec.context, spec.head_dim)
         # Keys transposed, (..., head_dim, context): a query's scores are one product with them.
@@ -461,6 +492,12 @@ class CachedTokenLM:
         if self.engine == "numba":
             from models import lm_kernel
 
+            if self._split is None and self.cores() > 1:
+                self._split = lm_kernel.SplitDecoder(self.weights, self.keys, self.values, self.cores())
+            if self._split is not None:
+                logits = self._split.step(x[0], self.position, cos, sin)[None]
+                self.position += 1
+                return logits
             logits = np.empty((streams, spec.vocabulary), np.float32)
             lm_kernel.step(x, self.position, cos, sin, *self.weights, self.keys, self.values, logits)
             self.position += 1
@@ -524,15 +561,18 @@ def generate_tokens(model, num_tokens, *, num_streams=1, prime=None, temperature
     if prime.shape[0] != num_streams or prime.shape[1] < 1:
         raise ValueError(f"a prime must hold at least one token per stream ({num_streams}), got shape {prime.shape}")
     decoder.reset(num_streams)
-    logits = decoder.feed(prime[:, -spec.context:])
-    rng = np.random.default_rng(seed)
-    out = np.empty((num_streams, int(num_tokens)), np.int32)
-    for t in range(int(num_tokens)):
-        out[:, t] = filtered_categorical(logits, temperature, rng.random(num_streams), top_k, top_p)
-        if progress is not None:
-            progress(t + 1)
-        if t + 1 < num_tokens:
-            logits = decoder.step(out[:, t])
+    try:
+        logits = decoder.feed(prime[:, -spec.context:])
+        rng = np.random.default_rng(seed)
+        out = np.empty((num_streams, int(num_tokens)), np.int32)
+        for t in range(int(num_tokens)):
+            out[:, t] = filtered_categorical(logits, temperature, rng.random(num_streams), top_k, top_p)
+            if progress is not None:
+                progress(t + 1)
+            if t + 1 < num_tokens:
+                logits = decoder.step(out[:, t])
+    finally:
+        decoder.close()
     return out
 
 

@@ -31,9 +31,9 @@ def random_codebook(size=16, bins=80, seed=0):
                     rng.normal(0, 1, (size, bins)).astype(np.float32))
 
 
-def tiny_lm(context=32, size=16, seed=0, layers=2, **kwargs):
+def tiny_lm(context=32, size=16, seed=0, layers=2, heads=2, **kwargs):
     keras.utils.set_random_seed(seed)
-    lm = models.build_token_lm(SETTINGS, size, context, model_dim=16, layers=layers, heads=2, dropout=0.0,
+    lm = models.build_token_lm(SETTINGS, size, context, model_dim=16, layers=layers, heads=heads, dropout=0.0,
                                **kwargs)
     models.set_codebook(lm, random_codebook(size, seed=seed))
     for layer in lm.layers:  # random biases and norms too, so no test passes by zeros
@@ -131,6 +131,32 @@ def test_cached_logits_equal_uncached_past_the_context():
     sampled = [models.generate_tokens(models.CachedTokenLM(lm, engine=engine), 30, num_streams=2, seed=5)
                for engine in ("numpy", "numba")]
     np.testing.assert_array_equal(sampled[0], sampled[1])
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_one_stream_split_across_cores_gives_the_same_logits_to_the_bit(cores):
+    """Heads and product columns shared out among helper threads (3 cores: uneven shares of 4 heads and 16
+    columns) give the serial kernel's logits and caches exactly, past the ring's wrap; the helpers stop on
+    close(), and generate_tokens closes its decoder."""
+    lm = tiny_lm(context=8, layers=3, heads=4)
+    tokens = np.random.default_rng(2).integers(0, 16, 30)
+    serial, split = (models.CachedTokenLM(lm, engine="numba", split_cores=n) for n in (1, cores))
+    assert models.CachedTokenLM(lm, engine="numba").cores() == 1  # 16 wide: below SPLIT_WIDTH
+    serial.reset(1)
+    split.reset(1)
+    assert split.cores() == cores
+    for token in tokens:
+        np.testing.assert_array_equal(split.step([token]), serial.step([token]))
+    np.testing.assert_array_equal(split.keys, serial.keys)
+    np.testing.assert_array_equal(split.values, serial.values)
+    helpers = split._split.threads
+    assert len(helpers) == cores - 1 and all(thread.is_alive() for thread in helpers)
+    split.close()
+    assert not any(thread.is_alive() for thread in helpers)
+    same = [models.generate_tokens(decoder, 25, prime=tokens[:5], seed=3, temperature=0.9, top_p=0.9)
+            for decoder in (serial, split)]
+    np.testing.assert_array_equal(same[0], same[1])
+    assert split._split is None
 
 
 def test_sampling_filters_and_repeats():
