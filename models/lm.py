@@ -545,7 +545,8 @@ def generate_tokens(model, num_tokens, *, num_streams=1, prime=None, temperature
         top_p: sample among the most likely tokens whose probabilities add up to `top_p` (1: all).
         seed: integer seed; the same seed gives the same tokens.
         progress: optional `progress(done)` called after each token.
-        engine: the decoder's step, `"auto"`, `"numba"` or `"numpy"` (`CachedTokenLM`); the same tokens either way.
+        engine: the decoder's step and the sampling, `"auto"`, `"numba"` or `"numpy"` (`CachedTokenLM`); the same
+            tokens either way.
 
     Returns:
         `(num_streams, num_tokens)` int32.
@@ -560,13 +561,17 @@ def generate_tokens(model, num_tokens, *, num_streams=1, prime=None, temperature
         prime = np.broadcast_to(prime, (num_streams, len(prime)))
     if prime.shape[0] != num_streams or prime.shape[1] < 1:
         raise ValueError(f"a prime must hold at least one token per stream ({num_streams}), got shape {prime.shape}")
+    if decoder.engine == "numba":
+        from models.lm_kernel import filtered_categorical as draw
+    else:
+        draw = filtered_categorical
     decoder.reset(num_streams)
     try:
         logits = decoder.feed(prime[:, -spec.context:])
         rng = np.random.default_rng(seed)
         out = np.empty((num_streams, int(num_tokens)), np.int32)
         for t in range(int(num_tokens)):
-            out[:, t] = filtered_categorical(logits, temperature, rng.random(num_streams), top_k, top_p)
+            out[:, t] = draw(logits, temperature, rng.random(num_streams), top_k, top_p)
             if progress is not None:
                 progress(t + 1)
             if t + 1 < num_tokens:

@@ -311,3 +311,52 @@ class SplitDecoder:
         for thread in self.threads:
             thread.join()
         self.threads = []
+
+
+@numba.njit(**_JIT)
+def filtered_categorical(logits, temperature, uniforms, top_k, top_p):
+    """`models.sampling.filtered_categorical` compiled: the same steps in the same order per row (sequential sums
+    where NumPy sums pairwise, so a draw could differ only where a probability sits on a threshold to the last
+    bit; tested equal on random rows). At one stream NumPy's thirty-odd calls cost as much as a third of a step.
+
+    Args:
+        logits: `(streams, classes)` float32.
+        temperature, top_k, top_p, uniforms: as `models.sampling.filtered_categorical`.
+    """
+    streams, classes = logits.shape
+    out = np.empty(streams, np.int64)
+    for s in range(streams):
+        scaled = logits[s].astype(np.float64)
+        if temperature == 0.0:
+            out[s] = np.argmax(scaled)
+            continue
+        scaled = scaled / temperature
+        if 0 < top_k < classes:
+            kth = np.sort(scaled)[classes - top_k]
+            for c in range(classes):
+                if scaled[c] < kth:
+                    scaled[c] = -np.inf
+        if top_p < 1.0:
+            ordered = -np.sort(-scaled)
+            probabilities = np.exp(ordered - ordered[0])
+            probabilities = probabilities / probabilities.sum()
+            kept, running = 0, 0.0
+            for c in range(classes):  # the mass before class c, as NumPy's cumsum(p) - p gives it
+                running += probabilities[c]
+                if running - probabilities[c] < top_p:
+                    kept += 1
+            threshold = ordered[max(kept, 1) - 1]
+            for c in range(classes):
+                if scaled[c] < threshold:
+                    scaled[c] = -np.inf
+        best = np.argmax(scaled)
+        cumulative = np.exp(scaled - scaled[best])
+        for c in range(1, classes):
+            cumulative[c] += cumulative[c - 1]
+        draw = uniforms[s] * cumulative[classes - 1]
+        below = 0
+        for c in range(classes):
+            if cumulative[c] < draw:
+                below += 1
+        out[s] = min(below, classes - 1)
+    return out

@@ -159,6 +159,26 @@ def test_one_stream_split_across_cores_gives_the_same_logits_to_the_bit(cores):
     assert split._split is None
 
 
+def test_compiled_sampling_draws_what_numpy_draws():
+    """lm_kernel.filtered_categorical (what generate_tokens uses with the compiled step) against the NumPy
+    reference, row by row, over temperatures, top-k and top-p, including logits with ties and a dominant class."""
+    from models import lm_kernel
+
+    rng = np.random.default_rng(7)
+    logits = (rng.normal(0, 3, (300, 64))).astype(np.float32)
+    logits[0] = 0.0  # every class tied
+    logits[1, 5] = 40.0  # one class holds nearly all the mass
+    uniforms = rng.random(300)
+    for temperature, top_k, top_p in ((1.0, 0, 1.0), (0.7, 0, 0.9), (1.3, 10, 1.0), (0.9, 20, 0.5), (0.0, 0, 0.9),
+                                      (1.0, 1, 1.0), (0.5, 0, 0.01)):
+        expected = filtered_categorical(logits, temperature, uniforms, top_k, top_p)
+        drawn = lm_kernel.filtered_categorical(logits, temperature, uniforms, top_k, top_p)
+        np.testing.assert_array_equal(drawn, expected, err_msg=f"{temperature} {top_k} {top_p}")
+    # The last setting keeps only the most likely class of each row (the tied row keeps all: none is below the top).
+    np.testing.assert_array_equal(drawn[1:], np.argmax(logits[1:], axis=1))
+    assert drawn[0] == int(uniforms[0] * 64)
+
+
 def test_sampling_filters_and_repeats():
     logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]] * 2000))
     uniforms = np.random.default_rng(0).random(2000)
