@@ -59,6 +59,14 @@ def _product(x, kernel, bias, out, start=0, stop=-1):
 
 
 @numba.njit(inline="always", **_JIT)
+def _add_product(vector, kernel, bias, scratch, x, start, stop):
+    # A residual update, columns start:stop of it: x += vector @ kernel + bias.
+    _product(vector, kernel, bias, scratch, start, stop)
+    for i in range(start, stop):
+        x[i] += scratch[i]
+
+
+@numba.njit(inline="always", **_JIT)
 def _gelu(values, start, stop):
     for j in range(start, stop):
         values[j] = np.float32(0.5 * values[j] * (1.0 + math.erf(values[j] / math.sqrt(2.0))))
@@ -141,15 +149,11 @@ def _step(x, position, cos, sin, attention_norms, qkv_kernels, qkv_biases, outpu
             _product(h, qkv_kernels[layer], qkv_biases[layer], qkv)
             for head in range(heads):
                 _attend(layer, s, head, qkv, position, cos, sin, keys, values, mixed, query, scores)
-            _product(mixed, output_kernels[layer], output_biases[layer], attended)
-            for i in range(width):
-                x[s, i] += attended[i]
+            _add_product(mixed, output_kernels[layer], output_biases[layer], attended, x[s], 0, width)
             _layer_norm(x[s], ffn_norms[layer, 0], ffn_norms[layer, 1], h)
             _product(h, inner_kernels[layer], inner_biases[layer], inner)
             _gelu(inner, 0, inner.shape[0])
-            _product(inner, outer_kernels[layer], outer_biases[layer], attended)
-            for i in range(width):
-                x[s, i] += attended[i]
+            _add_product(inner, outer_kernels[layer], outer_biases[layer], attended, x[s], 0, width)
         _layer_norm(x[s], final_norm[0], final_norm[1], final)
         _product(final, logits_kernel, logits_bias, logits[s])
 
@@ -161,6 +165,25 @@ _parallel_step = numba.njit(**_PARALLEL)(_step)
 def step(x, *args):
     """`_step` on one core for one stream (no threads to wake per token), on all cores for several."""
     return (_serial_step if x.shape[0] == 1 else _parallel_step)(x, *args)
+
+
+@numba.njit(inline="always", **_JIT)
+def _meet(flags, worker, workers, epoch):
+    # The barrier after `epoch`: its epoch, or -1 when the run was stopped.
+    return epoch + 1 if spin.wait(flags, worker, workers, epoch + 1) else -1
+
+
+@numba.njit(inline="always", **_JIT)
+def _share_and_add(own, shared, first, last, kernel, bias, scratch, x, start, stop, flags, worker, workers, epoch):
+    # How both halves of a block end on each worker: its part `first:last` of a vector goes to the shared copy;
+    # once all parts are there, it adds its columns `start:stop` of the vector's product to `x`; then all meet
+    # again before anyone reads `x`. Returns the epoch, or -1 when the run was stopped.
+    shared[first:last] = own[first:last]
+    epoch = _meet(flags, worker, workers, epoch)
+    if epoch < 0:
+        return -1
+    _add_product(shared, kernel, bias, scratch, x, start, stop)
+    return _meet(flags, worker, workers, epoch)
 
 
 @numba.njit(inline="always", **_JIT)
@@ -198,36 +221,22 @@ def _token_share(worker, workers, flags, epoch, position, x, cos, sin, weights, 
                      part * inner_width + last_head * head_dim)
         for head in range(first_head, last_head):
             _attend(layer, 0, head, qkv, position, cos, sin, keys, values, own_mixed, query, scores)
-        mixed[first_head * head_dim:last_head * head_dim] = own_mixed[first_head * head_dim:last_head * head_dim]
-        epoch += 1
-        if not spin.wait(flags, worker, workers, epoch):
-            return -1
-        _product(mixed, output_kernels[layer], output_biases[layer], attended, start, stop)
-        for i in range(start, stop):
-            x[i] += attended[i]
-        epoch += 1
-        if not spin.wait(flags, worker, workers, epoch):
+        epoch = _share_and_add(own_mixed, mixed, first_head * head_dim, last_head * head_dim,
+                               output_kernels[layer], output_biases[layer], attended, x, start, stop, flags, worker,
+                               workers, epoch)
+        if epoch < 0:
             return -1
         _layer_norm(x, ffn_norms[layer, 0], ffn_norms[layer, 1], h)
         _product(h, inner_kernels[layer], inner_biases[layer], own_inner, inner_start, inner_stop)
         _gelu(own_inner, inner_start, inner_stop)
-        inner[inner_start:inner_stop] = own_inner[inner_start:inner_stop]
-        epoch += 1
-        if not spin.wait(flags, worker, workers, epoch):
-            return -1
-        _product(inner, outer_kernels[layer], outer_biases[layer], attended, start, stop)
-        for i in range(start, stop):
-            x[i] += attended[i]
-        epoch += 1
-        if not spin.wait(flags, worker, workers, epoch):
+        epoch = _share_and_add(own_inner, inner, inner_start, inner_stop, outer_kernels[layer], outer_biases[layer],
+                               attended, x, start, stop, flags, worker, workers, epoch)
+        if epoch < 0:
             return -1
     _layer_norm(x, final_norm[0], final_norm[1], h)
     _product(h, logits_kernel, logits_bias, own_logits, logit_start, logit_stop)
     logits[logit_start:logit_stop] = own_logits[logit_start:logit_stop]
-    epoch += 1
-    if not spin.wait(flags, worker, workers, epoch):
-        return -1
-    return epoch
+    return _meet(flags, worker, workers, epoch)
 
 
 @numba.njit(nogil=True, **_JIT)
