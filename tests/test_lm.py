@@ -141,7 +141,7 @@ def test_one_stream_split_across_cores_gives_the_same_logits_to_the_bit(cores):
     lm = tiny_lm(context=8, layers=3, heads=4)
     tokens = np.random.default_rng(2).integers(0, 16, 30)
     serial, split = (models.CachedTokenLM(lm, engine="numba", split_cores=n) for n in (1, cores))
-    assert models.CachedTokenLM(lm, engine="numba").cores() == 1  # 16 wide: below SPLIT_WIDTH
+    assert models.CachedTokenLM(lm, engine="numba").cores() == 1  # 16 wide: below SPLIT_WIDTH (32)
     serial.reset(1)
     split.reset(1)
     assert split.cores() == cores
