@@ -493,14 +493,14 @@ class CachedTokenLM:
         if self.engine == "numba":
             from models import lm_kernel
 
-            if self._split is None and self.cores() > 1:
-                self._split = lm_kernel.SplitDecoder(self.weights, self.keys, self.values, self.cores())
+            cores = self.cores() if self._split is None else 0
+            if cores > 1:
+                self._split = lm_kernel.SplitDecoder(self.weights, self.keys, self.values, cores)
             if self._split is not None:
                 logits = self._split.step(x[0], self.position, cos, sin)[None]
-                self.position += 1
-                return logits
-            logits = np.empty((streams, spec.vocabulary), np.float32)
-            lm_kernel.step(x, self.position, cos, sin, *self.weights, self.keys, self.values, logits)
+            else:
+                logits = np.empty((streams, spec.vocabulary), np.float32)
+                lm_kernel.step(x, self.position, cos, sin, *self.weights, self.keys, self.values, logits)
             self.position += 1
             return logits
         slot = self.position % spec.context

@@ -245,8 +245,8 @@ def _helper_loop(worker, workers, flags, control, x, cos, sin, weights, keys, va
     until the run is stopped (`spin.abort`)."""
     epoch = control[0]
     while True:
-        epoch += 1
-        if not spin.wait(flags, worker, workers, epoch):
+        epoch = _meet(flags, worker, workers, epoch)
+        if epoch < 0:
             return
         epoch = _token_share(worker, workers, flags, epoch, control[1], x, cos, sin, weights, keys, values, logits,
                              mixed, inner)
@@ -259,8 +259,8 @@ def _lead_token(workers, flags, control, x, cos, sin, keys, values, logits, mixe
     """The calling thread's part of one token: publishes the inputs (`x`, `cos`, `sin`, `control[1]` = position,
     written before this call) at a barrier, then takes worker 0's share. False when the run was stopped. The
     weights come as separate arrays: numba's dispatcher checks a tuple of arrays in Python, about 100 us a call."""
-    epoch = control[0] + 1
-    if not spin.wait(flags, 0, workers, epoch):
+    epoch = _meet(flags, 0, workers, control[0])
+    if epoch < 0:
         return False
     epoch = _token_share(0, workers, flags, epoch, control[1], x, cos, sin, weights, keys, values, logits, mixed,
                          inner)
@@ -282,11 +282,10 @@ class SplitDecoder:
 
     def __init__(self, weights, keys, values, workers):
         self.weights, self.keys, self.values, self.workers = tuple(weights), keys, values, int(workers)
-        width = keys.shape[2] * keys.shape[3]
         self.flags = np.zeros(spin.flags_size(self.workers), np.int64)
         self.control = np.zeros(2, np.int64)  # [epoch of the last barrier, position of the token]
         self.x = np.empty(weights.attention_norms.shape[2], np.float32)
-        self.mixed = np.empty(width, np.float32)
+        self.mixed = np.empty(keys.shape[2] * keys.shape[3], np.float32)  # heads x head_dim
         self.inner = np.empty(weights.inner_kernels.shape[2], np.float32)
         self.logits = np.empty(weights.logits_kernel.shape[1], np.float32)
         self.cos = np.empty(keys.shape[3] // 2, np.float32)
