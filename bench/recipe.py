@@ -45,7 +45,7 @@ def recipe(**changes):
 
 COSINE = {"schedule": "cosine", "warmup_steps": 50}
 # The recipes measured; "constant" is the recipe before #16, "defaults" whatever train_wavenet.py's defaults are
-# ("wide": 96/192 channels; "deep": 3 stacks; "mixture": the logistic-mixture head). "4x1024" is --batch-size 4
+# ("wide": 96/192 channels; "deep": 3 stacks; "mixture": the logistic-mixture head; "lr4e-3": twice the peak rate). "4x1024" is --batch-size 4
 # --frame-size 1024.
 RECIPES = {
     "constant": recipe(),
@@ -61,6 +61,7 @@ RECIPES = {
     "defaults wide": ["--residual-channels", "96", "--skip-channels", "192"],
     "defaults deep": ["--stacks", "3"],
     "defaults mixture": ["--head", "regressor", "--loss", "logistic-mixture"],
+    "defaults lr4e-3": ["--learning-rate", "4e-3"],
 }
 
 

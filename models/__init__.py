@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "1")
 from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, bits_per_sample, loss_for
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
                         gan_class_names, generate_clips, is_gan_generator)
-from models.gan_vocoder import (GENERATORS, InverseSTFT, LayerScale, PeriodFold, TrimEdges, VocoderGAN,
-                                build_istft_generator, build_vocoder_discriminator, build_vocoder_gan,
+from models.gan_vocoder import (GENERATORS, GriffinLimPhases, InverseSTFT, LayerScale, PeriodFold, TrimEdges,
+                                VocoderGAN, build_istft_generator, build_vocoder_discriminator, build_vocoder_gan,
                                 build_vocoder_generator, is_gan_vocoder, stft_loss, upsample_factors, vocode,
                                 vocoder_settings, vocoder_spec)
 from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
@@ -38,7 +38,7 @@ __all__ = ["AudioInput", "averaged_weights", "AveragedAdam", "bits_per_sample", 
            "build_wavenet", "CachedTokenLM", "CausalConv1D", "check_vocoder", "class_ids", "ClassEmbedding",
            "codebook_of", "critic_steps", "CropToLength", "detokenize", "DiscretizedLogisticMixtureLoss",
            "distribution_for", "ENGINES", "FrameUpsampler", "gan_class_names", "GatedActivation", "generate",
-           "generate_chunks", "generate_clips", "generate_naive", "generate_tokens", "GENERATORS",
+           "generate_chunks", "generate_clips", "generate_naive", "generate_tokens", "GENERATORS", "GriffinLimPhases",
            "IncrementalWaveNet", "InverseSTFT", "is_gan_generator", "is_gan_vocoder", "is_token_lm", "LayerScale",
            "lm_spec", "LMSpec", "load_model", "loss_for",
            "MelCodebook", "MelFeatures", "ModelFileError", "MuLawEmbedding", "OutputDistribution", "pack_weights",

@@ -2,15 +2,17 @@
 
 Two generators (`GENERATORS`). `build_istft_generator` (Vocos, Siuzdak 2023; the trainer's default) works at the
 frame rate: ConvNeXt blocks predict each frame's STFT, phases and a correction to the magnitudes that the mel
-filterbank's pseudo-inverse gives, and the inverse STFT makes the audio; at equal training time it came far closer
-to held-out speech than MelGAN's. `build_vocoder_generator` is MelGAN's (Kumar et al., 2019): a convolution over the
-frames, then one transposed convolution per factor of the hop (kernel twice the factor), each followed by a stack
-of dilated residual blocks (dilations 1, 3, 9), and a tanh. MelGAN's shape rather than HiFi-GAN's
-multi-receptive-field fusion because it costs a third of the multiply-adds per sample for the same upsampling, and
-on two CPU cores both training time and the 100x real time goal are bound by them. The losses are HiFi-GAN's (Kong et al., 2020): least-squares adversarial terms from
-discriminators that look at the waveform at several scales (MelGAN's) and periods (HiFi-GAN's), feature matching on
-their layers, and a reconstruction term, here the multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al.,
-2020), that gives the generator a signal from the first step.
+filterbank's pseudo-inverse gives, optionally Griffin-Lim iterations inside the network make the phases of
+overlapping frames agree (`GriffinLimPhases`), and the inverse STFT makes the audio; at equal training time it came
+far closer to held-out speech than MelGAN's. `build_vocoder_generator` is MelGAN's (Kumar et al., 2019): a
+convolution over the frames, then one transposed convolution per factor of the hop (kernel twice the factor), each
+followed by a stack of dilated residual blocks (dilations 1, 3, 9), and a tanh. MelGAN's shape rather than
+HiFi-GAN's multi-receptive-field fusion because it costs a third of the multiply-adds per sample for the same
+upsampling, and on two CPU cores both training time and the 100x real time goal are bound by them. The losses are
+HiFi-GAN's (Kong et al., 2020): least-squares adversarial terms from discriminators that look at the waveform at
+several scales (MelGAN's) and periods (HiFi-GAN's), feature matching on their layers, and a reconstruction term,
+here the multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al., 2020), that gives the generator a signal
+from the first step.
 
 Alignment follows `data.features`: the generator takes padded log-mel rows (`pad_features`: frame `k` is row
 `k + CONTEXT_FRAMES`) and returns the samples of the rows between the `CONTEXT_FRAMES` of context on each side:
@@ -34,8 +36,8 @@ ISTFT_BLOCKS = 8
 PERIODS = (2, 3, 5, 7, 11)
 SCALES = 3
 # Chunks of this many frames, each with this many frames of context on either side (more than either generator's
-# receptive field: MelGAN's about 8 frames, the iSTFT generator's 30 with 8 blocks), give the same audio as one pass
-# over the whole spectrogram.
+# receptive field: MelGAN's about 8 frames, the iSTFT generator's 30 with 8 blocks; `context_frames` adds what
+# Griffin-Lim iterations add), give the same audio as one pass over the whole spectrogram.
 CHUNK_FRAMES = 1600
 OVERLAP_FRAMES = 32
 
@@ -249,6 +251,76 @@ class InverseSTFT(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class GriffinLimPhases(keras.layers.Layer):
+    """Frames of log-magnitude and phase, their phases made consistent by Griffin-Lim iterations (Griffin and Lim,
+    1984), unrolled inside the network as in Deep Griffin-Lim Iteration (Masuyama et al., 2019).
+
+    Each iteration turns the frames into audio (`InverseSTFT`'s transform) and analyses the audio again with the same
+    window, keeping the new phases and the given magnitudes. Phases predicted frame by frame do not fit their
+    overlapping neighbours: overlap-add then cancels part of each frame and the generator learns louder magnitudes to
+    make up for it. The iterations remove that mismatch, and gradients flow through them, so the phase head learns a
+    starting point for them. More iterations when generating than in training bring the phases closer still to
+    agreeing at a cost in speed alone. Input and output as `InverseSTFT`'s input; the log-magnitudes pass through
+    unchanged. Each iteration widens the receptive field by `fft_length // hop_length - 1` frames on either side.
+
+    Args:
+        fft_length: FFT and window length in samples (even), as the `InverseSTFT` after it.
+        hop_length: samples between frames.
+        iterations: Griffin-Lim iterations in training (0: the input unchanged).
+        generation_iterations: iterations outside training (None: `iterations`).
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> GriffinLimPhases(400, 100, 4)(np.zeros((1, 5, 402), "float32")).shape
+    TensorShape([1, 5, 402])
+    """
+
+    def __init__(self, fft_length, hop_length, iterations, generation_iterations=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # phases and exponentials need float32 under a mixed global policy
+        super().__init__(**kwargs)
+        self.fft_length = int(fft_length)
+        self.hop_length = int(hop_length)
+        self.iterations = int(iterations)
+        self.generation_iterations = None if generation_iterations is None else int(generation_iterations)
+
+    @property
+    def most_iterations(self):
+        """The larger of the two counts: what sets the receptive field."""
+        return max(self.iterations, self.iterations if self.generation_iterations is None
+                   else self.generation_iterations)
+
+    def call(self, inputs, training=False):
+        spectrum = ops.cast(inputs, "float32")
+        iterations = self.iterations if training or self.generation_iterations is None else self.generation_iterations
+        if not iterations:
+            return ops.cast(spectrum, self.compute_dtype)
+        log_magnitude, phase = ops.split(spectrum, [self.fft_length // 2 + 1], axis=-1)
+        magnitude = ops.exp(ops.minimum(log_magnitude, 7.0))  # InverseSTFT's cap
+        cos, sin = ops.cos(phase), ops.sin(phase)
+        for _ in range(iterations):
+            audio = ops.istft((magnitude * cos, magnitude * sin), self.fft_length, self.hop_length,
+                              self.fft_length, window="hann", center=False)
+            real, imag = ops.stft(audio, self.fft_length, self.hop_length, self.fft_length, window="hann",
+                                  center=False)
+            # Unit phasors; a silent bin (exactly zero in padding) gets phase 0, on both sides of a `where` so that
+            # no infinite gradient reaches it through the branch not taken.
+            power = real * real + imag * imag
+            audible = power > 1e-20
+            inverse_norm = 1.0 / ops.sqrt(ops.where(audible, power, 1.0))
+            cos = ops.where(audible, real * inverse_norm, 1.0)
+            sin = ops.where(audible, imag * inverse_norm, 0.0)
+        return ops.cast(ops.concatenate([log_magnitude, ops.arctan2(sin, cos)], axis=-1), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fft_length": self.fft_length, "hop_length": self.hop_length,
+                "iterations": self.iterations, "generation_iterations": self.generation_iterations}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class LinearMagnitudes(keras.layers.Layer):
     """Log-mel frames to log linear-frequency magnitudes at FFT `fft_length`, through the pseudo-inverse of the mel
     filterbank (after taking off the spectrogram's `log_floor`, and floored there again): a first guess of the
@@ -289,7 +361,8 @@ class LinearMagnitudes(keras.layers.Layer):
         return {**super().get_config(), "settings": self.settings.to_dict(), "fft_length": self.fft_length}
 
 
-def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, name="vocoder"):
+def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_iterations=0,
+                          generation_phase_iterations=None, name="vocoder"):
     """A Vocos-style generator (Siuzdak, 2023): every layer runs at the frame rate, and the last one predicts each
     frame's STFT (log-magnitude and phase at FFT 4 x hop), turned into audio by `InverseSTFT`. Same inputs and
     outputs as `build_vocoder_generator`.
@@ -304,6 +377,9 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, name="voc
         settings: the `data.features.MelSettings` of its spectrograms, saved inside the model.
         channels: width of the ConvNeXt blocks.
         blocks: ConvNeXt blocks.
+        phase_iterations: Griffin-Lim iterations on the predicted frames before the inverse STFT in training
+            (`GriffinLimPhases`; 0: none).
+        generation_phase_iterations: the iterations outside training (None: `phase_iterations`).
         name: the model's name.
 
     Example:
@@ -334,6 +410,8 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, name="voc
         [magnitude, LinearMagnitudes(settings, fft, name="linear_magnitudes")(mel)])
     phase = keras.layers.Dense(bins, name="phase")(x)
     x = keras.layers.Concatenate(name="spectrum", dtype="float32")([magnitude, phase])
+    if phase_iterations or generation_phase_iterations:
+        x = GriffinLimPhases(fft, hop, phase_iterations, generation_phase_iterations, name="griffin_lim_phases")(x)
     x = InverseSTFT(fft, hop, name="inverse_stft")(x)
     # Row r's frame is centred on sample r * hop + fft / 2; the kept audio starts at frame 0 (row CONTEXT_FRAMES).
     start = CONTEXT_FRAMES * hop + fft // 2
@@ -522,13 +600,16 @@ class VocoderGAN(TwoOptimizerGAN):
 
 def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=16, learning_rate=2e-4,
                       stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0, generator=None,
-                      discriminator=None, generator_kind="melgan", adversarial_start=0):
+                      discriminator=None, generator_kind="melgan", adversarial_start=0, phase_iterations=0,
+                      generation_phase_iterations=None):
     """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
-    `GENERATORS`; `generator_channels` None: that builder's default width); Adam (beta 0.8, 0.99) for both, as
-    HiFi-GAN."""
+    `GENERATORS`; `generator_channels` None: that builder's default width; `phase_iterations` and
+    `generation_phase_iterations`: the istft generator's); Adam (beta 0.8, 0.99) for both, as HiFi-GAN."""
     if generator is None:
-        width = {} if generator_channels is None else {"channels": generator_channels}
-        generator = GENERATORS[generator_kind](settings, **width)
+        options = {} if generator_channels is None else {"channels": generator_channels}
+        if phase_iterations or generation_phase_iterations:
+            options.update(phase_iterations=phase_iterations, generation_phase_iterations=generation_phase_iterations)
+        generator = GENERATORS[generator_kind](settings, **options)
     discriminator = discriminator or build_vocoder_discriminator(settings.sample_rate, discriminator_channels)
     gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start)
     adam = dict(learning_rate=learning_rate, beta_1=0.8, beta_2=0.99)
@@ -588,7 +669,15 @@ def vocoder_request(generator, num_samples=None, num_streams=None, prime=None, c
         done += chunk.shape[1]
 
 
-def vocode(generator, mel, chunk_frames=CHUNK_FRAMES, overlap_frames=OVERLAP_FRAMES):
+def context_frames(generator):
+    """Frames of context a chunk needs on either side: `OVERLAP_FRAMES`, plus `fft // hop - 1` for each Griffin-Lim
+    iteration inside the generator (each couples a frame with the neighbours its window overlaps)."""
+    extra = sum(layer.most_iterations * (layer.fft_length // layer.hop_length - 1) for layer in generator.layers
+                if isinstance(layer, GriffinLimPhases))
+    return OVERLAP_FRAMES + extra
+
+
+def vocode(generator, mel, chunk_frames=CHUNK_FRAMES, overlap_frames=None):
     """Turns an unpadded log-mel spectrogram into audio with a GAN vocoder, in chunks of `chunk_frames` frames, each
     computed with `overlap_frames` frames of context on either side and cut to its own samples, so memory does not
     grow with the length and chunk borders match one pass over the whole.
@@ -597,7 +686,7 @@ def vocode(generator, mel, chunk_frames=CHUNK_FRAMES, overlap_frames=OVERLAP_FRA
         generator: from `build_vocoder_generator`, or loaded from its `.keras` file.
         mel: `(frames, n_mels)` or `(streams, frames, n_mels)`, computed with `vocoder_settings(generator)`.
         chunk_frames: frames per chunk.
-        overlap_frames: frames of context on each side of a chunk.
+        overlap_frames: frames of context on each side of a chunk (None: `context_frames(generator)`).
 
     Returns:
         `(streams, (frames - 1) * hop)` float32 in [-1, 1].
@@ -614,7 +703,7 @@ def vocode(generator, mel, chunk_frames=CHUNK_FRAMES, overlap_frames=OVERLAP_FRA
                                                                   np.float32)
 
 
-def vocode_chunks(generator, mel, chunk_frames=CHUNK_FRAMES, overlap_frames=OVERLAP_FRAMES):
+def vocode_chunks(generator, mel, chunk_frames=CHUNK_FRAMES, overlap_frames=None):
     """Yields `vocode`'s audio chunk by chunk, `(streams, chunk_frames * hop)` (the last one shorter)."""
     from data.features import check_mel, pad_features
 
@@ -622,6 +711,8 @@ def vocode_chunks(generator, mel, chunk_frames=CHUNK_FRAMES, overlap_frames=OVER
     mel = check_mel(mel, settings)
     mel = mel[None] if mel.ndim == 2 else mel
     hop, frames = settings.hop_length, mel.shape[1] - 1  # F frames stand for (F - 1) * hop samples
+    if overlap_frames is None:
+        overlap_frames = context_frames(generator)
     chunk, overlap = max(1, min(int(chunk_frames), frames)), max(0, int(overlap_frames))
     # Every chunk gets the same shape, so the compiled call is traced once: `overlap` silent frames before the first
     # and after the last, and the last chunk filled up with silence. Beyond the receptive field none of it matters,

@@ -12,7 +12,8 @@ import soundfile as sf
 import models
 from data.features import CONTEXT_FRAMES, log_mel, mel_basis, mel_settings, pad_features
 from data.frames import FrameGenerator
-from models.gan_vocoder import InverseSTFT, LayerScale, LinearMagnitudes, PeriodFold, TrimEdges, stft_resolutions
+from models.gan_vocoder import (GriffinLimPhases, InverseSTFT, LayerScale, LinearMagnitudes, PeriodFold, TrimEdges,
+                                context_frames, stft_resolutions)
 from tests.conftest import run_main, run_script, write_wav
 from tests.test_cli import assert_one_line_error
 from tests.test_layers import run_layer_test
@@ -56,6 +57,8 @@ def test_trim_edges_period_fold_layer_scale_and_inverse_stft_layers():
     run_layer_test(TrimEdges, {"samples": 3, "end_samples": 5}, (2, 20, 4), (2, 12, 4), 0)
     run_layer_test(LayerScale, {"init_value": 0.25}, (2, 5, 4), (2, 5, 4), 1)
     run_layer_test(InverseSTFT, {"fft_length": 16, "hop_length": 4}, (2, 6, 18), (2, 36, 1), 0)
+    run_layer_test(GriffinLimPhases, {"fft_length": 16, "hop_length": 4, "iterations": 2, "generation_iterations": 3},
+                   (2, 6, 18), (2, 6, 18), 0)
     # LinearMagnitudes always computes in float32 (its pseudo-inverse cancels large terms: rounding its input to
     # half precision moves quiet bins by nats), so it has no mixed-precision case; its config round trips.
     layer = LinearMagnitudes(SETTINGS.to_dict(), 400)
@@ -110,23 +113,30 @@ def test_mixed_precision_generator_keeps_float32_audio(kind):
         keras.config.set_dtype_policy("float32")
 
 
-@pytest.mark.parametrize("kind", BUILDERS)
+@pytest.mark.parametrize("kind", [*BUILDERS, "istft with Griffin-Lim"])
 def test_chunked_vocoding_equals_one_pass(kind):
-    generator = BUILDERS[kind](SETTINGS, 16)
-    if kind == "istft":  # the full depth, whose receptive field the chunks' overlap must cover
-        generator = models.build_istft_generator(SETTINGS, channels=16)
+    # Griffin-Lim's phases divide by magnitudes, so quiet bins pass on rounding differences (of an FFT over
+    # another batch shape) several times larger; 1e-4 is still 80 dB below full scale.
+    atol = 1e-4 if kind.endswith("Lim") else 2e-5
+    if kind == "melgan":
+        generator = BUILDERS[kind](SETTINGS, 16)
+    else:  # the full depth, whose receptive field the chunks' overlap must cover, and 8 iterations' more
+        iterations = 8 if kind.endswith("Lim") else 0  # when generating; 4 in training
+        generator = models.build_istft_generator(SETTINGS, channels=16, phase_iterations=iterations // 2,
+                                                 generation_phase_iterations=iterations)
+        assert context_frames(generator) == 32 + 3 * iterations  # FFT 4 hops: 3 frames more per iteration
     mel = log_mel(glide(3.0, 200, 900) + 0.01 * np.random.default_rng(0).standard_normal(3 * RATE).astype("f"),
                   SETTINGS)
     whole = models.vocode(generator, mel, chunk_frames=10_000)
     assert whole.shape == (1, (len(mel) - 1) * HOP)
     for chunk in (7, 50, 111):
         chunked = models.vocode(generator, mel, chunk_frames=chunk)
-        np.testing.assert_allclose(chunked, whole, atol=2e-5)
+        np.testing.assert_allclose(chunked, whole, atol=atol)
     # Several spectrograms at once, and the same through models.generate (the one vocoder interface).
     stacked = np.stack([mel, mel[::-1]])
     both = models.vocode(generator, stacked, chunk_frames=50)
-    np.testing.assert_allclose(both[0], whole[0], atol=2e-5)
-    np.testing.assert_allclose(models.generate(generator, mel=stacked), both, atol=2e-5)
+    np.testing.assert_allclose(both[0], whole[0], atol=atol)
+    np.testing.assert_allclose(models.generate(generator, mel=stacked), both, atol=atol)
     assert models.generate(generator, 250, mel=mel).shape == (1, 250)
     with pytest.raises(ValueError, match="needs a log-mel"):
         models.generate(generator, 100)
@@ -151,6 +161,50 @@ def test_the_istft_generators_head_rebuilds_a_signal_from_its_frames_in_place():
     kept = (rows - 2 * CONTEXT_FRAMES) * HOP
     assert audio.shape == (1, kept, 1)
     np.testing.assert_allclose(np.asarray(audio)[0, :, 0], signal[offset:offset + kept], atol=1e-5)
+
+
+def frames_of(signal, fft, centres):
+    """The STFT frames of `signal` centred on `centres` (periodic Hann window, as the inverse STFT's)."""
+    window = np.hanning(fft + 1)[:-1]
+    return np.fft.rfft(np.stack([signal[c - fft // 2:c + fft // 2] * window for c in centres]), axis=-1)
+
+
+def inconsistency(head, fft, hop):
+    """Spectral convergence between a head's magnitudes and those of the audio its frames make (interior frames)."""
+    bins = fft // 2 + 1
+    audio = np.asarray(InverseSTFT(fft, hop)(head.astype(np.float32)))[0, :, 0]
+    frames = head.shape[1]
+    made = np.abs(frames_of(audio, fft, fft // 2 + hop * np.arange(frames)))[4:-4]
+    given = np.exp(head[0, 4:-4, :bins])
+    return float(np.linalg.norm(made - given) / np.linalg.norm(given))
+
+
+def test_griffin_lim_phases_make_random_phases_consistent_and_keep_magnitudes():
+    fft, hop, frames = 64, 16, 40
+    rng = np.random.default_rng(0)
+    t = np.arange(fft + hop * frames)
+    signal = (np.sin(0.3 * t) * (1 + 0.5 * np.sin(0.01 * t)) + 0.1 * rng.standard_normal(len(t))).astype("f")
+    spectra = frames_of(signal, fft, fft // 2 + hop * np.arange(frames))
+    bins = fft // 2 + 1
+    log_magnitude = np.log(np.abs(spectra))
+    random_phases = np.concatenate([log_magnitude, rng.uniform(-np.pi, np.pi, log_magnitude.shape)], -1)[None]
+    errors = []
+    for iterations in (0, 4, 32):
+        refined = np.asarray(GriffinLimPhases(fft, hop, iterations)(random_phases.astype(np.float32)))
+        np.testing.assert_allclose(refined[..., :bins], random_phases[..., :bins], rtol=1e-6)  # magnitudes kept
+        errors.append(inconsistency(refined, fft, hop))
+    assert errors[0] > 0.5 and errors[1] < 0.5 * errors[0] and errors[2] < 0.7 * errors[1], errors
+    # Training runs `iterations`, everything else `generation_iterations`.
+    both = GriffinLimPhases(fft, hop, 4, generation_iterations=32)
+    for training, iterations in ((True, 4), (False, 32)):
+        np.testing.assert_allclose(np.asarray(both(random_phases.astype(np.float32), training=training)),
+                                   np.asarray(GriffinLimPhases(fft, hop, iterations)(random_phases.astype(np.float32))))
+    # A spectrogram that is already some signal's STFT is a fixed point: its phases come back (interior frames).
+    true = np.concatenate([log_magnitude, np.angle(spectra)], -1)[None].astype(np.float32)
+    kept = np.asarray(GriffinLimPhases(fft, hop, 3)(true))
+    loud = np.abs(spectra[4:-4]) > 0.1 * np.abs(spectra).max()
+    difference = np.angle(np.exp(1j * (kept[0, 4:-4, bins:] - true[0, 4:-4, bins:])))
+    assert np.abs(difference[loud]).max() < 1e-2  # float32 rounding; a random phase is off by pi/2 on average
 
 
 def test_stft_loss_is_zero_only_for_the_same_audio():
@@ -280,7 +334,7 @@ def test_train_gan_vocoder_interrupt_resume_and_generate(tmp_path):
     # As a run from before the iSTFT generator and the warm start: its config.json has neither, and it resumes
     # with what it was trained with (MelGAN, discriminators from step 0), not today's defaults.
     config = json.loads((run_dir / "config.json").read_text())
-    del config["generator"], config["adversarial_start"]
+    del config["generator"], config["adversarial_start"], config["phase_iterations"]
     (run_dir / "config.json").write_text(json.dumps(config))
     result = run_script("train_gan.py", "--resume", "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -338,10 +392,11 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "8",
                       "--generator-channels", "16", "--discriminator-channels", "4", "--batch-size", "2",
                       "--steps-per-epoch", "2", "--epochs", "2", "--adversarial-start", "2", "--sample-every", "0",
-                      "--output-dir", run_dir)
+                      "--phase-iterations", "2", "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["generator"] == "istft" and config["learning_rate"] == 5e-4  # the vocoder's defaults
+    assert config["phase_iterations"] == 2 and config["generation_phase_iterations"] == 16  # the default
     history = (run_dir / "history.csv").read_text().splitlines()
     header, rows = history[0].split(","), [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
     assert "adversarial_loss" in header and len(rows) == 2
@@ -352,7 +407,14 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     audio, rate = sf.read(str(tmp_path / "a.wav"), dtype="float32")
     mel = log_mel(sf.read(str(speech), dtype="float32")[0], SETTINGS)
     assert rate == RATE and len(audio) == (len(mel) - 1) * HOP
-    np.testing.assert_allclose(audio, models.vocode(models.load_model(generator), mel)[0], atol=2 / 32768)
+    restored = models.load_model(generator)
+    phases = restored.get_layer("griffin_lim_phases")
+    assert phases.iterations == 2 and phases.generation_iterations == 16
+    np.testing.assert_allclose(audio, models.vocode(restored, mel)[0], atol=2 / 32768)
+    result = run_script("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
+                        "--phase-iterations", "2", "--output-dir", tmp_path / "r")
+    assert_one_line_error(result, "--phase-iterations: a setting of the istft generator")
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow
