@@ -287,8 +287,7 @@ class GriffinLimPhases(keras.layers.Layer):
     @property
     def most_iterations(self):
         """The larger of the two counts: what sets the receptive field."""
-        return max(self.iterations, self.iterations if self.generation_iterations is None
-                   else self.generation_iterations)
+        return max(self.iterations, self.generation_iterations or 0)
 
     def call(self, inputs, training=False):
         spectrum = ops.cast(inputs, "float32")
