@@ -205,6 +205,20 @@ class LayerScale(keras.layers.Layer):
         return {**super().get_config(), "init_value": self.init_value}
 
 
+def _magnitudes_and_phases(inputs, fft_length):
+    """Frames of log-magnitude then phase (`InverseSTFT`'s input) as float32 `(log_magnitude, magnitude, phase)`."""
+    # A split, not two slices: a slice's gradient scatters into zeros, a split's is one concatenation.
+    log_magnitude, phase = ops.split(ops.cast(inputs, "float32"), [fft_length // 2 + 1], axis=-1)
+    # Capped: a magnitude of e^7 is far above a full-scale sine's (fft_length / 4) at any size used here.
+    return log_magnitude, ops.exp(ops.minimum(log_magnitude, 7.0)), phase
+
+
+def _overlap_add(magnitude, cos, sin, fft_length, hop_length):
+    """The audio of frames given as magnitudes and unit phasors: inverse FFT, Hann window, overlap-add."""
+    return ops.istft((magnitude * cos, magnitude * sin), fft_length, hop_length, fft_length, window="hann",
+                     center=False)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class InverseSTFT(keras.layers.Layer):
     """Frames of log-magnitude and phase to a waveform by the inverse STFT (Hann window, overlap-add; Vocos).
@@ -232,14 +246,8 @@ class InverseSTFT(keras.layers.Layer):
         self.hop_length = int(hop_length)
 
     def call(self, inputs):
-        bins = self.fft_length // 2 + 1
-        spectrum = ops.cast(inputs, "float32")
-        # A split, not two slices: a slice's gradient scatters into zeros, a split's is one concatenation.
-        log_magnitude, phase = ops.split(spectrum, [bins], axis=-1)
-        # Capped: a magnitude of e^7 is far above a full-scale sine's (fft_length / 4) at any size used here.
-        magnitude = ops.exp(ops.minimum(log_magnitude, 7.0))
-        audio = ops.istft((magnitude * ops.cos(phase), magnitude * ops.sin(phase)), self.fft_length,
-                          self.hop_length, self.fft_length, window="hann", center=False)
+        _, magnitude, phase = _magnitudes_and_phases(inputs, self.fft_length)
+        audio = _overlap_add(magnitude, ops.cos(phase), ops.sin(phase), self.fft_length, self.hop_length)
         return ops.cast(audio[..., None], self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -290,16 +298,13 @@ class GriffinLimPhases(keras.layers.Layer):
         return max(self.iterations, self.generation_iterations or 0)
 
     def call(self, inputs, training=False):
-        spectrum = ops.cast(inputs, "float32")
         iterations = self.iterations if training or self.generation_iterations is None else self.generation_iterations
         if not iterations:
-            return ops.cast(spectrum, self.compute_dtype)
-        log_magnitude, phase = ops.split(spectrum, [self.fft_length // 2 + 1], axis=-1)
-        magnitude = ops.exp(ops.minimum(log_magnitude, 7.0))  # InverseSTFT's cap
+            return ops.cast(inputs, self.compute_dtype)
+        log_magnitude, magnitude, phase = _magnitudes_and_phases(inputs, self.fft_length)
         cos, sin = ops.cos(phase), ops.sin(phase)
         for _ in range(iterations):
-            audio = ops.istft((magnitude * cos, magnitude * sin), self.fft_length, self.hop_length,
-                              self.fft_length, window="hann", center=False)
+            audio = _overlap_add(magnitude, cos, sin, self.fft_length, self.hop_length)
             real, imag = ops.stft(audio, self.fft_length, self.hop_length, self.fft_length, window="hann",
                                   center=False)
             # Unit phasors; a silent bin (exactly zero in padding) gets phase 0, on both sides of a `where` so that

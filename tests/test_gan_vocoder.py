@@ -144,6 +144,12 @@ def test_chunked_vocoding_equals_one_pass(kind):
         models.generate(generator, mel=mel, prime=np.zeros(10))
 
 
+def frames_of(signal, fft, centres):
+    """The STFT frames of `signal` centred on `centres` (periodic Hann window, as the inverse STFT's)."""
+    window = np.hanning(fft + 1)[:-1]
+    return np.fft.rfft(np.stack([signal[c - fft // 2:c + fft // 2] * window for c in centres]), axis=-1)
+
+
 def test_the_istft_generators_head_rebuilds_a_signal_from_its_frames_in_place():
     # Feed the head the true STFT of a signal, frame k centred on the sample of mel frame k (row k + CONTEXT_FRAMES):
     # the generator's trimmed output must be that signal's samples from frame 0 on, unscaled and unshifted.
@@ -151,9 +157,7 @@ def test_the_istft_generators_head_rebuilds_a_signal_from_its_frames_in_place():
     fft = generator.get_layer("inverse_stft").fft_length
     rows, offset = 12, 3 * fft
     signal = np.random.default_rng(0).uniform(-0.5, 0.5, offset + rows * HOP + fft).astype(np.float32)
-    window = np.hanning(fft + 1)[:-1]  # periodic Hann, as the inverse STFT's
-    centres = offset + (np.arange(rows) - CONTEXT_FRAMES) * HOP
-    spectra = np.fft.rfft(np.stack([signal[c - fft // 2:c + fft // 2] * window for c in centres]), axis=-1)
+    spectra = frames_of(signal, fft, offset + (np.arange(rows) - CONTEXT_FRAMES) * HOP)
     head = np.concatenate([np.log(np.abs(spectra)), np.angle(spectra)], axis=-1)[None].astype(np.float32)
     audio = head
     for name in ("inverse_stft", "trim_context", "audio"):
@@ -161,12 +165,6 @@ def test_the_istft_generators_head_rebuilds_a_signal_from_its_frames_in_place():
     kept = (rows - 2 * CONTEXT_FRAMES) * HOP
     assert audio.shape == (1, kept, 1)
     np.testing.assert_allclose(np.asarray(audio)[0, :, 0], signal[offset:offset + kept], atol=1e-5)
-
-
-def frames_of(signal, fft, centres):
-    """The STFT frames of `signal` centred on `centres` (periodic Hann window, as the inverse STFT's)."""
-    window = np.hanning(fft + 1)[:-1]
-    return np.fft.rfft(np.stack([signal[c - fft // 2:c + fft // 2] * window for c in centres]), axis=-1)
 
 
 def inconsistency(head, fft, hop):
