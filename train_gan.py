@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, SCHEDULE_CHOICES, SCHEDULE_HELP, SCHEDULE_TYPES, MelFlags,
-                 RunSettings, UsageError, config_parser, non_negative_float, non_negative_int, positive_float,
-                 positive_int, quiet_tensorflow, report_skipped, resolve_mel_settings, run)
+                 RunSettings, UsageError, config_parser, momentum, non_negative_float, non_negative_int,
+                 positive_float, positive_int, quiet_tensorflow, report_skipped, resolve_mel_settings, run)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_optimizer_state,
                  restore_or_build, save_model, save_optimizer_state, time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
@@ -32,23 +32,26 @@ from run.distribute import report_lost_workers, start_distribution
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate", "labels",
                   "class_channels", "generator", "generator_channels", "phase_iterations",
-                  "generation_phase_iterations", "discriminator_channels", *MEL_SHAPE_SETTINGS)
+                  "generation_phase_iterations", "phase_momentum", "istft_layout", "discriminator_channels",
+                  *MEL_SHAPE_SETTINGS)
 WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "labels", "class_channels",
                 "sample_clips")
-VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", "phase_iterations",
-                "generation_phase_iterations", "discriminator_channels", "stft_weight", "feature_weight",
+ISTFT_ONLY = ("phase_iterations", "generation_phase_iterations", "phase_momentum", "istft_layout")
+VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY, "discriminator_channels", "stft_weight", "feature_weight",
                 "adversarial_weight", "adversarial_start", "sample_seconds", *MEL_SHAPE_SETTINGS[1:])
 # Defaults that depend on the mode: the WaveGAN's, and the vocoder's by generator (MelGAN: HiFi-GAN's learning rate;
 # iSTFT: Vocos' 5e-4, the better of 2e-4 and 5e-4 in a 4-minute screen, README "GAN vocoder"; 8 Griffin-Lim
 # iterations in training, better on every measure in 30 minutes, and 16 when generating, better again at 120 times
-# real time, README "The three vocoders side by side").
+# real time, README "The three vocoders side by side"; with the momentum of fast Griffin-Lim and the frames of the
+# spectrogram's own STFT, better again).
 MODE_DEFAULTS = {"wavegan": {"batch_size": 4, "learning_rate": 1e-4},
                  "melgan": {"batch_size": 8, "learning_rate": 2e-4, "generator_channels": 128, "phase_iterations": 0,
-                            "generation_phase_iterations": 0},
+                            "generation_phase_iterations": 0, "phase_momentum": 0.0},
                  "istft": {"batch_size": 8, "learning_rate": 5e-4, "generator_channels": 256, "phase_iterations": 8,
-                           "generation_phase_iterations": 16}}
+                           "generation_phase_iterations": 16, "phase_momentum": 0.99, "istft_layout": "mel"}}
 # A resumed run whose config.json predates these settings was trained with these values.
-PREDATED = {"generator": "melgan", "adversarial_start": 0, "phase_iterations": 0, "generation_phase_iterations": 0}
+PREDATED = {"generator": "melgan", "adversarial_start": 0, "phase_iterations": 0, "generation_phase_iterations": 0,
+            "phase_momentum": 0.0, "istft_layout": "vocos"}
 
 
 @dataclass
@@ -70,6 +73,8 @@ class GANConfig(MelFlags, RunSettings):
     generator_channels: Optional[int] = None
     phase_iterations: Optional[int] = None
     generation_phase_iterations: Optional[int] = None
+    phase_momentum: Optional[float] = None
+    istft_layout: Optional[str] = None
     discriminator_channels: int = 16
     stft_weight: float = 45.0
     feature_weight: float = 2.0
@@ -105,6 +110,10 @@ HELP = {
                         "phases agree before the inverse STFT, trained through (0: none); None: 8 for istft",
     "generation_phase_iterations": "vocoder, istft: the Griffin-Lim iterations when generating (samples, generate.py); "
                                    "None: 16 for istft",
+    "phase_momentum": "vocoder, istft: momentum of those iterations (fast Griffin-Lim, as librosa's; 0: plain); "
+                      "None: 0.99",
+    "istft_layout": "vocoder, istft: the frames it predicts: mel (the spectrogram's own FFT and window) or vocos "
+                    "(FFT and window 4 x hop, as before); None: mel",
     "discriminator_channels": "vocoder: channels of each discriminator's first layer (then x2, x4, x8)",
     "stft_weight": "vocoder: weight of the multi-resolution STFT loss",
     "feature_weight": "vocoder: weight of feature matching within the adversarial loss",
@@ -133,12 +142,14 @@ TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim"
          "steps_per_epoch": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
          "sample_every": non_negative_int, "sample_clips": positive_int, "class_channels": positive_int,
          "segment_frames": positive_int, "generator_channels": positive_int, "phase_iterations": non_negative_int,
-         "generation_phase_iterations": non_negative_int, "discriminator_channels": positive_int,
+         "generation_phase_iterations": non_negative_int, "phase_momentum": momentum,
+         "discriminator_channels": positive_int,
          "stft_weight": non_negative_float, "feature_weight": non_negative_float,
          "adversarial_weight": non_negative_float, "adversarial_start": non_negative_int,
          "sample_seconds": positive_float, **SCHEDULE_TYPES, **MEL_TYPES}
 CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536),
-           "condition": ("none", "mel"), "generator": ("istft", "melgan"), "schedule": SCHEDULE_CHOICES}
+           "condition": ("none", "mel"), "generator": ("istft", "melgan"), "istft_layout": ("mel", "vocos"),
+           "schedule": SCHEDULE_CHOICES}
 
 
 def build_parser():
@@ -163,7 +174,8 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
                                         config.learning_rate, config.stft_weight, config.feature_weight,
                                         config.adversarial_weight, generator, discriminator, config.generator,
                                         config.adversarial_start, config.phase_iterations,
-                                        config.generation_phase_iterations)
+                                        config.generation_phase_iterations, config.phase_momentum,
+                                        config.istft_layout)
     return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
                                 config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator,
                                 class_names=class_names, class_channels=config.class_channels)
@@ -179,7 +191,7 @@ def resolve(argv=None):
         flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
         raise UsageError(f"{flags}: {'a WaveGAN' if vocoder else 'a vocoder'} setting, not used with --condition "
                          f"{config.condition}; leave {'it' if len(wrong) == 1 else 'them'} out")
-    for name in ("phase_iterations", "generation_phase_iterations"):
+    for name in ISTFT_ONLY:
         if vocoder and given.get(name) and config.generator != "istft":
             raise UsageError(f"--{name.replace('_', '-')}: a setting of the istft generator, not of --generator "
                              f"{config.generator}")

@@ -16,10 +16,10 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "1")
 from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, bits_per_sample, loss_for
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
                         gan_class_names, generate_clips, is_gan_generator)
-from models.gan_vocoder import (GENERATORS, GriffinLimPhases, InverseSTFT, LayerScale, PeriodFold, TrimEdges,
-                                VocoderGAN, build_istft_generator, build_vocoder_discriminator, build_vocoder_gan,
-                                build_vocoder_generator, is_gan_vocoder, stft_loss, upsample_factors, vocode,
-                                vocoder_settings, vocoder_spec)
+from models.gan_vocoder import (GENERATORS, ISTFT_LAYOUTS, GriffinLimPhases, InverseSTFT, LayerScale, PeriodFold,
+                                TrimEdges, VocoderGAN, build_istft_generator, build_vocoder_discriminator,
+                                build_vocoder_gan, build_vocoder_generator, is_gan_vocoder, stft_loss,
+                                upsample_factors, vocode, vocoder_settings, vocoder_spec)
 from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
                                generate_chunks, generate_naive, pack_weights)
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
@@ -39,8 +39,8 @@ __all__ = ["AudioInput", "averaged_weights", "AveragedAdam", "bits_per_sample", 
            "codebook_of", "critic_steps", "CropToLength", "detokenize", "DiscretizedLogisticMixtureLoss",
            "distribution_for", "ENGINES", "FrameUpsampler", "gan_class_names", "GatedActivation", "generate",
            "generate_chunks", "generate_clips", "generate_naive", "generate_tokens", "GENERATORS", "GriffinLimPhases",
-           "IncrementalWaveNet", "InverseSTFT", "is_gan_generator", "is_gan_vocoder", "is_token_lm", "LayerScale",
-           "lm_spec", "LMSpec", "load_model", "loss_for",
+           "IncrementalWaveNet", "InverseSTFT", "is_gan_generator", "ISTFT_LAYOUTS", "is_gan_vocoder", "is_token_lm",
+           "LayerScale", "lm_spec", "LMSpec", "load_model", "loss_for",
            "MelCodebook", "MelFeatures", "ModelFileError", "MuLawEmbedding", "OutputDistribution", "pack_weights",
            "PackedWeights", "PeriodFold", "PhaseShuffle", "receptive_field", "render_frames",
            "RotaryCausalAttention", "set_codebook", "stft_loss", "StreamState", "TokenInput", "tokenize",

@@ -213,10 +213,20 @@ def _magnitudes_and_phases(inputs, fft_length):
     return log_magnitude, ops.exp(ops.minimum(log_magnitude, 7.0)), phase
 
 
-def _overlap_add(magnitude, cos, sin, fft_length, hop_length):
-    """The audio of frames given as magnitudes and unit phasors: inverse FFT, Hann window, overlap-add."""
-    return ops.istft((magnitude * cos, magnitude * sin), fft_length, hop_length, fft_length, window="hann",
+def _overlap_add(magnitude, cos, sin, fft_length, hop_length, window_length):
+    """The audio of frames given as magnitudes and unit phasors: inverse FFT, Hann window (`window_length` samples
+    centred in the frame), overlap-add."""
+    return ops.istft((magnitude * cos, magnitude * sin), window_length, hop_length, fft_length, window="hann",
                      center=False)
+
+
+def _unit_phasors(real, imag):
+    """`(cos, sin)` of complex values' phases; a silent bin (exactly zero in padding) gets phase 0, on both sides of a
+    `where`, so that no infinite gradient reaches it through the branch not taken."""
+    power = real * real + imag * imag
+    audible = power > 1e-20
+    inverse_norm = 1.0 / ops.sqrt(ops.where(audible, power, 1.0))
+    return ops.where(audible, real * inverse_norm, 1.0), ops.where(audible, imag * inverse_norm, 0.0)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -226,11 +236,13 @@ class InverseSTFT(keras.layers.Layer):
     Input `(batch, frames, 2 * (fft_length // 2 + 1))`: each frame's log-magnitudes, then its phases in radians
     (any real value: only their cosine and sine are used). Output `(batch, (frames - 1) * hop_length + fft_length, 1)`
     float32, frame `k` centred on sample `k * hop_length + fft_length // 2`. The overlap-add is normalised for a
-    full overlap, which holds from sample `fft_length - hop_length` to `frames * hop_length`.
+    full overlap, which holds from sample `(fft_length + window_length) // 2 - hop_length` to
+    `frames * hop_length + (fft_length - window_length) // 2`.
 
     Args:
-        fft_length: FFT and window length in samples (even).
+        fft_length: FFT length in samples (even).
         hop_length: samples between frames.
+        window_length: the Hann window's length, centred in each frame (None: `fft_length`).
         **kwargs: standard layer arguments.
 
     Example:
@@ -239,15 +251,17 @@ class InverseSTFT(keras.layers.Layer):
     TensorShape([1, 800, 1])
     """
 
-    def __init__(self, fft_length, hop_length, **kwargs):
+    def __init__(self, fft_length, hop_length, window_length=None, **kwargs):
         kwargs.setdefault("dtype", "float32")  # phases and exponentials need float32 under a mixed global policy
         super().__init__(**kwargs)
         self.fft_length = int(fft_length)
         self.hop_length = int(hop_length)
+        self.window_length = self.fft_length if window_length is None else int(window_length)
 
     def call(self, inputs):
         _, magnitude, phase = _magnitudes_and_phases(inputs, self.fft_length)
-        audio = _overlap_add(magnitude, ops.cos(phase), ops.sin(phase), self.fft_length, self.hop_length)
+        audio = _overlap_add(magnitude, ops.cos(phase), ops.sin(phase), self.fft_length, self.hop_length,
+                             self.window_length)
         return ops.cast(audio[..., None], self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -255,7 +269,8 @@ class InverseSTFT(keras.layers.Layer):
         return (input_shape[0], time, 1)
 
     def get_config(self):
-        return {**super().get_config(), "fft_length": self.fft_length, "hop_length": self.hop_length}
+        return {**super().get_config(), "fft_length": self.fft_length, "hop_length": self.hop_length,
+                "window_length": self.window_length}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -269,13 +284,18 @@ class GriffinLimPhases(keras.layers.Layer):
     make up for it. The iterations remove that mismatch, and gradients flow through them, so the phase head learns a
     starting point for them. More iterations when generating than in training bring the phases closer still to
     agreeing at a cost in speed alone. Input and output as `InverseSTFT`'s input; the log-magnitudes pass through
-    unchanged. Each iteration widens the receptive field by `fft_length // hop_length - 1` frames on either side.
+    unchanged. Each iteration widens the receptive field by `ceil(window_length / hop_length) - 1` frames on either
+    side (`reach`).
 
     Args:
-        fft_length: FFT and window length in samples (even), as the `InverseSTFT` after it.
+        fft_length: FFT length in samples (even), as the `InverseSTFT` after it.
         hop_length: samples between frames.
         iterations: Griffin-Lim iterations in training (0: the input unchanged).
         generation_iterations: iterations outside training (None: `iterations`).
+        momentum: the fast Griffin-Lim's momentum (Perraudin et al., 2013; librosa's default is 0.99): each
+            iteration's phases step further along the change from the last one's (0: plain Griffin-Lim). A
+            consistent spectrum is still a fixed point.
+        window_length: the Hann window's length, centred in each frame (None: `fft_length`), as the `InverseSTFT`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -284,55 +304,112 @@ class GriffinLimPhases(keras.layers.Layer):
     TensorShape([1, 5, 402])
     """
 
-    def __init__(self, fft_length, hop_length, iterations, generation_iterations=None, **kwargs):
+    def __init__(self, fft_length, hop_length, iterations, generation_iterations=None, momentum=0.0,
+                 window_length=None, **kwargs):
         kwargs.setdefault("dtype", "float32")  # phases and exponentials need float32 under a mixed global policy
         super().__init__(**kwargs)
         self.fft_length = int(fft_length)
         self.hop_length = int(hop_length)
         self.iterations = int(iterations)
         self.generation_iterations = None if generation_iterations is None else int(generation_iterations)
+        self.momentum = float(momentum)
+        self.window_length = self.fft_length if window_length is None else int(window_length)
+        # A window of whole hops takes the faster round trip by blocks of a hop when generating
+        # (`_round_trip_by_blocks`).
+        self._by_blocks = self.window_length % self.hop_length == 0
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.window_length) / self.window_length)  # periodic Hann
+        if self._by_blocks:
+            overlaps = self.window_length // self.hop_length
+            self._analysis = window.astype(np.float32)
+            # The inverse STFT's window (TensorFlow's inverse_stft_window_fn): over the sum of the squared windows
+            # that overlap each sample.
+            self._synthesis = (window / np.tile((window ** 2).reshape(overlaps, self.hop_length).sum(0),
+                                                overlaps)).astype(np.float32)
+            # Bin b's phase measured from the window's start instead of the frame's (which lies `left` samples
+            # before it): plus 2 pi b left / fft.
+            left = (self.fft_length - self.window_length) // 2
+            self._shift = (2 * np.pi * left / self.fft_length * np.arange(self.fft_length // 2 + 1)).astype(np.float32)
 
     @property
     def most_iterations(self):
         """The larger of the two counts: what sets the receptive field."""
         return max(self.iterations, self.generation_iterations or 0)
 
+    @property
+    def reach(self):
+        """Frames on either side that one iteration couples a frame with: those its window overlaps."""
+        return -(-self.window_length // self.hop_length) - 1
+
     def call(self, inputs, training=False):
         iterations = self.iterations if training or self.generation_iterations is None else self.generation_iterations
         if not iterations:
             return ops.cast(inputs, self.compute_dtype)
         log_magnitude, magnitude, phase = _magnitudes_and_phases(inputs, self.fft_length)
+        # By blocks only outside training: there its gradients ran a tenth slower than those of ops.stft's way.
+        by_blocks = self._by_blocks and not training
+        if by_blocks:
+            phase = phase + self._shift
         cos, sin = ops.cos(phase), ops.sin(phase)
+        step = self.momentum / (1.0 + self.momentum)  # librosa's form of the momentum
+        previous = None
         for _ in range(iterations):
-            audio = _overlap_add(magnitude, cos, sin, self.fft_length, self.hop_length)
-            real, imag = ops.stft(audio, self.fft_length, self.hop_length, self.fft_length, window="hann",
-                                  center=False)
-            # Unit phasors; a silent bin (exactly zero in padding) gets phase 0, on both sides of a `where` so that
-            # no infinite gradient reaches it through the branch not taken.
-            power = real * real + imag * imag
-            audible = power > 1e-20
-            inverse_norm = 1.0 / ops.sqrt(ops.where(audible, power, 1.0))
-            cos = ops.where(audible, real * inverse_norm, 1.0)
-            sin = ops.where(audible, imag * inverse_norm, 0.0)
-        return ops.cast(ops.concatenate([log_magnitude, ops.arctan2(sin, cos)], axis=-1), self.compute_dtype)
+            if by_blocks:
+                rebuilt = self._round_trip_by_blocks(magnitude, cos, sin)
+            else:
+                audio = _overlap_add(magnitude, cos, sin, self.fft_length, self.hop_length, self.window_length)
+                rebuilt = ops.stft(audio, self.window_length, self.hop_length, self.fft_length, window="hann",
+                                   center=False)
+            real, imag = rebuilt
+            if previous is not None and step:
+                real, imag = real - step * previous[0], imag - step * previous[1]
+            previous = rebuilt
+            cos, sin = _unit_phasors(real, imag)
+        phase = ops.arctan2(sin, cos)
+        if by_blocks:
+            phase = phase - self._shift
+        return ops.cast(ops.concatenate([log_magnitude, phase], axis=-1), self.compute_dtype)
+
+    def _round_trip_by_blocks(self, magnitude, cos, sin):
+        """The STFT of the inverse STFT of frames whose window spans whole hops, with phases measured from the
+        window's start: only the window's samples of each inverse FFT are kept, and the overlap-add and the
+        framing are sums and concatenations of hop-long blocks, where `ops.istft` and `ops.stft` overlap-add and
+        gather whole FFT frames (the same values; faster when generating, README "The three vocoders side by
+        side")."""
+        overlaps, hop = self.window_length // self.hop_length, self.hop_length
+        frames = ops.irfft((magnitude * cos, magnitude * sin), self.fft_length)[..., :self.window_length]
+        frames = frames * self._synthesis
+        batch, count = ops.shape(frames)[0], ops.shape(frames)[1]
+        blocks = ops.reshape(frames, (batch, count, overlaps, hop))
+        audio = blocks[:, :, 0]
+        audio = ops.pad(audio, [[0, 0], [0, overlaps - 1], [0, 0]])  # (batch, count + overlaps - 1, hop)
+        for j in range(1, overlaps):
+            audio = audio + ops.pad(blocks[:, :, j], [[0, 0], [j, overlaps - 1 - j], [0, 0]])
+        again = ops.concatenate([audio[:, j:j + count] for j in range(overlaps)], axis=-1) * self._analysis
+        return ops.rfft(again, self.fft_length)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         return {**super().get_config(), "fft_length": self.fft_length, "hop_length": self.hop_length,
-                "iterations": self.iterations, "generation_iterations": self.generation_iterations}
+                "iterations": self.iterations, "generation_iterations": self.generation_iterations,
+                "momentum": self.momentum, "window_length": self.window_length}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LinearMagnitudes(keras.layers.Layer):
     """Log-mel frames to log linear-frequency magnitudes at FFT `fft_length`, through the pseudo-inverse of the mel
-    filterbank (after taking off the spectrogram's `log_floor`, and floored there again): a first guess of the
-    magnitudes, as Griffin-Lim starts from, on which the iSTFT generator learns a correction.
+    filterbank, floored at the spectrogram's `log_floor`: a first guess of the magnitudes, as Griffin-Lim starts
+    from, on which the iSTFT generator learns a correction.
 
     Args:
         settings: the `data.features.MelSettings` of the spectrograms (or its `to_dict()`).
-        fft_length: FFT size of the magnitudes (`fft_length // 2 + 1` bins).
+        fft_length: FFT size of the magnitudes (`fft_length // 2 + 1` bins). At another size than the spectrogram's
+            `n_fft` they come out `n_fft / fft_length` times too large (a mel band sums that many times more bins
+            there), which the generator's learned correction takes off.
+        subtract_floor: take `log_floor` off the mel values before inverting, so a silent frame stays silent.
+            False (as librosa's Griffin-Lim) treats the floor as sound, which keeps quiet bins closer to the
+            recording's own low noise.
         **kwargs: standard layer arguments.
 
     Example:
@@ -342,40 +419,52 @@ class LinearMagnitudes(keras.layers.Layer):
     TensorShape([1, 3, 201])
     """
 
-    def __init__(self, settings, fft_length, **kwargs):
+    def __init__(self, settings, fft_length, subtract_floor=True, **kwargs):
         from data.features import MelSettings, mel_basis
 
         kwargs.setdefault("dtype", "float32")  # exponentials and logarithms, under a mixed global policy too
         super().__init__(**kwargs)
         self.settings = settings if isinstance(settings, MelSettings) else MelSettings.from_dict(settings)
         self.fft_length = int(fft_length)
+        self.subtract_floor = bool(subtract_floor)
         basis = mel_basis(dataclasses.replace(self.settings, n_fft=self.fft_length,
                                               win_length=min(self.settings.win_length, self.fft_length)))
         self.inverse = np.linalg.pinv(basis).T.astype(np.float32)  # (n_mels, bins)
 
     def call(self, inputs):
-        # The floor comes off first, so a silent frame stays silent instead of becoming the inverse's noise.
-        linear = ops.matmul(ops.exp(ops.cast(inputs, "float32")) - self.settings.log_floor, self.inverse)
+        mel = ops.exp(ops.cast(inputs, "float32"))
+        if self.subtract_floor:
+            mel = mel - self.settings.log_floor
+        linear = ops.matmul(mel, self.inverse)
         return ops.cast(ops.log(ops.maximum(linear, self.settings.log_floor)), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.fft_length // 2 + 1)
 
     def get_config(self):
-        return {**super().get_config(), "settings": self.settings.to_dict(), "fft_length": self.fft_length}
+        return {**super().get_config(), "settings": self.settings.to_dict(), "fft_length": self.fft_length,
+                "subtract_floor": self.subtract_floor}
+
+
+ISTFT_LAYOUTS = ("mel", "vocos")
 
 
 def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_iterations=0,
-                          generation_phase_iterations=None, name="vocoder"):
+                          generation_phase_iterations=None, phase_momentum=0.0, layout="mel", name="vocoder"):
     """A Vocos-style generator (Siuzdak, 2023): every layer runs at the frame rate, and the last one predicts each
-    frame's STFT (log-magnitude and phase at FFT 4 x hop), turned into audio by `InverseSTFT`. Same inputs and
-    outputs as `build_vocoder_generator`.
+    frame's STFT (log-magnitude and phase), turned into audio by `InverseSTFT`. Same inputs and outputs as
+    `build_vocoder_generator`.
 
     A convolution over the frames (kernel 7), `blocks` ConvNeXt blocks (depthwise convolution of kernel 7, layer
     normalisation, a pointwise expansion to 3 x channels with GELU and a projection back, layer scale, residual),
     a layer normalisation and a dense layer to the spectrum. Nothing is upsampled by convolutions, so a sample costs
     a hop's share of a frame's work, and the magnitudes, which the mel spectrogram nearly fixes, are one learned
-    projection away from it.
+    correction away from the filterbank's pseudo-inverse (`LinearMagnitudes`).
+
+    `layout` "mel" predicts the frames of the spectrogram's own STFT (its `n_fft`, its Hann window of `win_length`),
+    so that the pseudo-inverse is on the right scale and Griffin-Lim's phases come as they do for librosa; the
+    pseudo-inverse keeps the floor as sound (`subtract_floor=False`), as librosa does. "vocos", the layout before,
+    uses FFT and window 4 x hop and takes the floor off; it stays for generators saved with it.
 
     Args:
         settings: the `data.features.MelSettings` of its spectrograms, saved inside the model.
@@ -384,6 +473,8 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
         phase_iterations: Griffin-Lim iterations on the predicted frames before the inverse STFT in training
             (`GriffinLimPhases`; 0: none).
         generation_phase_iterations: the iterations outside training (None: `phase_iterations`).
+        phase_momentum: the iterations' momentum (`GriffinLimPhases`; 0: plain Griffin-Lim).
+        layout: "mel" or "vocos", as above.
         name: the model's name.
 
     Example:
@@ -394,7 +485,15 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     TensorShape([2, 500, 1])
     """
     hop = settings.hop_length
-    fft = 4 * hop  # Vocos' ratio; a window of at most 2 x CONTEXT_FRAMES hops keeps the kept samples fully overlapped
+    if layout == "mel":
+        fft, window, subtract_floor = settings.n_fft, settings.win_length, False
+    elif layout == "vocos":
+        fft, window, subtract_floor = 4 * hop, 4 * hop, True
+    else:
+        raise ValueError(f"layout must be one of {ISTFT_LAYOUTS}, not {layout!r}")
+    if window > 2 * CONTEXT_FRAMES * hop:  # a longer window would leave the kept edge samples short of a full overlap
+        raise ValueError(f"the istft generator needs a window of at most {2 * CONTEXT_FRAMES} hops "
+                         f"({2 * CONTEXT_FRAMES * hop} samples), not {window}")
     mel = keras.Input(shape=(None, settings.n_mels), name="mel")
     x = MelFeatures(settings, name="mel_features")(mel)
     x = keras.layers.Conv1D(channels, 7, padding="same", name="mel_conv")(x)
@@ -411,12 +510,13 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     bins = fft // 2 + 1
     magnitude = keras.layers.Dense(bins, name="magnitude")(x)
     magnitude = keras.layers.Add(name="magnitude_add", dtype="float32")(
-        [magnitude, LinearMagnitudes(settings, fft, name="linear_magnitudes")(mel)])
+        [magnitude, LinearMagnitudes(settings, fft, subtract_floor, name="linear_magnitudes")(mel)])
     phase = keras.layers.Dense(bins, name="phase")(x)
     x = keras.layers.Concatenate(name="spectrum", dtype="float32")([magnitude, phase])
     if phase_iterations or generation_phase_iterations:
-        x = GriffinLimPhases(fft, hop, phase_iterations, generation_phase_iterations, name="griffin_lim_phases")(x)
-    x = InverseSTFT(fft, hop, name="inverse_stft")(x)
+        x = GriffinLimPhases(fft, hop, phase_iterations, generation_phase_iterations, phase_momentum, window,
+                             name="griffin_lim_phases")(x)
+    x = InverseSTFT(fft, hop, window, name="inverse_stft")(x)
     # Row r's frame is centred on sample r * hop + fft / 2; the kept audio starts at frame 0 (row CONTEXT_FRAMES).
     start = CONTEXT_FRAMES * hop + fft // 2
     x = TrimEdges(start, fft - hop - start + 2 * CONTEXT_FRAMES * hop, name="trim_context")(x)
@@ -605,14 +705,18 @@ class VocoderGAN(TwoOptimizerGAN):
 def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=16, learning_rate=2e-4,
                       stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0, generator=None,
                       discriminator=None, generator_kind="melgan", adversarial_start=0, phase_iterations=0,
-                      generation_phase_iterations=None):
+                      generation_phase_iterations=None, phase_momentum=0.0, istft_layout="mel"):
     """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
-    `GENERATORS`; `generator_channels` None: that builder's default width; `phase_iterations` and
-    `generation_phase_iterations`: the istft generator's); Adam (beta 0.8, 0.99) for both, as HiFi-GAN."""
+    `GENERATORS`; `generator_channels` None: that builder's default width; `phase_iterations`,
+    `generation_phase_iterations`, `phase_momentum` and `istft_layout`: the istft generator's); Adam (beta 0.8,
+    0.99) for both, as HiFi-GAN."""
     if generator is None:
         options = {} if generator_channels is None else {"channels": generator_channels}
-        if phase_iterations or generation_phase_iterations:
-            options.update(phase_iterations=phase_iterations, generation_phase_iterations=generation_phase_iterations)
+        if generator_kind == "istft":
+            options.update(phase_iterations=phase_iterations, generation_phase_iterations=generation_phase_iterations,
+                           phase_momentum=phase_momentum, layout=istft_layout)
+        elif phase_iterations or generation_phase_iterations:
+            raise ValueError(f"Griffin-Lim iterations need the istft generator, not {generator_kind!r}")
         generator = GENERATORS[generator_kind](settings, **options)
     discriminator = discriminator or build_vocoder_discriminator(settings.sample_rate, discriminator_channels)
     gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start)
@@ -674,9 +778,9 @@ def vocoder_request(generator, num_samples=None, num_streams=None, prime=None, c
 
 
 def context_frames(generator):
-    """Frames of context a chunk needs on either side: `OVERLAP_FRAMES`, plus `fft // hop - 1` for each Griffin-Lim
-    iteration inside the generator (each couples a frame with the neighbours its window overlaps)."""
-    extra = sum(layer.most_iterations * (layer.fft_length // layer.hop_length - 1) for layer in generator.layers
+    """Frames of context a chunk needs on either side: `OVERLAP_FRAMES`, plus `GriffinLimPhases.reach` for each
+    Griffin-Lim iteration inside the generator (each couples a frame with the neighbours its window overlaps)."""
+    extra = sum(layer.most_iterations * layer.reach for layer in generator.layers
                 if isinstance(layer, GriffinLimPhases))
     return OVERLAP_FRAMES + extra
 
