@@ -37,8 +37,9 @@ SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuf
 WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "labels", "class_channels",
                 "sample_clips")
 ISTFT_ONLY = ("phase_iterations", "generation_phase_iterations", "phase_momentum", "istft_layout")
-VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY, "discriminator_channels", "stft_weight", "feature_weight",
-                "adversarial_weight", "adversarial_start", "sample_seconds", *MEL_SHAPE_SETTINGS[1:])
+VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY, "discriminator_channels",
+                "stft_weight", "feature_weight", "adversarial_weight", "adversarial_start", "sample_seconds",
+                *MEL_SHAPE_SETTINGS[1:])
 # Defaults that depend on the mode: the WaveGAN's, and the vocoder's by generator (MelGAN: HiFi-GAN's learning rate;
 # iSTFT: Vocos' 5e-4, the better of 2e-4 and 5e-4 in a 4-minute screen, README "GAN vocoder"; 8 Griffin-Lim
 # iterations in training, better on every measure in 30 minutes, and 16 when generating, better again at 120 times
@@ -250,11 +251,26 @@ def _first_rate(path):
     return 1
 
 
+def check_istft_window(config, mel):
+    """Refuses a spectrogram window the istft generator's mel layout cannot invert (more than 2 x CONTEXT_FRAMES
+    hops: the kept samples' edges would lack a full overlap)."""
+    from data.features import CONTEXT_FRAMES
+
+    if mel is None or config.generator != "istft" or config.istft_layout != "mel":
+        return
+    if mel.win_length > 2 * CONTEXT_FRAMES * mel.hop_length:
+        longest = 2 * CONTEXT_FRAMES * config.mel_hop_ms
+        raise UsageError(f"--mel-window-ms {config.mel_window_ms:g}: the istft generator's mel layout needs a "
+                         f"window of at most {2 * CONTEXT_FRAMES} hops ({longest:g} ms); shorten it or give "
+                         f"--istft-layout vocos")
+
+
 def main(argv=None):
     config, run_dir = resolve(argv)
     train = load_training_audio(config)  # before anything slow: bad audio fails in a second
     config.sample_rate = train.sample_rate
     mel = resolve_mel_settings(config, config.sample_rate)
+    check_istft_window(config, mel)
     class_names = tuple(train.class_names or ()) if config.labels else ()
     check_resumed_classes(config, run_dir, class_names)
     quiet_tensorflow()

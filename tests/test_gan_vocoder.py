@@ -512,6 +512,9 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
                       "--istft-layout", "vocos", "--output-dir", tmp_path / "r")
     assert_one_line_error(result, "--istft-layout: a setting of the istft generator")
+    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--mel-window-ms", "60",
+                      "--output-dir", tmp_path / "r")
+    assert_one_line_error(result, "--mel-window-ms 60: the istft generator's mel layout needs a window of at most")
     assert not (tmp_path / "r").exists()
     # A run whose config.json predates the momentum and the layout resumes with what it was trained with.
     config = json.loads((run_dir / "config.json").read_text())
