@@ -44,7 +44,7 @@ VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY
 # iSTFT: Vocos' 5e-4, the better of 2e-4 and 5e-4 in a 4-minute screen, README "GAN vocoder"; 8 Griffin-Lim
 # iterations in training, better on every measure in 30 minutes, and 16 when generating, better again at 120 times
 # real time, README "The three vocoders side by side"; with the momentum of fast Griffin-Lim and the frames of the
-# spectrogram's own STFT, better again).
+# spectrogram's own STFT, better STOI and spectral convergence, the same log-spectral distance).
 MODE_DEFAULTS = {"wavegan": {"batch_size": 4, "learning_rate": 1e-4},
                  "melgan": {"batch_size": 8, "learning_rate": 2e-4, "generator_channels": 128, "phase_iterations": 0,
                             "generation_phase_iterations": 0, "phase_momentum": 0.0},
