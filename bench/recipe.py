@@ -45,8 +45,8 @@ def recipe(**changes):
 
 COSINE = {"schedule": "cosine", "warmup_steps": 50}
 # The recipes measured; "constant" is the recipe before #16, "defaults" whatever train_wavenet.py's defaults are
-# ("wide": 96/192 channels; "deep": 3 stacks; "mixture": the logistic-mixture head; "lr4e-3": twice the peak rate). "4x1024" is --batch-size 4
-# --frame-size 1024.
+# ("wide": 96/192 channels; "deep": 3 stacks; "mixture": the logistic-mixture head; "lr4e-3": twice the peak
+# rate). "4x1024" is --batch-size 4 --frame-size 1024.
 RECIPES = {
     "constant": recipe(),
     "cosine": recipe(**COSINE),

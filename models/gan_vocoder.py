@@ -280,8 +280,8 @@ class GriffinLimPhases(keras.layers.Layer):
 
     Each iteration turns the frames into audio (`InverseSTFT`'s transform) and analyses the audio again with the same
     window, keeping the new phases and the given magnitudes. Phases predicted frame by frame do not fit their
-    overlapping neighbours: overlap-add then cancels part of each frame and the generator learns louder magnitudes to
-    make up for it. The iterations remove that mismatch, and gradients flow through them, so the phase head learns a
+    overlapping neighbours: overlap-add then cancels part of each frame, and the audio's spectrum is not the one
+    predicted. The iterations remove that mismatch, and gradients flow through them, so the phase head learns a
     starting point for them. More iterations when generating than in training bring the phases closer still to
     agreeing at a cost in speed alone. Input and output as `InverseSTFT`'s input; the log-magnitudes pass through
     unchanged. Each iteration widens the receptive field by `ceil(window_length / hop_length) - 1` frames on either
@@ -317,8 +317,8 @@ class GriffinLimPhases(keras.layers.Layer):
         # A window of whole hops takes the faster round trip by blocks of a hop when generating
         # (`_round_trip_by_blocks`).
         self._by_blocks = self.window_length % self.hop_length == 0
-        window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.window_length) / self.window_length)  # periodic Hann
         if self._by_blocks:
+            window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.window_length) / self.window_length)  # periodic Hann
             overlaps = self.window_length // self.hop_length
             self._analysis = window.astype(np.float32)
             # The inverse STFT's window (TensorFlow's inverse_stft_window_fn): over the sum of the squared windows

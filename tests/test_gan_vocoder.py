@@ -222,15 +222,31 @@ def inconsistency(head, fft, hop, window_length=None):
     return float(np.linalg.norm(made - given) / np.linalg.norm(given))
 
 
-def test_griffin_lim_phases_make_random_phases_consistent_and_keep_magnitudes():
-    fft, hop, frames = 64, 16, 40
-    rng = np.random.default_rng(0)
+def random_phase_head(fft, hop, frames, seed, window_length=None):
+    """`(spectra, true, random_phases)`: the STFT frames of a modulated noisy tone, and heads (`InverseSTFT`'s input)
+    with their own phases (float32) and with random ones (float64)."""
+    rng = np.random.default_rng(seed)
     t = np.arange(fft + hop * frames)
     signal = (np.sin(0.3 * t) * (1 + 0.5 * np.sin(0.01 * t)) + 0.1 * rng.standard_normal(len(t))).astype("f")
-    spectra = frames_of(signal, fft, fft // 2 + hop * np.arange(frames))
-    bins = fft // 2 + 1
+    spectra = frames_of(signal, fft, fft // 2 + hop * np.arange(frames), window_length)
     log_magnitude = np.log(np.abs(spectra))
+    true = np.concatenate([log_magnitude, np.angle(spectra)], -1)[None].astype(np.float32)
     random_phases = np.concatenate([log_magnitude, rng.uniform(-np.pi, np.pi, log_magnitude.shape)], -1)[None]
+    return spectra, true, random_phases
+
+
+def loud_phase_error(head, other, spectra):
+    """The largest phase difference (radians) between two heads over the interior frames' loud bins."""
+    bins = spectra.shape[-1]
+    loud = np.abs(spectra[4:-4]) > 0.1 * np.abs(spectra).max()
+    difference = np.angle(np.exp(1j * (head[0, 4:-4, bins:] - other[0, 4:-4, bins:])))
+    return np.abs(difference[loud]).max()
+
+
+def test_griffin_lim_phases_make_random_phases_consistent_and_keep_magnitudes():
+    fft, hop, frames = 64, 16, 40
+    spectra, true, random_phases = random_phase_head(fft, hop, frames, seed=0)
+    bins = fft // 2 + 1
     errors = []
     for iterations in (0, 4, 32):
         refined = np.asarray(GriffinLimPhases(fft, hop, iterations)(random_phases.astype(np.float32)))
@@ -244,11 +260,8 @@ def test_griffin_lim_phases_make_random_phases_consistent_and_keep_magnitudes():
                                    np.asarray(GriffinLimPhases(fft, hop, iterations)(random_phases.astype(np.float32),
                                                                                     training=training)))
     # A spectrogram that is already some signal's STFT is a fixed point: its phases come back (interior frames).
-    true = np.concatenate([log_magnitude, np.angle(spectra)], -1)[None].astype(np.float32)
     kept = np.asarray(GriffinLimPhases(fft, hop, 3)(true))
-    loud = np.abs(spectra[4:-4]) > 0.1 * np.abs(spectra).max()
-    difference = np.angle(np.exp(1j * (kept[0, 4:-4, bins:] - true[0, 4:-4, bins:])))
-    assert np.abs(difference[loud]).max() < 1e-2  # float32 rounding; a random phase is off by pi/2 on average
+    assert loud_phase_error(kept, true, spectra) < 1e-2  # float32 rounding; a random phase is off by pi/2 on average
 
 
 @pytest.mark.parametrize("window_length", [None, 48, 56])
@@ -257,13 +270,8 @@ def test_fast_griffin_lim_momentum_converges_faster_and_keeps_the_fixed_point(wi
     # frame and shorter than it (the mel layout: the spectrogram's 400-sample window in its 512-point FFT), of
     # whole hops (the round trip by blocks) and not (56: ops.istft and ops.stft).
     fft, hop, frames = 64, 16, 40
-    rng = np.random.default_rng(1)
-    t = np.arange(fft + hop * frames)
-    signal = (np.sin(0.3 * t) * (1 + 0.5 * np.sin(0.01 * t)) + 0.1 * rng.standard_normal(len(t))).astype("f")
-    spectra = frames_of(signal, fft, fft // 2 + hop * np.arange(frames), window_length)
+    spectra, true, random_phases = random_phase_head(fft, hop, frames, seed=1, window_length=window_length)
     bins = fft // 2 + 1
-    log_magnitude = np.log(np.abs(spectra))
-    random_phases = np.concatenate([log_magnitude, rng.uniform(-np.pi, np.pi, log_magnitude.shape)], -1)[None]
     for iterations in (8, 32):
         errors = {}
         for momentum in (0.0, 0.99):
@@ -274,11 +282,8 @@ def test_fast_griffin_lim_momentum_converges_faster_and_keeps_the_fixed_point(wi
         # About a fifth lower after 8 iterations and a third or less of plain Griffin-Lim's after 32.
         assert errors[0.99] < (0.9 if iterations == 8 else 0.5) * errors[0.0], (iterations, errors)
     # The true STFT (with that window) is still a fixed point with the momentum.
-    true = np.concatenate([log_magnitude, np.angle(spectra)], -1)[None].astype(np.float32)
     kept = np.asarray(GriffinLimPhases(fft, hop, 3, momentum=0.99, window_length=window_length)(true))
-    loud = np.abs(spectra[4:-4]) > 0.1 * np.abs(spectra).max()
-    difference = np.angle(np.exp(1j * (kept[0, 4:-4, bins:] - true[0, 4:-4, bins:])))
-    assert np.abs(difference[loud]).max() < 3e-2  # the momentum's step doubles float32 rounding; random: pi/2
+    assert loud_phase_error(kept, true, spectra) < 3e-2  # the momentum's step doubles float32 rounding; random: pi/2
     assert inconsistency(true, fft, hop, window_length) < 1e-4
     # The round trip by blocks of a hop gives what ops.istft and ops.stft give, gradients included.
     layer = GriffinLimPhases(fft, hop, 4, momentum=0.99, window_length=window_length)
@@ -295,8 +300,7 @@ def test_fast_griffin_lim_momentum_converges_faster_and_keeps_the_fixed_point(wi
                 loss = tf.reduce_sum(tf.sin(out[..., bins:]) * tf.exp(out[..., :bins]))
             results.append((np.asarray(out), np.asarray(tape.gradient(loss, start))))
         (blocks, blocks_gradient), (stft, stft_gradient) = results
-        difference = np.angle(np.exp(1j * (blocks[0, 4:-4, bins:] - stft[0, 4:-4, bins:])))
-        assert np.abs(difference[loud]).max() < 1e-3
+        assert loud_phase_error(blocks, stft, spectra) < 1e-3
         np.testing.assert_allclose(blocks_gradient, stft_gradient, rtol=1e-2, atol=1e-2 * np.abs(stft_gradient).max())
 
 
