@@ -11,7 +11,8 @@ both networks and both optimisers' state, config.json, history.csv, TensorBoard 
 samples as audio), and samples/ (WaveGAN: the same latent vectors every time, so epochs can be compared by ear;
 vocoder: the resynthesis of the first seconds of the training audio, beside original.wav).
 
-WaveGAN flags (--slice-length, --latent-dim, --model-dim, --loss, --phase-shuffle, --labels, --class-channels)
+WaveGAN flags (--slice-length, --latent-dim, --model-dim, --loss, --phase-shuffle, --pack, --labels,
+--class-channels)
 and vocoder flags (--segment-frames, --generator, --generator-channels, --discriminator-channels, --stft-weight,
 --feature-weight, --adversarial-weight, --adversarial-start, --mel-*) are refused in the other mode.
 """
@@ -30,12 +31,12 @@ from run import (check_resumed_classes, lower_learning_rate, resolve_config, res
 from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
-SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "sample_rate", "labels",
+SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "sample_rate", "labels",
                   "class_channels", "generator", "generator_channels", "phase_iterations",
                   "generation_phase_iterations", "phase_momentum", "istft_layout", "discriminator_channels",
                   *MEL_SHAPE_SETTINGS)
-WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "labels", "class_channels",
-                "sample_clips")
+WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "labels",
+                "class_channels", "sample_clips")
 ISTFT_ONLY = ("phase_iterations", "generation_phase_iterations", "phase_momentum", "istft_layout")
 VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY, "discriminator_channels",
                 "stft_weight", "feature_weight", "adversarial_weight", "adversarial_start", "sample_seconds",
@@ -52,7 +53,7 @@ MODE_DEFAULTS = {"wavegan": {"batch_size": 4, "learning_rate": 1e-4},
                            "generation_phase_iterations": 16, "phase_momentum": 0.99, "istft_layout": "mel"}}
 # A resumed run whose config.json predates these settings was trained with these values.
 PREDATED = {"generator": "melgan", "adversarial_start": 0, "phase_iterations": 0, "generation_phase_iterations": 0,
-            "phase_momentum": 0.0, "istft_layout": "vocos"}
+            "phase_momentum": 0.0, "istft_layout": "vocos", "pack": 1}
 
 
 @dataclass
@@ -67,6 +68,7 @@ class GANConfig(MelFlags, RunSettings):
     model_dim: int = 64
     loss: str = "wgan-gp"
     phase_shuffle: int = 2
+    pack: int = 1
     labels: Optional[str] = None
     class_channels: int = 16
     segment_frames: int = 64
@@ -128,6 +130,8 @@ HELP = {
     "model_dim": "width multiplier of both networks (WaveGAN's d)",
     "loss": "wgan-gp (gradient penalty 10, 5 critic steps per generator step) or bce (cross-entropy)",
     "phase_shuffle": "phase-shuffle radius in the discriminator (0: off)",
+    "pack": "clips the discriminator scores together (PacGAN): 2 or more makes a generator that gives every clip "
+            "the same sound easier to tell from real audio (unconditional only; a divisor of --batch-size)",
     "epochs": "epochs to train",
     "steps_per_epoch": "generator steps per epoch",
     "batch_size": "clips (vocoder: segments) per step (each critic step of wgan-gp draws its own batch); "
@@ -139,7 +143,7 @@ HELP = {
     "sample_clips": "clips per sample file (fixed latent vectors)",
 }
 TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim": positive_int,
-         "model_dim": positive_int, "phase_shuffle": non_negative_int, "epochs": positive_int,
+         "model_dim": positive_int, "phase_shuffle": non_negative_int, "pack": positive_int, "epochs": positive_int,
          "steps_per_epoch": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
          "sample_every": non_negative_int, "sample_clips": positive_int, "class_channels": positive_int,
          "segment_frames": positive_int, "generator_channels": positive_int, "phase_iterations": non_negative_int,
@@ -179,7 +183,7 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
                                         config.istft_layout)
     return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
                                 config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator,
-                                class_names=class_names, class_channels=config.class_channels)
+                                class_names=class_names, class_channels=config.class_channels, pack=config.pack)
 
 
 def resolve(argv=None):
@@ -196,6 +200,9 @@ def resolve(argv=None):
         if vocoder and given.get(name) and config.generator != "istft":
             raise UsageError(f"--{name.replace('_', '-')}: a setting of the istft generator, not of --generator "
                              f"{config.generator}")
+    if config.pack > 1 and config.labels:
+        raise UsageError(f"--pack {config.pack}: packing scores clips of any classes together; it needs an "
+                         "unconditional WaveGAN (leave out --labels or --pack)")
     if config.labels and config.labels != "folders" and not config.resume and config.train != str(DEMO_CLIP):
         raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
     for name, value in MODE_DEFAULTS[config.generator if vocoder else "wavegan"].items():
@@ -275,7 +282,7 @@ def main(argv=None):
     check_resumed_classes(config, run_dir, class_names)
     quiet_tensorflow()
     cluster = start_distribution(config.distribute)  # before TensorFlow runs anything; waits for every worker
-    cluster.check_batch(config.batch_size)
+    cluster.check_batch(config.batch_size, 1 if config.condition == "mel" else config.pack)
 
     import keras
     import numpy as np

@@ -110,12 +110,16 @@ def build_generator(latent_dim=100, model_dim=64, slice_length=16384, sample_rat
 
 
 def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sample_rate=16000,
-                        name="discriminator", class_names=()):
+                        name="discriminator", class_names=(), pack=1):
     """WaveGAN discriminator: five strided 1-D convolutions (kernel 25, stride 4) with LeakyReLU(0.2) and phase
     shuffle -> Dense(1) score (a logit for `bce`, a critic value for `wgan-gp`).
 
     With `class_names`, a second input `class_id` `(batch, 1)` adds the projection term of Miyato & Koyama (2018):
     the inner product of a learned vector of the class with the flattened features.
+
+    With `pack` > 1 it scores `pack` clips at once, given as the channels of its input `(batch, slice_length, pack)`
+    (PacGAN, Lin et al., 2018): clips that are all alike, as a collapsed generator's are, are then told from real
+    ones that differ. `WaveGAN` packs its batches for it (`pack_clips`).
 
     Args:
         model_dim: width multiplier; channels go d, 2d, 4d, 8d, 16d.
@@ -124,9 +128,13 @@ def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sampl
         sample_rate: the audio's rate, saved with the model.
         name: the model's name.
         class_names: the classes of a class-conditional discriminator, in id order (empty: unconditional).
+        pack: clips scored together (1: each alone); unconditional only.
     """
     _base_length(slice_length)
-    audio = keras.Input(shape=(slice_length, 1), name="waveform")
+    if int(pack) < 1 or (int(pack) > 1 and class_names):
+        raise ValueError(f"pack must be 1, or more for an unconditional discriminator; got {pack} with "
+                         f"{len(class_names)} classes")
+    audio = keras.Input(shape=(slice_length, int(pack)), name="waveform")
     x = AudioInput(sample_rate, name="audio")(audio)
     for i, channels in enumerate((model_dim, 2 * model_dim, 4 * model_dim, 8 * model_dim, 16 * model_dim)):
         x = keras.layers.Conv1D(channels, KERNEL_SIZE, strides=STRIDE, padding="same", name=f"conv_{i}")(x)
@@ -195,6 +203,9 @@ class WaveGAN(TwoOptimizerGAN):
         - `"wgan-gp"`: Wasserstein critic with gradient penalty `gp_weight` (Gulrajani et al., 2017).
         - `"bce"`: the seed document's cross-entropy discriminator, with the non-saturating generator loss.
 
+    A discriminator built with `pack` > 1 scores groups of that many clips (`pack_clips`); the batch size must be
+    a multiple of it, and the gradient penalty mixes real and generated groups.
+
     Args:
         generator: from `build_generator`.
         discriminator: from `build_discriminator`.
@@ -221,6 +232,8 @@ class WaveGAN(TwoOptimizerGAN):
         self.gp_weight = float(gp_weight)
         self.critic_steps = int(critic_steps)
         self.latent_seed = keras.random.SeedGenerator(0)
+        # Clips the discriminator scores together: the channels of its waveform input (build_discriminator's pack).
+        self.pack = int(self.discriminator.inputs[0].shape[-1])
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.gp_tracker = keras.metrics.Mean(name="gradient_penalty")
@@ -237,7 +250,16 @@ class WaveGAN(TwoOptimizerGAN):
         z = self.sample_latents(batch)
         return self.generator(z if ids is None else [z, ids], training=training)
 
+    def pack_clips(self, audio):
+        """`(batch, length, 1)` clips as `(batch / pack, length, pack)` groups of consecutive clips."""
+        if self.pack == 1:
+            return audio
+        length = ops.shape(audio)[1]
+        return ops.transpose(ops.reshape(audio, (-1, self.pack, length)), (0, 2, 1))
+
     def _score(self, audio, ids, training=True):
+        """The discriminator's scores of clips (of groups of `pack` clips)."""
+        audio = self.pack_clips(audio)
         return self.discriminator(audio if ids is None else [audio, ids], training=training)
 
     def _critic_loss(self, real, fake, ids=None, training=True):
@@ -265,16 +287,21 @@ class WaveGAN(TwoOptimizerGAN):
         import tensorflow as tf  # the steps are backend-specific, as in Keras' "customizing fit" guide
 
         batch = ops.shape(real)[0]
+        if isinstance(batch, int) and batch % self.pack:
+            raise ValueError(f"a batch of {batch} clips does not split into groups of pack={self.pack}")
         fake = self._generate(batch, ids)
         penalty = ops.zeros(())
         with tf.GradientTape() as tape:
             d_loss = self._critic_loss(real, fake, ids)
             if self.gan_loss == "wgan-gp":
-                mix = replica_share(lambda n: keras.random.uniform((n, 1, 1), seed=self.latent_seed), batch)
-                between = mix * real + (1.0 - mix) * ops.cast(fake, "float32")
+                # One mix per scored group, the penalty on the gradient with respect to the whole group.
+                mix = replica_share(lambda n: keras.random.uniform((n, 1, 1), seed=self.latent_seed),
+                                    batch // self.pack)
+                between = (mix * self.pack_clips(real)
+                           + (1.0 - mix) * self.pack_clips(ops.cast(fake, "float32")))
                 with tf.GradientTape() as inner:
                     inner.watch(between)
-                    score = self._score(between, ids)
+                    score = self.discriminator(between if ids is None else [between, ids], training=True)
                 gradients = inner.gradient(score, between)
                 norms = ops.sqrt(ops.sum(ops.square(gradients), axis=[1, 2]) + 1e-12)
                 penalty = ops.mean(ops.square(norms - 1.0))
@@ -330,7 +357,7 @@ def critic_steps(loss):
 
 def build_wavegan(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=16000, phase_shuffle=2,
                   loss="wgan-gp", learning_rate=1e-4, generator=None, discriminator=None, class_names=(),
-                  class_channels=16):
+                  class_channels=16, pack=1):
     """A compiled `WaveGAN`, around given (e.g. restored) networks or fresh ones.
 
     Both networks get Adam with beta 0.5, 0.9, as in WaveGAN.
@@ -347,6 +374,7 @@ def build_wavegan(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=
         discriminator: an existing discriminator to train instead of a fresh one.
         class_names: classes of a class-conditional GAN (empty: unconditional).
         class_channels: size of each class's vector in the generator.
+        pack: clips the discriminator scores together (PacGAN; 1: each alone), for a fresh discriminator.
 
     Example:
 
@@ -356,7 +384,7 @@ def build_wavegan(latent_dim=100, model_dim=64, slice_length=16384, sample_rate=
     generator = generator or build_generator(latent_dim, model_dim, slice_length, sample_rate,
                                              class_names=class_names, class_channels=class_channels)
     discriminator = discriminator or build_discriminator(model_dim, slice_length, phase_shuffle, sample_rate,
-                                                         class_names=class_names)
+                                                         class_names=class_names, pack=pack)
     gan = WaveGAN(generator, discriminator, latent_dim=latent_dim, loss=loss, critic_steps=critic_steps(loss))
     adam = dict(learning_rate=learning_rate, beta_1=0.5, beta_2=0.9)
     gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))

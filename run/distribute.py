@@ -281,12 +281,18 @@ class Distribution:
             return command
         return f"{command}\n(on every worker of the cluster, each with its own TF_CONFIG)"
 
-    def check_batch(self, batch_size):
-        """Refuses (`DistributeError`) a global `--batch-size` that the replicas cannot share equally.
+    def check_batch(self, batch_size, group=1):
+        """Refuses (`DistributeError`) a global `--batch-size` that the replicas cannot share equally, each in
+        whole groups of `group` (a WaveGAN's `--pack`).
 
         Args:
             batch_size: the global batch.
+            group: examples that each replica's share must hold a whole number of.
         """
+        if batch_size % (self.replicas * group) and group > 1:
+            per = f" on each of {self.replicas} replicas" if self.replicas > 1 else ""
+            raise DistributeError(f"--batch-size {batch_size} cannot be split into groups of --pack {group}{per}; "
+                                  f"give a multiple of {self.replicas * group}")
         if batch_size % self.replicas:
             raise DistributeError(f"--batch-size {batch_size} cannot be split equally across {self.replicas} "
                                   f"replicas; give a multiple of {self.replicas}")
