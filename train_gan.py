@@ -282,7 +282,7 @@ def main(argv=None):
     check_resumed_classes(config, run_dir, class_names)
     quiet_tensorflow()
     cluster = start_distribution(config.distribute)  # before TensorFlow runs anything; waits for every worker
-    cluster.check_batch(config.batch_size, 1 if config.condition == "mel" else config.pack)
+    cluster.check_batch(config.batch_size, config.pack)  # (pack is 1 for a vocoder: a WaveGAN setting)
 
     import keras
     import numpy as np
@@ -354,7 +354,8 @@ def main(argv=None):
         if class_names:
             print(f"classes ({len(class_names)}, --labels {config.labels}): {', '.join(class_names)}")
         print(f"WaveGAN ({config.loss}): generator {parameters['generator']:,} and discriminator "
-              f"{parameters['discriminator']:,} parameters", flush=True)
+              f"{parameters['discriminator']:,} parameters"
+              f"{f', the discriminator scoring {config.pack} clips at once' if config.pack > 1 else ''}", flush=True)
 
     logs = run_dir / "logs" / "samples"
     if mel:

@@ -5,7 +5,7 @@
     python bench/gan_tones.py --loss bce                        # cross-entropy, one critic step
     python bench/gan_tones.py --pack 2                          # the discriminator scores pairs of clips (PacGAN)
     python bench/gan_tones.py --pitches 300,600,1200 --rate 8000 --model-dim 8 --latent-dim 16 --batch-size 8 \
-        --steps 300 --every 150 --pack 2 --seeds 0,1,2,3,4,5   # the setting of tests/test_gan.py, seed by seed
+        --steps 300 --every 150 --pack 2 --seeds 0,1,2,3,4,5   # the recipe of tests/test_gan.py, seed by seed
 
 Trains `models.build_wavegan` (d = 16, 4096-sample slices, batch 32 at 16 kHz by default) on 200 one-second tones
 whose pitches are log-uniform in 220-1760 Hz (or, with `--pitches`, one 2-second tone of each pitch given), and
@@ -34,7 +34,7 @@ from machine import print_machine, quiet_tensorflow  # noqa: E402
 
 
 def tone_scores(clips, rate):
-    """`(peak share, pitch spread in octaves)` of `(n, length)` clips (see the module docstring)."""
+    """`(peak share, pitch spread in octaves, peak frequencies in Hz)` of `(n, length)` clips (module docstring)."""
     import numpy as np
 
     length = clips.shape[1]
@@ -43,16 +43,14 @@ def tone_scores(clips, rate):
     near = np.abs(np.arange(power.shape[1])[None, :] - peak[:, None]) <= 3
     share = (power * near).sum(axis=1) / np.maximum(power.sum(axis=1), 1e-20)
     frequencies = np.fft.rfftfreq(length, 1 / rate)[peak]
-    return float(share.mean()), float(np.std(np.log2(np.maximum(frequencies, 1.0))))
+    return float(share.mean()), float(np.std(np.log2(np.maximum(frequencies, 1.0)))), frequencies
 
 
-def clips_per_pitch(clips, rate, pitches):
-    """How many of `(n, length)` clips peak within 6% of each pitch (the nearest one, on a log scale)."""
+def clips_per_pitch(peaks, pitches):
+    """How many clips, given their peak frequencies, peak within 6% of each pitch (the nearest, on a log scale)."""
     import numpy as np
 
     pitches = np.asarray(pitches, np.float64)
-    length = clips.shape[1]
-    peaks = np.fft.rfftfreq(length, 1 / rate)[np.argmax(np.abs(np.fft.rfft(clips * np.hanning(length))), axis=1)]
     nearest = np.argmin(np.abs(np.log(peaks[:, None] + 1) - np.log(pitches[None, :])), axis=1)
     on_pitch = np.abs(peaks - pitches[nearest]) <= 0.06 * pitches[nearest]
     return [int(np.sum(on_pitch & (nearest == index))) for index in range(len(pitches))]
@@ -75,6 +73,8 @@ def main():
     parser.add_argument("--seeds", type=lambda text: [int(value) for value in text.split(",")], default=[0],
                         help="seeds of the networks' weights and the training draws, comma-separated: one run each")
     args = parser.parse_args()
+    if args.pack < 1 or args.batch_size % args.pack:
+        parser.error(f"--pack {args.pack}: give 1 or more, a divisor of --batch-size {args.batch_size}")
     print_machine()
     quiet_tensorflow()
     import keras
@@ -91,7 +91,7 @@ def main():
         t = np.arange(args.rate) / args.rate
         tones = [(0.5 * np.sin(2 * np.pi * np.exp(rng.uniform(np.log(220), np.log(1760))) * t
                                + rng.uniform(0, 2 * np.pi))).astype(np.float32) for _ in range(200)]
-    real_share, real_spread = tone_scores(np.stack([tone[:4096] for tone in tones[:64]]), args.rate)
+    real_share, real_spread, _ = tone_scores(np.stack([tone[:4096] for tone in tones[:64]]), args.rate)
     critic, every = models.critic_steps(args.loss), max(1, args.every)
     for seed in args.seeds:
         keras.utils.set_random_seed(seed)
@@ -111,10 +111,10 @@ def main():
             frames.position = epoch * every
             history = gan.fit(frames, epochs=1, steps_per_epoch=every, verbose=0, shuffle=False).history
             clips = models.generate_clips(gan.generator, 64, seed=1)
-            share, spread = tone_scores(clips, args.rate)
+            share, spread, peaks = tone_scores(clips, args.rate)
             print(f"| {(epoch + 1) * every} | {time.perf_counter() - start:.0f} | {history['d_loss'][-1]:.2f} | "
                   f"{history['g_loss'][-1]:.2f} | {share:.3f} | {spread:.2f} | {np.abs(clips).max(axis=1).mean():.2f} |"
-                  + (f" {', '.join(str(count) for count in clips_per_pitch(clips, args.rate, args.pitches))} |"
+                  + (f" {', '.join(str(count) for count in clips_per_pitch(peaks, args.pitches))} |"
                      if args.pitches else ""), flush=True)
 
 

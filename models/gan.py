@@ -131,9 +131,9 @@ def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sampl
         pack: clips scored together (1: each alone); unconditional only.
     """
     _base_length(slice_length)
-    if int(pack) < 1 or (int(pack) > 1 and class_names):
-        raise ValueError(f"pack must be 1, or more for an unconditional discriminator; got {pack} with "
-                         f"{len(class_names)} classes")
+    if int(pack) != pack or pack < 1 or (pack > 1 and class_names):
+        raise ValueError(f"pack must be a whole number of 1 or more, and 1 for a class-conditional discriminator; "
+                         f"got {pack} with {len(class_names)} classes")
     audio = keras.Input(shape=(slice_length, int(pack)), name="waveform")
     x = AudioInput(sample_rate, name="audio")(audio)
     for i, channels in enumerate((model_dim, 2 * model_dim, 4 * model_dim, 8 * model_dim, 16 * model_dim)):
@@ -232,7 +232,8 @@ class WaveGAN(TwoOptimizerGAN):
         self.gp_weight = float(gp_weight)
         self.critic_steps = int(critic_steps)
         self.latent_seed = keras.random.SeedGenerator(0)
-        # Clips the discriminator scores together: the channels of its waveform input (build_discriminator's pack).
+        # Clips the discriminator scores together: the channels of its waveform input (build_discriminator's pack;
+        # the discriminator is a functional model, as build_discriminator makes).
         self.pack = int(self.discriminator.inputs[0].shape[-1])
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -251,16 +252,26 @@ class WaveGAN(TwoOptimizerGAN):
         return self.generator(z if ids is None else [z, ids], training=training)
 
     def pack_clips(self, audio):
-        """`(batch, length, 1)` clips as `(batch / pack, length, pack)` groups of consecutive clips."""
+        """Groups consecutive clips for a packed discriminator.
+
+        Args:
+            audio: `(batch, length, 1)` clips, `batch` a multiple of `pack`.
+
+        Returns:
+            `(batch / pack, length, pack)`: group k holds clips `k * pack` to `k * pack + pack - 1` as channels
+            (`audio` itself when `pack` is 1).
+        """
         if self.pack == 1:
             return audio
         length = ops.shape(audio)[1]
         return ops.transpose(ops.reshape(audio, (-1, self.pack, length)), (0, 2, 1))
 
+    def _score_packed(self, packed, ids, training=True):
+        return self.discriminator(packed if ids is None else [packed, ids], training=training)
+
     def _score(self, audio, ids, training=True):
         """The discriminator's scores of clips (of groups of `pack` clips)."""
-        audio = self.pack_clips(audio)
-        return self.discriminator(audio if ids is None else [audio, ids], training=training)
+        return self._score_packed(self.pack_clips(audio), ids, training)
 
     def _critic_loss(self, real, fake, ids=None, training=True):
         real_score = self._score(real, ids, training)
@@ -289,6 +300,9 @@ class WaveGAN(TwoOptimizerGAN):
         batch = ops.shape(real)[0]
         if isinstance(batch, int) and batch % self.pack:
             raise ValueError(f"a batch of {batch} clips does not split into groups of pack={self.pack}")
+        if not isinstance(batch, int) and self.pack > 1:  # in fit's graph the batch size is known only when it runs
+            tf.debugging.assert_equal(batch % self.pack, 0, message=f"a batch of clips does not split into groups "
+                                                                    f"of pack={self.pack}")
         fake = self._generate(batch, ids)
         penalty = ops.zeros(())
         with tf.GradientTape() as tape:
@@ -301,7 +315,7 @@ class WaveGAN(TwoOptimizerGAN):
                            + (1.0 - mix) * self.pack_clips(ops.cast(fake, "float32")))
                 with tf.GradientTape() as inner:
                     inner.watch(between)
-                    score = self.discriminator(between if ids is None else [between, ids], training=True)
+                    score = self._score_packed(between, ids)
                 gradients = inner.gradient(score, between)
                 norms = ops.sqrt(ops.sum(ops.square(gradients), axis=[1, 2]) + 1e-12)
                 penalty = ops.mean(ops.square(norms - 1.0))

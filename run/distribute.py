@@ -289,7 +289,7 @@ class Distribution:
             batch_size: the global batch.
             group: examples that each replica's share must hold a whole number of.
         """
-        if batch_size % (self.replicas * group) and group > 1:
+        if group > 1 and batch_size % (self.replicas * group):
             per = f" on each of {self.replicas} replicas" if self.replicas > 1 else ""
             raise DistributeError(f"--batch-size {batch_size} cannot be split into groups of --pack {group}{per}; "
                                   f"give a multiple of {self.replicas * group}")

@@ -171,10 +171,28 @@ def test_packed_discriminator_scores_pairs_of_clips_and_trains():
     assert any(not np.allclose(a, b) for a, b in zip(d_before, gan.discriminator.get_weights()))
     with pytest.raises(ValueError, match="groups of pack=2"):
         gan.train_on_batch(real[:15])  # 3 clips per critic step
-    with pytest.raises(ValueError, match="unconditional"):
+    with pytest.raises(ValueError, match="1 for a class-conditional discriminator; got 2 with 2 classes"):
         models.build_discriminator(4, 4096, 2, RATE, class_names=("a", "b"), pack=2)
-    with pytest.raises(ValueError, match="pack must be"):
-        models.build_discriminator(4, 4096, 2, RATE, pack=0)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="pack must be a whole number of 1 or more"):
+            models.build_discriminator(4, 4096, 2, RATE, pack=bad)
+
+
+def test_check_batch_refuses_batches_the_replicas_cannot_split_into_packs():
+    from types import SimpleNamespace
+
+    from run.distribute import DistributeError, Distribution
+
+    two = Distribution("mirrored", SimpleNamespace(num_replicas_in_sync=2))
+    two.check_batch(8, 2)  # 4 clips per replica: 2 pairs each
+    two.check_batch(6)  # no packing: 3 clips per replica
+    with pytest.raises(DistributeError, match="groups of --pack 2 on each of 2 replicas; give a multiple of 4"):
+        two.check_batch(6, 2)
+    with pytest.raises(DistributeError, match="cannot be split equally across 2 replicas"):
+        two.check_batch(5)
+    with pytest.raises(DistributeError, match="--batch-size 3 cannot be split into groups of --pack 2; give a "
+                                              "multiple of 2"):
+        Distribution().check_batch(3, 2)
 
 
 @pytest.mark.slow
@@ -220,6 +238,15 @@ def test_train_gan_cli_generate_and_evaluate(tmp_path):
         result = run_main("train_gan.py", "--train", audio, "--pack", "2", *args, "--output-dir", tmp_path / "r")
         assert_one_line_error(result, message)
     assert not (tmp_path / "r").exists()
+    # Resuming keeps the pack (the discriminator's input holds it); a config.json from before --pack had 1.
+    assert_one_line_error(run_main("train_gan.py", "--resume", "--output-dir", run_dir, "--pack", "1"),
+                          "the run was trained with 2")
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["pack"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    import train_gan
+
+    assert train_gan.resolve(["--resume", "--output-dir", str(run_dir)])[0].pack == 1
 
 
 def test_generate_clips_counts():
