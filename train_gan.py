@@ -259,17 +259,16 @@ def _first_rate(path):
 
 
 def check_istft_window(config, mel):
-    """Refuses a spectrogram window the istft generator's mel layout cannot invert (more than 2 x CONTEXT_FRAMES
-    hops: the kept samples' edges would lack a full overlap)."""
-    from data.features import CONTEXT_FRAMES
+    """Refuses a spectrogram window the istft generator's mel layout cannot invert (more than
+    `data.features.MAX_WINDOW_HOPS` hops, the builder's own rule, checked here before TensorFlow loads)."""
+    from data.features import MAX_WINDOW_HOPS
 
     if mel is None or config.generator != "istft" or config.istft_layout != "mel":
         return
-    if mel.win_length > 2 * CONTEXT_FRAMES * mel.hop_length:
-        longest = 2 * CONTEXT_FRAMES * config.mel_hop_ms
+    if mel.win_length > MAX_WINDOW_HOPS * mel.hop_length:
         raise UsageError(f"--mel-window-ms {config.mel_window_ms:g}: the istft generator's mel layout needs a "
-                         f"window of at most {2 * CONTEXT_FRAMES} hops ({longest:g} ms); shorten it or give "
-                         f"--istft-layout vocos")
+                         f"window of at most {MAX_WINDOW_HOPS} hops ({MAX_WINDOW_HOPS * config.mel_hop_ms:g} ms); "
+                         f"shorten it or give --istft-layout vocos")
 
 
 def main(argv=None):

@@ -22,6 +22,9 @@ import numpy as np
 # Frames of context on each side of a sample's own frame that the upsampler reads: one for the frame-level
 # convolution (kernel 3), one for `models.layers.FrameUpsampler` (frames k - 1 and k + 1).
 CONTEXT_FRAMES = 2
+# The longest synthesis window, in hops, whose overlap-add is full over a sample's own frame and that context: a
+# generator that predicts STFT frames (models.build_istft_generator) needs its window no longer.
+MAX_WINDOW_HOPS = 2 * CONTEXT_FRAMES
 NPZ_KEYS = ("mel",)
 
 

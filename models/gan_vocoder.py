@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from data.features import CONTEXT_FRAMES
+from data.features import CONTEXT_FRAMES, MAX_WINDOW_HOPS
 from models.gan import TwoOptimizerGAN
 from models.layers import PACKAGE, AudioInput, MelFeatures
 
@@ -491,9 +491,9 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
         fft, window, subtract_floor = 4 * hop, 4 * hop, True
     else:
         raise ValueError(f"layout must be one of {ISTFT_LAYOUTS}, not {layout!r}")
-    if window > 2 * CONTEXT_FRAMES * hop:  # a longer window would leave the kept edge samples short of a full overlap
-        raise ValueError(f"the istft generator needs a window of at most {2 * CONTEXT_FRAMES} hops "
-                         f"({2 * CONTEXT_FRAMES * hop} samples), not {window}")
+    if window > MAX_WINDOW_HOPS * hop:  # a longer window would leave the kept edge samples short of a full overlap
+        raise ValueError(f"the istft generator needs a window of at most {MAX_WINDOW_HOPS} hops "
+                         f"({MAX_WINDOW_HOPS * hop} samples), not {window}")
     mel = keras.Input(shape=(None, settings.n_mels), name="mel")
     x = MelFeatures(settings, name="mel_features")(mel)
     x = keras.layers.Conv1D(channels, 7, padding="same", name="mel_conv")(x)
