@@ -1,8 +1,6 @@
 """Shared fixtures: tiny models, generated audio files, and a runner for the command-line scripts."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -109,9 +107,11 @@ def run_main(script, *args):
 
 
 def run_script(script, *args, cwd=None, timeout=300, env=None):
-    """Runs one of the project's scripts in a fresh interpreter (with `env` added to the environment, such as
-    data/faults.py's `WAVEGEN_KILL_AT`); returns the CompletedProcess."""
+    """Runs one of the project's scripts as `python script args` would (with `env` added to the environment, such
+    as data/faults.py's `WAVEGEN_KILL_AT`), in a process forked from one that has imported TensorFlow but none of
+    the project's modules (tests/forked.py); returns the CompletedProcess."""
+    from tests import forked
+
     env = {**{k: v for k, v in os.environ.items() if k != "WAVEGEN_KILL_AT"}, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd or ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return forked.run(ROOT / script, *args, cwd=cwd or ROOT, env=env, timeout=timeout)

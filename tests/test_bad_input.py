@@ -13,13 +13,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
+from tests import forked
 from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, tone, write_wav
 from tests.test_cli import assert_one_line_error
 
@@ -211,9 +210,8 @@ def test_restore_checkpoint_takes_the_newest_that_loads_and_points_latest_at_it(
 def test_sigterm_during_generate_removes_the_half_written_file(tmp_path, wavenet_run):
     out = tmp_path / "new" / "long.wav"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "WAVEGEN_ENGINE": "numpy"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "generate.py"), str(wavenet_run / "model.keras"),
-                                "--seconds", "100000", "--output", str(out)], cwd=ROOT, env=env, text=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = forked.launch(ROOT / "generate.py", wavenet_run / "model.keras", "--seconds", "100000", "--output", out,
+                            cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 120
         while True:  # until audio is being written into the hidden temporary file
@@ -223,11 +221,11 @@ def test_sigterm_during_generate_removes_the_half_written_file(tmp_path, wavenet
             assert process.poll() is None and time.monotonic() < deadline, "generation did not start"
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 143, stderr[-2000:]
-    assert stderr.strip().splitlines() == ["generate.py: terminated (SIGTERM)"]
+    assert process.returncode == 143, process.stderr[-2000:]
+    assert process.stderr.strip().splitlines() == ["generate.py: terminated (SIGTERM)"]
     assert not out.parent.exists()  # no temporary, no output, and the folder it made is gone too
 
 

@@ -5,13 +5,12 @@ import csv
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests import forked
 from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, tone, write_wav
 from tests.test_audio import BAD_KINDS, make_bad
 
@@ -249,6 +248,6 @@ def test_mixed_bfloat16_training_through_the_cli(tmp_path, script, flags, loss_c
     saved = "model.keras" if script == "train_wavenet.py" else "generator.keras"
     check = ("import sys, keras, models; m = keras.saving.load_model(sys.argv[1]); "
              "print(sorted({w.dtype for w in m.weights}))")
-    loaded = subprocess.run([sys.executable, "-c", check, str(run_dir / saved)], capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}, timeout=300)
+    loaded = forked.run_code(check, run_dir / saved, cwd=ROOT,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)})
     assert loaded.stdout.strip().splitlines()[-1] == "['float32']", loaded.stderr[-2000:]

@@ -9,14 +9,13 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import ROOT, TINY_FLAGS, tone, write_wav
+from tests import forked
 
 WAVENET_FLAGS = [*TINY_FLAGS, "--epochs", "2", "--sample-every", "1"]
 GAN_FLAGS = ["--slice-length", "4096", "--model-dim", "2", "--latent-dim", "8", "--batch-size", "2",
@@ -47,15 +46,13 @@ def cluster(script, args, tmp_path, kill_at=(None, None), timeout=300, extra=(()
         env.pop("WAVEGEN_KILL_AT", None)
         if kill_at[index]:
             env["WAVEGEN_KILL_AT"] = kill_at[index]
-        command = [sys.executable, str(ROOT / script), *map(str, [*args, *extra[index]])]
-        workers.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        workers.append(forked.launch(ROOT / script, *args, *extra[index], cwd=tmp_path, env=env))
     results = Results()
     results.pids = [worker.pid for worker in workers]
     try:
         for worker in workers:
-            out, err = worker.communicate(timeout=timeout)  # a worker that hangs fails the test here
-            results.append((worker.returncode, out, err))
+            worker.wait(timeout)  # a worker that hangs fails the test here
+            results.append((worker.returncode, worker.stdout, worker.stderr))
     finally:
         for worker in workers:
             worker.kill()

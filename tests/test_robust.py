@@ -11,13 +11,12 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests import forked
 from tests.conftest import ROOT, TINY_FLAGS, tone, write_wav
 
 EPOCHS = 3
@@ -31,13 +30,12 @@ def speech_like(tmp_path_factory):
 
 
 def train(*args, script="train_wavenet.py", kill_at=None, timeout=300):
-    """Runs a trainer in a fresh interpreter; `kill_at` sets `WAVEGEN_KILL_AT` (see data/faults.py)."""
+    """Runs a trainer as `python script args` would (tests/forked.py); `kill_at` sets `WAVEGEN_KILL_AT` (see data/faults.py)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     env.pop("WAVEGEN_KILL_AT", None)
     if kill_at:
         env["WAVEGEN_KILL_AT"] = kill_at
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return forked.run(ROOT / script, *args, cwd=ROOT, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

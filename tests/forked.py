@@ -1,0 +1,158 @@
+"""Runs the project's scripts for the tests in processes forked from one that has already imported TensorFlow.
+
+A fresh interpreter spends 5-6 of its first seconds importing TensorFlow, Keras and librosa, and the suite starts
+scripts some hundred times. `launch` instead asks a multiprocessing fork server (one per test process, started on
+first use) that has imported those third-party libraries and nothing of the project's to fork a child; the child
+takes the environment, working folder and arguments it is given, points its standard output and error at files,
+and runs the script as `__main__`, as `python script ...` would. The project's own modules (`models`, `data`, ...)
+are imported afresh in every child, so what a script does at import is still tested. The library state that is
+shared is what importing leaves: TensorFlow creates its runtime on first use, in the child.
+
+Tests that are about the interpreter itself (what `import models` alone registers, a missing numba) still start
+a fresh one, and `WAVEGEN_TEST_FRESH=1` makes every launch a fresh interpreter.
+"""
+
+import atexit
+import functools
+import multiprocessing
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+
+# What the scripts import from outside the project, the slowest first: TensorFlow and Keras (5-6 s), librosa's
+# modules (their numba functions compile at import), matplotlib's pyplot (spectrogram images), TensorBoard.
+PRELOAD = ["tensorflow", "keras", "numpy", "scipy.signal", "soundfile", "numba", "librosa", "librosa.core",
+           "librosa.feature", "librosa.filters", "librosa.display", "matplotlib.pyplot", "tensorboard.summary.v2"]
+FRESH = os.environ.get("WAVEGEN_TEST_FRESH") == "1"
+_context = None
+
+
+def _fork_server():
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(PRELOAD)
+    return _context
+
+
+def _child(script, args, cwd, env, out_path, err_path):
+    """In the forked child: becomes `python script args` (`python -c CODE args` when `script` is `-c` and the
+    code is `args[0]`) in `cwd` with exactly `env`, then exits as that would."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    tempfile.tempdir = None  # TMPDIR is read again on first use, from the child's environment
+    for stream, path in ((sys.stdout, out_path), (sys.stderr, err_path)):
+        stream.flush()
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(descriptor, stream.fileno())
+        os.close(descriptor)
+    if script == "-c":
+        sys.argv, sys.path[0] = ["-c", *args[1:]], ""
+        run = functools.partial(exec, compile(args[0], "<string>", "exec"), {"__name__": "__main__"})
+    else:
+        sys.argv, sys.path[0] = [script, *args], str(Path(script).parent)
+        run = functools.partial(runpy.run_path, script, run_name="__main__")
+    code = 0
+    try:
+        run()
+    except SystemExit as stop:
+        if stop.code is None:
+            code = 0
+        elif isinstance(stop.code, int):
+            code = stop.code
+        else:
+            print(stop.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    threading._shutdown()  # as the interpreter does at exit: waits for threads that are not daemons, then atexit
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+class Launched:
+    """A script started by `launch`: `pid`, `wait(timeout)` and `kill()`; once `wait` has seen it end,
+    `returncode`, `stdout` and `stderr` as `subprocess.Popen` with text pipes would give them."""
+
+    def __init__(self, command, cwd, env):
+        self.args = command
+        self.returncode = self.stdout = self.stderr = None
+        self._folder = Path(tempfile.mkdtemp(prefix="launched-"))
+        out, err = self._folder / "stdout", self._folder / "stderr"
+        if FRESH:
+            with out.open("w") as out_file, err.open("w") as err_file:
+                self._process = subprocess.Popen([sys.executable, *command], cwd=cwd, env=env,
+                                                 stdin=subprocess.DEVNULL, stdout=out_file, stderr=err_file)
+        else:
+            arguments = (command[0], command[1:], str(cwd), dict(env), str(out), str(err))
+            self._process = _fork_server().Process(target=_child, args=arguments)
+            self._process.start()
+        self.pid = self._process.pid
+
+    def wait(self, timeout=None):
+        """Waits for the script to end and returns its exit status (minus the signal's number if one ended it);
+        raises `subprocess.TimeoutExpired` if it is still running after `timeout` seconds."""
+        if self.returncode is None:
+            if FRESH:
+                self._process.wait(timeout)
+                code = self._process.returncode
+            else:
+                self._process.join(timeout)
+                code = self._process.exitcode
+                if code is None:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+            self.stdout, self.stderr = ((self._folder / name).read_text() for name in ("stdout", "stderr"))
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self.returncode = code
+        return self.returncode
+
+    def poll(self):
+        """The exit status once the script has ended (and `wait` has collected it), else None."""
+        ended = self._process.poll() is not None if FRESH else self._process.exitcode is not None
+        return self.wait() if ended else None
+
+    def send_signal(self, signum):
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self):
+        """Sends SIGKILL unless the script has already been seen to end."""
+        if self.returncode is None:
+            self._process.kill()
+
+
+def launch(script, *args, cwd, env):
+    """Starts `python script args` with exactly the environment `env`, forked as described above, and returns its
+    `Launched`."""
+    return Launched([str(script), *map(str, args)], cwd, env)
+
+
+def run_code(code, *args, cwd, env, timeout=300):
+    """As `run`, for `python -c code args`."""
+    return run("-c", code, *args, cwd=cwd, env=env, timeout=timeout)
+
+
+def run(script, *args, cwd, env, timeout=300):
+    """`launch`, then waits: returns a `subprocess.CompletedProcess`, or raises `subprocess.TimeoutExpired` after
+    killing a script that outlives `timeout` seconds, as `subprocess.run` does."""
+    launched = launch(script, *args, cwd=cwd, env=env)
+    try:
+        launched.wait(timeout)
+    except subprocess.TimeoutExpired:
+        launched.kill()
+        launched.wait()
+        raise
+    return subprocess.CompletedProcess(launched.args, launched.returncode, launched.stdout, launched.stderr)
