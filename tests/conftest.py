@@ -106,12 +106,12 @@ def run_main(script, *args):
     return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
 
 
-def run_script(script, *args, cwd=None, timeout=300, env=None):
+def run_script(script, *args, cwd=None, timeout=300, env=None, fresh=False):
     """Runs one of the project's scripts as `python script args` would (with `env` added to the environment, such
     as data/faults.py's `WAVEGEN_KILL_AT`), in a process forked from one that has imported TensorFlow but none of
-    the project's modules (tests/forked.py); returns the CompletedProcess."""
+    the project's modules (tests/forked.py; in a fresh interpreter with `fresh`); returns the CompletedProcess."""
     from tests import forked
 
     env = {**{k: v for k, v in os.environ.items() if k != "WAVEGEN_KILL_AT"}, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": str(ROOT), **(env or {})}
-    return forked.run(ROOT / script, *args, cwd=cwd or ROOT, env=env, timeout=timeout)
+    return forked.run(ROOT / script, *args, cwd=cwd or ROOT, env=env, timeout=timeout, fresh=fresh)

@@ -8,8 +8,11 @@ and runs the script as `__main__`, as `python script ...` would. The project's o
 are imported afresh in every child, so what a script does at import is still tested. The library state that is
 shared is what importing leaves: TensorFlow creates its runtime on first use, in the child.
 
-Tests that are about the interpreter itself (what `import models` alone registers, a missing numba) still start
-a fresh one, and `WAVEGEN_TEST_FRESH=1` makes every launch a fresh interpreter.
+What a child does not get from `env` is what Python reads at its own start (`PYTHONHASHSEED`, `PYTHONWARNINGS`,
+`PYTHONPATH`: `sys.path` is the test process's, with the script's folder first), and what importing the libraries
+prints goes to the fork server's stderr, not the child's. So tests about the interpreter itself (a missing numba,
+the allocator setting made at import, nothing on stderr at start) pass `fresh=True` or start one themselves, and
+`WAVEGEN_TEST_FRESH=1` makes every launch a fresh interpreter.
 """
 
 import atexit
@@ -18,6 +21,7 @@ import multiprocessing
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,15 +48,18 @@ def _fork_server():
 def _child(script, args, cwd, env, out_path, err_path):
     """In the forked child: becomes `python script args` (`python -c CODE args` when `script` is `-c` and the
     code is `args[0]`) in `cwd` with exactly `env`, then exits as that would."""
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    tempfile.tempdir = None  # TMPDIR is read again on first use, from the child's environment
     for stream, path in ((sys.stdout, out_path), (sys.stderr, err_path)):
         stream.flush()
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(descriptor, stream.fileno())
         os.close(descriptor)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    tempfile.tempdir = None  # TMPDIR is read again on first use, from the child's environment
+    import numpy
+
+    numpy.random.seed()  # each child its own global NumPy state, as a fresh interpreter has (`random` is reseeded)
     if script == "-c":
         sys.argv, sys.path[0] = ["-c", *args[1:]], ""
         run = functools.partial(exec, compile(args[0], "<string>", "exec"), {"__name__": "__main__"})
@@ -70,6 +77,11 @@ def _child(script, args, cwd, env, out_path, err_path):
         else:
             print(stop.code, file=sys.stderr)
             code = 1
+    except KeyboardInterrupt:  # uncaught, Python ends by SIGINT
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -87,12 +99,14 @@ class Launched:
     """A script started by `launch`: `pid`, `wait(timeout)` and `kill()`; once `wait` has seen it end,
     `returncode`, `stdout` and `stderr` as `subprocess.Popen` with text pipes would give them."""
 
-    def __init__(self, command, cwd, env):
+    def __init__(self, command, cwd, env, fresh=False):
         self.args = command
         self.returncode = self.stdout = self.stderr = None
+        self._fresh = fresh or FRESH
         self._folder = Path(tempfile.mkdtemp(prefix="launched-"))
         out, err = self._folder / "stdout", self._folder / "stderr"
-        if FRESH:
+        out.touch(), err.touch()  # there even if the child fails before it opens them
+        if self._fresh:
             with out.open("w") as out_file, err.open("w") as err_file:
                 self._process = subprocess.Popen([sys.executable, *command], cwd=cwd, env=env,
                                                  stdin=subprocess.DEVNULL, stdout=out_file, stderr=err_file)
@@ -106,7 +120,7 @@ class Launched:
         """Waits for the script to end and returns its exit status (minus the signal's number if one ended it);
         raises `subprocess.TimeoutExpired` if it is still running after `timeout` seconds."""
         if self.returncode is None:
-            if FRESH:
+            if self._fresh:
                 self._process.wait(timeout)
                 code = self._process.returncode
             else:
@@ -114,41 +128,47 @@ class Launched:
                 code = self._process.exitcode
                 if code is None:
                     raise subprocess.TimeoutExpired(self.args, timeout)
-            self.stdout, self.stderr = ((self._folder / name).read_text() for name in ("stdout", "stderr"))
-            shutil.rmtree(self._folder, ignore_errors=True)
+            try:
+                self.stdout, self.stderr = ((self._folder / name).read_text() for name in ("stdout", "stderr"))
+            finally:
+                shutil.rmtree(self._folder, ignore_errors=True)
             self.returncode = code
         return self.returncode
 
     def poll(self):
         """The exit status once the script has ended (and `wait` has collected it), else None."""
-        ended = self._process.poll() is not None if FRESH else self._process.exitcode is not None
-        return self.wait() if ended else None
+        return self.wait() if self._ended() else None
+
+    def _ended(self):
+        # The fork server reaps its children at once, so a process id is free again as soon as the child ends:
+        # look before signalling, so as not to signal another process that reused it.
+        return self._process.poll() is not None if self._fresh else self._process.exitcode is not None
 
     def send_signal(self, signum):
-        if self.returncode is None:
+        if self.returncode is None and not self._ended():
             os.kill(self.pid, signum)
 
     def kill(self):
-        """Sends SIGKILL unless the script has already been seen to end."""
-        if self.returncode is None:
+        """Sends SIGKILL unless the script has already ended."""
+        if self.returncode is None and not self._ended():
             self._process.kill()
 
 
-def launch(script, *args, cwd, env):
-    """Starts `python script args` with exactly the environment `env`, forked as described above, and returns its
-    `Launched`."""
-    return Launched([str(script), *map(str, args)], cwd, env)
+def launch(script, *args, cwd, env, fresh=False):
+    """Starts `python script args` with exactly the environment `env`, forked as described above (in a fresh
+    interpreter with `fresh`), and returns its `Launched`."""
+    return Launched([str(script), *map(str, args)], cwd, env, fresh)
 
 
-def run_code(code, *args, cwd, env, timeout=300):
+def run_code(code, *args, cwd, env, timeout=300, fresh=False):
     """As `run`, for `python -c code args`."""
-    return run("-c", code, *args, cwd=cwd, env=env, timeout=timeout)
+    return run("-c", code, *args, cwd=cwd, env=env, timeout=timeout, fresh=fresh)
 
 
-def run(script, *args, cwd, env, timeout=300):
+def run(script, *args, cwd, env, timeout=300, fresh=False):
     """`launch`, then waits: returns a `subprocess.CompletedProcess`, or raises `subprocess.TimeoutExpired` after
     killing a script that outlives `timeout` seconds, as `subprocess.run` does."""
-    launched = launch(script, *args, cwd=cwd, env=env)
+    launched = launch(script, *args, cwd=cwd, env=env, fresh=fresh)
     try:
         launched.wait(timeout)
     except subprocess.TimeoutExpired:

@@ -112,7 +112,7 @@ def test_help_explains_the_flags(script):
     parser = module.build_parser()
     expected = {action.option_strings[-1] if action.option_strings else action.dest: action
                 for action in parser._actions}
-    result = run_script(script, "--help")
+    result = run_script(script, "--help", fresh=True)  # fresh: nothing on stderr from the start up
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr == ""
     assert result.stdout.startswith(f"usage: {script} [-h]")

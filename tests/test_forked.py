@@ -36,6 +36,8 @@ def test_a_script_runs_as_main_and_its_exceptions_and_signals_end_it_as_python_w
     script.write_text("import sys\nprint(__name__, sys.argv[1:], sys.path[0])\n"
                       "if sys.argv[1] == 'raise':\n    raise ValueError('boom')\n"
                       "if sys.argv[1] == 'kill':\n    import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "if sys.argv[1] == 'interrupt':\n    raise KeyboardInterrupt\n"
+                      "if sys.argv[1] == 'draw':\n    import numpy; print(numpy.random.random())\n"
                       "sys.exit('a message')\n")
     env = {"PYTHONPATH": str(ROOT)}
     result = forked.run(script, "exit", cwd=ROOT, env=env)
@@ -44,6 +46,9 @@ def test_a_script_runs_as_main_and_its_exceptions_and_signals_end_it_as_python_w
     result = forked.run(script, "raise", cwd=ROOT, env=env)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == "ValueError: boom"
     assert forked.run(script, "kill", cwd=ROOT, env=env).returncode == -signal.SIGKILL
+    assert forked.run(script, "interrupt", cwd=ROOT, env=env).returncode == -signal.SIGINT
+    draws = {forked.run(script, "draw", cwd=ROOT, env=env).stdout.split()[-1] for _ in range(2)}
+    assert len(draws) == 2  # each child its own global NumPy state
 
 
 def test_a_launched_script_can_be_signalled_and_a_timeout_kills_it(tmp_path):
