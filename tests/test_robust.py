@@ -7,7 +7,6 @@ resumed run must end exactly where one uninterrupted reference run ends.
 
 import csv
 import json
-import os
 import re
 import shutil
 import signal
@@ -16,8 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests import forked
-from tests.conftest import ROOT, TINY_FLAGS, tone, write_wav
+from tests.conftest import TINY_FLAGS, run_script, tone, write_wav
 
 EPOCHS = 3
 FLAGS = [*TINY_FLAGS, "--epochs", str(EPOCHS), "--sample-every", "2"]  # 2 steps an epoch; a 0.1 s sample after the 2nd
@@ -30,12 +28,8 @@ def speech_like(tmp_path_factory):
 
 
 def train(*args, script="train_wavenet.py", kill_at=None, timeout=300):
-    """Runs a trainer as `python script args` would (tests/forked.py); `kill_at` sets `WAVEGEN_KILL_AT` (see data/faults.py)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    env.pop("WAVEGEN_KILL_AT", None)
-    if kill_at:
-        env["WAVEGEN_KILL_AT"] = kill_at
-    return forked.run(ROOT / script, *args, cwd=ROOT, env=env, timeout=timeout)
+    """Runs a trainer through `run_script`; `kill_at` sets `WAVEGEN_KILL_AT` (see data/faults.py)."""
+    return run_script(script, *args, timeout=timeout, env={"WAVEGEN_KILL_AT": kill_at} if kill_at else None)
 
 
 @pytest.fixture(scope="module")
