@@ -33,11 +33,13 @@ from run.distribute import report_lost_workers, start_distribution
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "sample_rate", "labels",
                   "class_channels", "generator", "generator_channels", "phase_iterations",
-                  "generation_phase_iterations", "phase_momentum", "istft_layout", "discriminator_channels",
+                  "generation_phase_iterations", "phase_momentum", "istft_layout", "phase_head",
+                  "discriminator_channels",
                   *MEL_SHAPE_SETTINGS)
 WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "labels",
                 "class_channels", "sample_clips")
-ISTFT_ONLY = ("phase_iterations", "generation_phase_iterations", "phase_momentum", "istft_layout")
+ISTFT_ONLY = ("phase_iterations", "generation_phase_iterations", "phase_momentum", "istft_layout", "phase_head",
+              "phase_weight")
 VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY, "discriminator_channels",
                 "stft_weight", "feature_weight", "adversarial_weight", "adversarial_start", "sample_seconds",
                 *MEL_SHAPE_SETTINGS[1:])
@@ -48,12 +50,13 @@ VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY
 # spectrogram's own STFT, better STOI and spectral convergence, the same log-spectral distance).
 MODE_DEFAULTS = {"wavegan": {"batch_size": 4, "learning_rate": 1e-4},
                  "melgan": {"batch_size": 8, "learning_rate": 2e-4, "generator_channels": 128, "phase_iterations": 0,
-                            "generation_phase_iterations": 0, "phase_momentum": 0.0},
+                            "generation_phase_iterations": 0, "phase_momentum": 0.0, "phase_weight": 0.0},
                  "istft": {"batch_size": 8, "learning_rate": 5e-4, "generator_channels": 256, "phase_iterations": 8,
-                           "generation_phase_iterations": 16, "phase_momentum": 0.99, "istft_layout": "mel"}}
+                           "generation_phase_iterations": 16, "phase_momentum": 0.99, "istft_layout": "mel",
+                           "phase_head": "direct", "phase_weight": 0.0}}
 # A resumed run whose config.json predates these settings was trained with these values.
 PREDATED = {"generator": "melgan", "adversarial_start": 0, "phase_iterations": 0, "generation_phase_iterations": 0,
-            "phase_momentum": 0.0, "istft_layout": "vocos", "pack": 1}
+            "phase_momentum": 0.0, "istft_layout": "vocos", "phase_head": "direct", "phase_weight": 0.0, "pack": 1}
 
 
 @dataclass
@@ -78,6 +81,8 @@ class GANConfig(MelFlags, RunSettings):
     generation_phase_iterations: Optional[int] = None
     phase_momentum: Optional[float] = None
     istft_layout: Optional[str] = None
+    phase_head: Optional[str] = None
+    phase_weight: Optional[float] = None
     discriminator_channels: int = 16
     stft_weight: float = 45.0
     feature_weight: float = 2.0
@@ -117,6 +122,10 @@ HELP = {
                       "None: 0.99",
     "istft_layout": "vocoder, istft: the frames it predicts: mel (the spectrogram's own FFT and window) or vocos "
                     "(FFT and window 4 x hop, as before); None: mel",
+    "phase_head": "vocoder, istft: how it predicts each bin's phase: direct (one output) or parallel (the angle of "
+                  "a complex output, APNet's); None: direct",
+    "phase_weight": "vocoder, istft: weight of APNet's anti-wrapping phase loss between the predicted phases "
+                    "(before the Griffin-Lim iterations) and the real audio's (0: none); None: 0",
     "discriminator_channels": "vocoder: channels of each discriminator's first layer (then x2, x4, x8)",
     "stft_weight": "vocoder: weight of the multi-resolution STFT loss",
     "feature_weight": "vocoder: weight of feature matching within the adversarial loss",
@@ -148,12 +157,14 @@ TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim"
          "sample_every": non_negative_int, "sample_clips": positive_int, "class_channels": positive_int,
          "segment_frames": positive_int, "generator_channels": positive_int, "phase_iterations": non_negative_int,
          "generation_phase_iterations": non_negative_int, "phase_momentum": momentum,
+         "phase_weight": non_negative_float,
          "discriminator_channels": positive_int,
          "stft_weight": non_negative_float, "feature_weight": non_negative_float,
          "adversarial_weight": non_negative_float, "adversarial_start": non_negative_int,
          "sample_seconds": positive_float, **SCHEDULE_TYPES, **MEL_TYPES}
 CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536),
            "condition": ("none", "mel"), "generator": ("istft", "melgan"), "istft_layout": ("mel", "vocos"),
+           "phase_head": ("direct", "parallel"),
            "schedule": SCHEDULE_CHOICES}
 
 
@@ -180,7 +191,7 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
                                         config.adversarial_weight, generator, discriminator, config.generator,
                                         config.adversarial_start, config.phase_iterations,
                                         config.generation_phase_iterations, config.phase_momentum,
-                                        config.istft_layout)
+                                        config.istft_layout, config.phase_head, config.phase_weight)
     return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
                                 config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator,
                                 class_names=class_names, class_channels=config.class_channels, pack=config.pack)

@@ -16,10 +16,11 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "1")
 from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, bits_per_sample, loss_for
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
                         gan_class_names, generate_clips, is_gan_generator)
-from models.gan_vocoder import (GENERATORS, ISTFT_LAYOUTS, GriffinLimPhases, InverseSTFT, LayerScale, PeriodFold,
-                                TrimEdges, VocoderGAN, build_istft_generator, build_vocoder_discriminator,
-                                build_vocoder_gan, build_vocoder_generator, is_gan_vocoder, stft_loss,
-                                upsample_factors, vocode, vocoder_settings, vocoder_spec)
+from models.gan_vocoder import (GENERATORS, ISTFT_LAYOUTS, PHASE_HEADS, GriffinLimPhases, InverseSTFT, LayerScale,
+                                ParallelPhase, PeriodFold, TrimEdges, VocoderGAN, build_istft_generator,
+                                build_vocoder_discriminator, build_vocoder_gan, build_vocoder_generator,
+                                is_gan_vocoder, phase_loss, stft_loss, upsample_factors, vocode, vocoder_settings,
+                                vocoder_spec)
 from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
                                generate_chunks, generate_naive, pack_weights)
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
@@ -42,7 +43,8 @@ __all__ = ["AudioInput", "averaged_weights", "AveragedAdam", "bits_per_sample", 
            "IncrementalWaveNet", "InverseSTFT", "is_gan_generator", "ISTFT_LAYOUTS", "is_gan_vocoder", "is_token_lm",
            "LayerScale", "lm_spec", "LMSpec", "load_model", "loss_for",
            "MelCodebook", "MelFeatures", "ModelFileError", "MuLawEmbedding", "OutputDistribution", "pack_weights",
-           "PackedWeights", "PeriodFold", "PhaseShuffle", "receptive_field", "render_frames",
+           "PackedWeights", "ParallelPhase", "PeriodFold", "PHASE_HEADS", "phase_loss", "PhaseShuffle",
+           "receptive_field", "render_frames",
            "RotaryCausalAttention", "set_codebook", "stft_loss", "StreamState", "TokenInput", "tokenize",
            "TrimEdges", "upsample_factors", "vocode", "vocoder_settings", "vocoder_spec", "VocoderGAN", "WaveGAN",
            "wavenet_spec", "WaveNetSpec"]

@@ -220,6 +220,33 @@ def _overlap_add(magnitude, cos, sin, fft_length, hop_length, window_length):
                      center=False)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ParallelPhase(keras.layers.Layer):
+    """Each bin's phase as the angle of a learned complex number (APNet's parallel phase estimation, Ai and Ling,
+    2023): the input's last axis holds the real parts, then the imaginary parts. A phase given by one linear output
+    must jump by 2 pi somewhere as its input moves round the circle; the angle of two smooth outputs need not.
+
+    Args:
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> ParallelPhase()(np.array([[1.0, 0.0, 0.0, 1.0]], "float32"))  # bins of 1 and i: phases 0 and pi / 2
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # angles need float32 under a mixed global policy
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        real, imag = ops.split(ops.cast(inputs, "float32"), 2, axis=-1)
+        # Off the origin by a hair, where the angle and its gradient are undefined.
+        return ops.cast(ops.arctan2(imag, ops.where(ops.equal(real, 0.0), 1e-12, real)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], None if input_shape[-1] is None else input_shape[-1] // 2)
+
+
 def _unit_phasors(real, imag):
     """`(cos, sin)` of complex values' phases; a silent bin (exactly zero in padding) gets phase 0, on both sides of a
     `where`, so that no infinite gradient reaches it through the branch not taken."""
@@ -446,11 +473,13 @@ class LinearMagnitudes(keras.layers.Layer):
                 "subtract_floor": self.subtract_floor}
 
 
+PHASE_HEADS = ("direct", "parallel")
 ISTFT_LAYOUTS = ("mel", "vocos")
 
 
 def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_iterations=0,
-                          generation_phase_iterations=None, phase_momentum=0.0, layout="mel", name="vocoder"):
+                          generation_phase_iterations=None, phase_momentum=0.0, layout="mel", phase_head="direct",
+                          name="vocoder"):
     """A Vocos-style generator (Siuzdak, 2023): every layer runs at the frame rate, and the last one predicts each
     frame's STFT (log-magnitude and phase), turned into audio by `InverseSTFT`. Same inputs and outputs as
     `build_vocoder_generator`.
@@ -475,6 +504,8 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
         generation_phase_iterations: the iterations outside training (None: `phase_iterations`).
         phase_momentum: the iterations' momentum (`GriffinLimPhases`; 0: plain Griffin-Lim).
         layout: "mel" or "vocos", as above.
+        phase_head: "direct" (a dense layer gives each bin's phase) or "parallel" (a dense layer gives a complex
+            number per bin and the phase is its angle, `ParallelPhase`), both named "phase".
         name: the model's name.
 
     Example:
@@ -491,6 +522,8 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
         fft, window, subtract_floor = 4 * hop, 4 * hop, True
     else:
         raise ValueError(f"layout must be one of {ISTFT_LAYOUTS}, not {layout!r}")
+    if phase_head not in PHASE_HEADS:
+        raise ValueError(f"phase_head must be one of {PHASE_HEADS}, not {phase_head!r}")
     if window > MAX_WINDOW_HOPS * hop:  # a longer window would leave the kept edge samples short of a full overlap
         raise ValueError(f"the istft generator needs a window of at most {MAX_WINDOW_HOPS} hops "
                          f"({MAX_WINDOW_HOPS * hop} samples), not {window}")
@@ -511,7 +544,10 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     magnitude = keras.layers.Dense(bins, name="magnitude")(x)
     magnitude = keras.layers.Add(name="magnitude_add", dtype="float32")(
         [magnitude, LinearMagnitudes(settings, fft, subtract_floor, name="linear_magnitudes")(mel)])
-    phase = keras.layers.Dense(bins, name="phase")(x)
+    if phase_head == "parallel":
+        phase = ParallelPhase(name="phase")(keras.layers.Dense(2 * bins, name="phase_parts")(x))
+    else:
+        phase = keras.layers.Dense(bins, name="phase")(x)
     x = keras.layers.Concatenate(name="spectrum", dtype="float32")([magnitude, phase])
     if phase_iterations or generation_phase_iterations:
         x = GriffinLimPhases(fft, hop, phase_iterations, generation_phase_iterations, phase_momentum, window,
@@ -598,6 +634,28 @@ def stft_loss(real, fake, resolutions):
     return total / len(resolutions)
 
 
+def _wrapped(angle):
+    """The distance of an angle from the nearest multiple of 2 pi (APNet's anti-wrapping function)."""
+    return ops.abs(angle - 2.0 * np.pi * ops.round(angle / (2.0 * np.pi)))
+
+
+def phase_loss(true_real, true_imag, phase):
+    """APNet's anti-wrapping phase losses (Ai and Ling, 2023) of predicted phases against a true STFT's, both
+    `(batch, frames, bins)`: the instantaneous phase, the group delay (the phase's difference between neighbouring
+    bins) and the instantaneous angular frequency (its difference between neighbouring frames), summed. Each error
+    is weighted by the true magnitude over its mean (a difference by the smaller of its two), so bins that carry
+    the sound count and silent ones, whose phase is noise, do not."""
+    true_phase = ops.arctan2(true_imag, true_real)
+    weight = ops.sqrt(true_real * true_real + true_imag * true_imag)
+    weight = weight / (ops.mean(weight) + 1e-7)
+    instantaneous = ops.mean(weight * _wrapped(phase - true_phase))
+    group_delay = ops.mean(ops.minimum(weight[..., 1:], weight[..., :-1]) * _wrapped(
+        (phase[..., 1:] - phase[..., :-1]) - (true_phase[..., 1:] - true_phase[..., :-1])))
+    frequency = ops.mean(ops.minimum(weight[:, 1:], weight[:, :-1]) * _wrapped(
+        (phase[:, 1:] - phase[:, :-1]) - (true_phase[:, 1:] - true_phase[:, :-1])))
+    return instantaneous + group_delay + frequency
+
+
 class VocoderGAN(TwoOptimizerGAN):
     """Trains a mel-to-waveform generator against its discriminators with `fit`.
 
@@ -617,6 +675,8 @@ class VocoderGAN(TwoOptimizerGAN):
         adversarial_weight: weight of the adversarial part; 0 turns the discriminators off.
         adversarial_start: generator steps trained on the STFT loss alone before the discriminators join (Parallel
             WaveGAN's warm start); until then they are not run and do not change.
+        phase_weight: weight of `phase_loss` between the istft generator's predicted phases (before any Griffin-Lim
+            iterations) and the phases of the real audio's STFT in the same frames; 0: none.
 
     Example:
 
@@ -627,14 +687,23 @@ class VocoderGAN(TwoOptimizerGAN):
     """
 
     def __init__(self, generator, discriminator, stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0,
-                 adversarial_start=0, **kwargs):
+                 adversarial_start=0, phase_weight=0.0, **kwargs):
         super().__init__(generator, discriminator, **kwargs)
         self.stft_weight = float(stft_weight)
         self.feature_weight = float(feature_weight)
         self.adversarial_weight = float(adversarial_weight)
         self.adversarial_start = int(adversarial_start)
+        self.phase_weight = float(phase_weight)
         self.resolutions = stft_resolutions(vocoder_settings(generator))
         names = ("d_loss", "g_loss", "stft_loss", "adversarial_loss", "feature_loss")
+        if self.phase_weight:
+            names += ("phase_loss",)
+            if "spectrum" not in {layer.name for layer in generator.layers}:
+                raise ValueError("the phase loss needs the istft generator's predicted phases")
+            # The same layers and weights, with the frames the head predicts as a second output.
+            self.with_spectrum = keras.Model(generator.inputs,
+                                             [generator.outputs[0], generator.get_layer("spectrum").output],
+                                             name="generator_with_spectrum")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -644,11 +713,17 @@ class VocoderGAN(TwoOptimizerGAN):
     def losses_of(self, mel, audio, training=True, adversarial=True):
         """`(g_loss, d_loss, parts)` of one batch, the parts by name. `adversarial`: a boolean tensor (or bool)
         saying whether the discriminators take part; where false they are not run and their terms are zero."""
-        fake = self.generator(mel, training=training)
+        if self.phase_weight:
+            fake, spectrum = self.with_spectrum(mel, training=training)
+        else:
+            fake = self.generator(mel, training=training)
         real = ops.cast(audio, "float32")
         stft = stft_loss(real[..., 0], ops.cast(fake, "float32")[..., 0], self.resolutions)
         parts = {"stft_loss": stft}
         g_loss, d_loss = self.stft_weight * stft, ops.zeros(())
+        if self.phase_weight:
+            parts["phase_loss"] = self.phase_loss_of(real[..., 0], spectrum)
+            g_loss = g_loss + self.phase_weight * parts["phase_loss"]
         if self.adversarial_weight:
             if adversarial is True:
                 terms = self.adversarial_terms(real, fake, training)
@@ -661,6 +736,20 @@ class VocoderGAN(TwoOptimizerGAN):
             parts.update(adversarial_loss=adversarial_loss, feature_loss=feature)
             g_loss = g_loss + self.adversarial_weight * (adversarial_loss + self.feature_weight * feature)
         return g_loss, d_loss, parts
+
+    def phase_loss_of(self, real, spectrum):
+        """`phase_loss` of the predicted frames `spectrum` (log-magnitudes then phases, with the context rows)
+        against the STFT of the real audio `(batch, samples)` in the same frames."""
+        inverse = self.generator.get_layer("inverse_stft")
+        fft, hop, window = inverse.fft_length, inverse.hop_length, inverse.window_length
+        # Frame k of a centred STFT is centred on sample k * hop, as the generator's row CONTEXT_FRAMES + k.
+        real_part, imag_part = ops.stft(real, window, hop, fft, window="hann", center=True)
+        last = real_part.shape[1] - 1
+        # The frames whose FFT lies inside the audio: those nearer the ends see the centred STFT's padding.
+        edge = -(-(fft // 2) // hop)
+        phase = ops.cast(spectrum, "float32")[..., fft // 2 + 1:]
+        return phase_loss(real_part[:, edge:last - edge + 1], imag_part[:, edge:last - edge + 1],
+                          phase[:, CONTEXT_FRAMES + edge:CONTEXT_FRAMES + last - edge + 1])
 
     def adversarial_terms(self, real, fake, training=True):
         """`(adversarial, feature matching, d_loss)`: the least-squares terms of every discriminator's view."""
@@ -705,7 +794,8 @@ class VocoderGAN(TwoOptimizerGAN):
 def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=16, learning_rate=2e-4,
                       stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0, generator=None,
                       discriminator=None, generator_kind="melgan", adversarial_start=0, phase_iterations=0,
-                      generation_phase_iterations=None, phase_momentum=0.0, istft_layout="mel"):
+                      generation_phase_iterations=None, phase_momentum=0.0, istft_layout="mel", phase_head="direct",
+                      phase_weight=0.0):
     """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
     `GENERATORS`; `generator_channels` None: that builder's default width; `phase_iterations`,
     `generation_phase_iterations`, `phase_momentum` and `istft_layout`: the istft generator's); Adam (beta 0.8,
@@ -714,12 +804,13 @@ def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=
         options = {} if generator_channels is None else {"channels": generator_channels}
         if generator_kind == "istft":
             options.update(phase_iterations=phase_iterations, generation_phase_iterations=generation_phase_iterations,
-                           phase_momentum=phase_momentum, layout=istft_layout)
+                           phase_momentum=phase_momentum, layout=istft_layout, phase_head=phase_head)
         elif phase_iterations or generation_phase_iterations:
             raise ValueError(f"Griffin-Lim iterations need the istft generator, not {generator_kind!r}")
         generator = GENERATORS[generator_kind](settings, **options)
     discriminator = discriminator or build_vocoder_discriminator(settings.sample_rate, discriminator_channels)
-    gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start)
+    gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start,
+                     phase_weight)
     adam = dict(learning_rate=learning_rate, beta_1=0.8, beta_2=0.99)
     gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
     return gan
