@@ -701,7 +701,7 @@ class VocoderGAN(TwoOptimizerGAN):
             if "spectrum" not in {layer.name for layer in generator.layers}:
                 raise ValueError("the phase loss needs the istft generator's predicted phases")
             # The same layers and weights, with the frames the head predicts as a second output.
-            self.with_spectrum = keras.Model(generator.inputs,
+            self.with_spectrum = keras.Model(generator.input,
                                              [generator.outputs[0], generator.get_layer("spectrum").output],
                                              name="generator_with_spectrum")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}

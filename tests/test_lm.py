@@ -224,10 +224,11 @@ def test_token_bits_match_one_pass_of_the_model():
 @pytest.mark.slow
 def test_token_lm_continues_a_melody_longer_than_a_receptive_field():
     """A melody of eight 0.25 s notes repeats every 2 s (160 tokens; a default WaveNet sees 0.26 s). Primed with
-    3 s of it, the trained model's 4 s continuation plays the melody's next notes."""
+    3 s of it, the trained model's 4 s continuation plays the melody's next notes. Measured on the AVX2 EPYC: all
+    16 notes matched after 150, 200, 250 and 300 steps."""
     lm, tokens = melody_lm(seed=0)
     before = continuation_matched(lm)
-    after = continuation_matched(train_melody_lm(lm, tokens, 400))
+    after = continuation_matched(train_melody_lm(lm, tokens, 200))
     assert before < 0.5 and after >= 0.8, (before, after)
 
 
