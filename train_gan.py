@@ -122,10 +122,10 @@ HELP = {
                       "None: 0.99",
     "istft_layout": "vocoder, istft: the frames it predicts: mel (the spectrogram's own FFT and window) or vocos "
                     "(FFT and window 4 x hop, as before); None: mel",
-    "phase_head": "vocoder, istft: how it predicts each bin's phase: direct (one output) or parallel (the angle of "
-                  "a complex output, APNet's); None: direct",
-    "phase_weight": "vocoder, istft: weight of APNet's anti-wrapping phase loss between the predicted phases "
-                    "(before the Griffin-Lim iterations) and the real audio's (0: none); None: 0",
+    "phase_head": "vocoder, istft: how it predicts each bin's phase: direct (one output per bin) or parallel "
+                  "(APNet's: the angle of a learned complex number); None: direct",
+    "phase_weight": "vocoder, istft: weight of APNet's anti-wrapping phase losses between the predicted phases "
+                    "(before the Griffin-Lim iterations) and the real audio's STFT phases; None: 0 (off)",
     "discriminator_channels": "vocoder: channels of each discriminator's first layer (then x2, x4, x8)",
     "stft_weight": "vocoder: weight of the multi-resolution STFT loss",
     "feature_weight": "vocoder: weight of feature matching within the adversarial loss",
@@ -186,12 +186,14 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
     import models
 
     if mel is not None:
-        return models.build_vocoder_gan(mel, config.generator_channels, config.discriminator_channels,
-                                        config.learning_rate, config.stft_weight, config.feature_weight,
-                                        config.adversarial_weight, generator, discriminator, config.generator,
-                                        config.adversarial_start, config.phase_iterations,
-                                        config.generation_phase_iterations, config.phase_momentum,
-                                        config.istft_layout, config.phase_head, config.phase_weight)
+        return models.build_vocoder_gan(
+            mel, config.generator_channels, config.discriminator_channels, config.learning_rate,
+            stft_weight=config.stft_weight, feature_weight=config.feature_weight,
+            adversarial_weight=config.adversarial_weight, generator=generator, discriminator=discriminator,
+            generator_kind=config.generator, adversarial_start=config.adversarial_start,
+            phase_iterations=config.phase_iterations, generation_phase_iterations=config.generation_phase_iterations,
+            phase_momentum=config.phase_momentum, istft_layout=config.istft_layout, phase_head=config.phase_head,
+            phase_weight=config.phase_weight)
     return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
                                 config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator,
                                 class_names=class_names, class_channels=config.class_channels, pack=config.pack)
@@ -271,10 +273,19 @@ def _first_rate(path):
 
 def check_istft_window(config, mel):
     """Refuses a spectrogram window the istft generator's mel layout cannot invert (more than
-    `data.features.MAX_WINDOW_HOPS` hops, the builder's own rule, checked here before TensorFlow loads)."""
-    from data.features import MAX_WINDOW_HOPS
+    `data.features.MAX_WINDOW_HOPS` hops, the builder's own rule) and segments too short for the phase loss, which
+    leaves out the frames at each end whose FFT reaches past the segment; checked here before TensorFlow loads."""
+    from data.features import MAX_WINDOW_HOPS, stft_edge_frames
 
-    if mel is None or config.generator != "istft" or config.istft_layout != "mel":
+    if mel is None or config.generator != "istft":
+        return
+    if config.phase_weight:
+        fft = mel.n_fft if config.istft_layout == "mel" else 4 * mel.hop_length
+        shortest = 2 * stft_edge_frames(fft, mel.hop_length) + 1
+        if config.segment_frames < shortest:
+            raise UsageError(f"--segment-frames {config.segment_frames}: the phase loss (--phase-weight) needs "
+                             f"segments of at least {shortest} frames")
+    if config.istft_layout != "mel":
         return
     if mel.win_length > MAX_WINDOW_HOPS * mel.hop_length:
         raise UsageError(f"--mel-window-ms {config.mel_window_ms:g}: the istft generator's mel layout needs a "

@@ -28,6 +28,12 @@ MAX_WINDOW_HOPS = 2 * CONTEXT_FRAMES
 NPZ_KEYS = ("mel",)
 
 
+def stft_edge_frames(fft_length, hop_length):
+    """Frames at each end of a centred STFT (frame k centred on sample k * hop) whose FFT reaches past the signal,
+    into the padding."""
+    return -(-(int(fft_length) // 2) // int(hop_length))
+
+
 class FeatureError(ValueError):
     """A spectrogram that does not fit the model; the message is one line."""
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from data.features import CONTEXT_FRAMES, MAX_WINDOW_HOPS
+from data.features import CONTEXT_FRAMES, MAX_WINDOW_HOPS, stft_edge_frames
 from models.gan import TwoOptimizerGAN
 from models.layers import PACKAGE, AudioInput, MelFeatures
 
@@ -231,7 +231,8 @@ class ParallelPhase(keras.layers.Layer):
 
     Example:
 
-    >>> ParallelPhase()(np.array([[1.0, 0.0, 0.0, 1.0]], "float32"))  # bins of 1 and i: phases 0 and pi / 2
+    >>> ParallelPhase()(np.array([[1.0, 0.0, 0.0, 1.0]], "float32")).numpy().round(4)  # the bins 1 and i
+    array([[0.    , 1.5708]], dtype=float32)
     """
 
     def __init__(self, **kwargs):
@@ -240,8 +241,11 @@ class ParallelPhase(keras.layers.Layer):
 
     def call(self, inputs):
         real, imag = ops.split(ops.cast(inputs, "float32"), 2, axis=-1)
-        # Off the origin by a hair, where the angle and its gradient are undefined.
-        return ops.cast(ops.arctan2(imag, ops.where(ops.equal(real, 0.0), 1e-12, real)), self.compute_dtype)
+        # At (or next to) the origin the angle and its gradient are undefined: phase 0 there, on both sides of a
+        # `where`, so that no infinite gradient comes through the branch not taken (as `_unit_phasors`).
+        audible = real * real + imag * imag > 1e-20
+        angle = ops.arctan2(ops.where(audible, imag, 0.0), ops.where(audible, real, 1.0))
+        return ops.cast(angle, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], None if input_shape[-1] is None else input_shape[-1] // 2)
@@ -643,11 +647,12 @@ def phase_loss(true_real, true_imag, phase):
     """APNet's anti-wrapping phase losses (Ai and Ling, 2023) of predicted phases against a true STFT's, both
     `(batch, frames, bins)`: the instantaneous phase, the group delay (the phase's difference between neighbouring
     bins) and the instantaneous angular frequency (its difference between neighbouring frames), summed. Each error
-    is weighted by the true magnitude over its mean (a difference by the smaller of its two), so bins that carry
-    the sound count and silent ones, whose phase is noise, do not."""
+    is weighted by the true magnitude over its example's mean (a difference by the smaller of its two), so bins
+    that carry the sound count and silent ones, whose phase is noise, do not, and a quiet example counts as much as
+    a loud one."""
     true_phase = ops.arctan2(true_imag, true_real)
     weight = ops.sqrt(true_real * true_real + true_imag * true_imag)
-    weight = weight / (ops.mean(weight) + 1e-7)
+    weight = weight / (ops.mean(weight, axis=(1, 2), keepdims=True) + 1e-7)
     instantaneous = ops.mean(weight * _wrapped(phase - true_phase))
     group_delay = ops.mean(ops.minimum(weight[..., 1:], weight[..., :-1]) * _wrapped(
         (phase[..., 1:] - phase[..., :-1]) - (true_phase[..., 1:] - true_phase[..., :-1])))
@@ -664,8 +669,8 @@ class VocoderGAN(TwoOptimizerGAN):
     the generator's audio and every discriminator's view of the real and the generated audio once, then updates
     both sides from it (the discriminators with the least-squares loss, the generator with
     `stft_weight` x multi-resolution STFT loss + `adversarial_weight` x (least-squares adversarial loss +
-    `feature_weight` x feature matching)). With `adversarial_weight=0` only the STFT loss trains the generator
-    and the discriminators are not run at all.
+    `feature_weight` x feature matching) + `phase_weight` x `phase_loss`). With `adversarial_weight=0` the
+    discriminators are not run at all.
 
     Args:
         generator: from `build_vocoder_generator`.
@@ -746,7 +751,9 @@ class VocoderGAN(TwoOptimizerGAN):
         real_part, imag_part = ops.stft(real, window, hop, fft, window="hann", center=True)
         last = real_part.shape[1] - 1
         # The frames whose FFT lies inside the audio: those nearer the ends see the centred STFT's padding.
-        edge = -(-(fft // 2) // hop)
+        edge = stft_edge_frames(fft, hop)
+        if last - 2 * edge < 1:  # a difference between frames needs two
+            raise ValueError(f"the phase loss needs segments of at least {2 * edge + 1} frames, not {last}")
         phase = ops.cast(spectrum, "float32")[..., fft // 2 + 1:]
         return phase_loss(real_part[:, edge:last - edge + 1], imag_part[:, edge:last - edge + 1],
                           phase[:, CONTEXT_FRAMES + edge:CONTEXT_FRAMES + last - edge + 1])
@@ -798,8 +805,8 @@ def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=
                       phase_weight=0.0):
     """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
     `GENERATORS`; `generator_channels` None: that builder's default width; `phase_iterations`,
-    `generation_phase_iterations`, `phase_momentum` and `istft_layout`: the istft generator's); Adam (beta 0.8,
-    0.99) for both, as HiFi-GAN."""
+    `generation_phase_iterations`, `phase_momentum`, `istft_layout` and `phase_head`: the istft generator's;
+    `phase_weight`: `VocoderGAN`'s); Adam (beta 0.8, 0.99) for both, as HiFi-GAN."""
     if generator is None:
         options = {} if generator_channels is None else {"channels": generator_channels}
         if generator_kind == "istft":

@@ -18,6 +18,7 @@ what the full model gives on the whole history (`generate_naive`, used by the te
 import math
 import os
 import warnings
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -645,6 +646,22 @@ def generate(model, num_samples=None, *, num_streams=None, temperature=1.0, prim
     return np.zeros((int(_request(spec, num_samples, num_streams, classes, mel)[1]), 0), np.float32)
 
 
+_NAIVE_FORWARDS = weakref.WeakKeyDictionary()
+
+
+def _naive_forward(model):
+    """`model`'s forward pass as one compiled call, kept while the model lives: traced again once the input's length
+    varies, then for any length, where an eager call runs layer by layer at tens of milliseconds per sample. Without
+    XLA, which would compile anew for every length (Keras' predict_on_batch turns it on where a GPU is present)."""
+    if model not in _NAIVE_FORWARDS:
+        import tensorflow as tf
+
+        held = weakref.ref(model)  # not the model itself: the entry would keep its own key alive
+        _NAIVE_FORWARDS[model] = tf.function(lambda x: held()(x, training=False), reduce_retracing=True,
+                                             jit_compile=False)
+    return _NAIVE_FORWARDS[model]
+
+
 def generate_naive(model, num_samples=None, *, num_streams=None, temperature=1.0, prime=None, seed=None,
                    classes=None, mel=None):
     """The reference: runs the full model on the whole history for every sample. Slow; for tests and benches.
@@ -666,6 +683,7 @@ def generate_naive(model, num_samples=None, *, num_streams=None, temperature=1.0
         prime = _as_audio(prime)
         history = mu_law_round_trip(np.broadcast_to(prime, (num_streams, prime.shape[-1])).copy())
     output = np.empty((num_streams, num_samples), np.float32)
+    forward = _naive_forward(model)
     for i in range(num_samples):
         inputs = {spec.WAVEFORM: history[..., None]}
         if spec.class_names:
@@ -674,9 +692,7 @@ def generate_naive(model, num_samples=None, *, num_streams=None, temperature=1.0
             # History position j is conditioned on target sample j (output i is sample i).
             hop = spec.mel.hop_length
             inputs[spec.MEL] = padded[:, :(history.shape[1] - 1) // hop + 1 + 2 * CONTEXT_FRAMES]
-        # predict_on_batch: one compiled call (traced again once the history's length varies, then for any length),
-        # where an eager call runs layer by layer at tens of milliseconds per sample.
-        params = np.asarray(model.predict_on_batch(inputs if spec.conditioned else inputs[spec.WAVEFORM]))
+        params = np.asarray(forward(inputs if spec.conditioned else inputs[spec.WAVEFORM]))
         params = params[:, -1].astype(np.float32)
         uniforms = rng.random((1, num_streams, DRAWS_PER_STEP))[0]
         value, fed = sample(params, float(temperature), uniforms, code, spec.num_mixtures, edges, table)

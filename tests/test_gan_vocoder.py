@@ -321,7 +321,13 @@ def test_parallel_phase_gives_each_bins_angle(tmp_path):
     angles = np.asarray(ParallelPhase()(np.array([[[1.0, 0.0, -2.0, 0.0, 1.0, -1.0]]], "float32")))
     np.testing.assert_allclose(angles[0, 0], [0.0, np.pi / 2, np.arctan2(-1.0, -2.0)], atol=1e-6)
     assert np.isfinite(angles).all()
-    assert np.isfinite(np.asarray(ParallelPhase()(np.zeros((1, 1, 4), "float32")))).all()  # the origin too
+    origin = tf.zeros((1, 1, 4))
+    with tf.GradientTape() as tape:
+        tape.watch(origin)
+        angle = ParallelPhase()(origin)
+        total = tf.reduce_sum(angle)
+    assert np.isfinite(np.asarray(angle)).all()  # the origin too, and its gradient
+    assert np.isfinite(np.asarray(tape.gradient(total, origin))).all()
     generator = models.build_istft_generator(SETTINGS, 16, blocks=1, phase_head="parallel")
     assert generator.get_layer("phase_parts").units == 2 * (SETTINGS.n_fft // 2 + 1)
     generator.save(tmp_path / "generator.keras")
@@ -341,6 +347,11 @@ def test_phase_loss_is_zero_for_the_true_phases_in_any_turn_and_ignores_silent_b
     assert float(phase_loss(real, imag, (true + turns).astype(np.float32))) < 1e-4
     # A constant offset: the instantaneous phase is off by it (weights average 1), the differences not at all.
     np.testing.assert_allclose(float(phase_loss(real, imag, true + 0.5)), 0.5, rtol=1e-4)
+    # Each example's weights are its own: a louder example counts the same.
+    wrong = rng.uniform(-np.pi, np.pi, true.shape).astype(np.float32)
+    louder = np.array([100.0, 1.0], np.float32)[:, None, None]
+    np.testing.assert_allclose(float(phase_loss(louder * real, louder * imag, wrong)),
+                               float(phase_loss(real, imag, wrong)), rtol=1e-5)
     assert float(phase_loss(real, imag, rng.uniform(-np.pi, np.pi, true.shape).astype(np.float32))) > 1.0
     silent_real, silent_imag = real.copy(), imag.copy()
     silent_real[..., :4] = silent_imag[..., :4] = 0.0
@@ -366,6 +377,8 @@ def test_the_phase_loss_compares_each_predicted_frame_with_the_real_audios_frame
         made = np.asarray(generator.get_layer("trim_context")(generator.get_layer("inverse_stft")(spectrum)))[0, :, 0]
         if first == start:
             np.testing.assert_allclose(made[fft:-fft], audio[0, fft:-fft], atol=1e-5)
+    with pytest.raises(ValueError, match="needs segments of at least 7 frames, not 6"):
+        gan.phase_loss_of(audio[:, :6 * HOP], rows[:, start:start + 6 + 2 * CONTEXT_FRAMES])
     with pytest.raises(ValueError, match="needs the istft generator"):
         models.VocoderGAN(models.build_vocoder_generator(SETTINGS, 16), models.build_vocoder_discriminator(RATE, 4),
                           phase_weight=1.0)
@@ -373,7 +386,7 @@ def test_the_phase_loss_compares_each_predicted_frame_with_the_real_audios_frame
 
 def test_the_phase_loss_trains_the_phase_head_towards_the_real_phases():
     # The same 60 steps with and without the phase loss (the STFT loss alone shapes the phases a little too).
-    # Measured: the phase loss from 3.77 to 3.26 with it, to 3.51 without.
+    # Measured: the phase loss from 3.78 to 3.15 with it, to 3.51 without.
     signal = glide(2.0, 200, 800)
     features = [pad_features(log_mel(signal, SETTINGS), SETTINGS)]
     after = {}
@@ -381,15 +394,15 @@ def test_the_phase_loss_trains_the_phase_head_towards_the_real_phases():
         frames = FrameGenerator([signal], 16 * HOP, 4, 60, mode="vocoder", features=features, hop=HOP)
         keras.utils.set_random_seed(0)
         generator = models.build_istft_generator(SETTINGS, 16, blocks=1, phase_head="parallel")
-        gan = models.build_vocoder_gan(SETTINGS, learning_rate=3e-3, adversarial_weight=0.0, generator=generator,
+        gan = models.build_vocoder_gan(SETTINGS, learning_rate=1e-2, adversarial_weight=0.0, generator=generator,
                                        phase_weight=weight)
-        scorer = models.VocoderGAN(generator, gan.discriminator, phase_weight=1.0)
+        scorer = models.VocoderGAN(generator, gan.discriminator, adversarial_weight=0.0, phase_weight=1.0)
         mel, audio = frames[0]
         before = float(scorer.losses_of(mel, audio, training=False)[2]["phase_loss"])
         logs = gan.fit(frames, epochs=1, verbose=0).history
         after[weight] = float(scorer.losses_of(mel, audio, training=False)[2]["phase_loss"])
         assert ("phase_loss" in logs) == bool(weight)
-    assert after[1.0] < 0.9 * before and after[1.0] < after[0.0] - 0.1, (before, after)
+    assert after[1.0] < 0.9 * before and after[1.0] < after[0.0] - 0.2, (before, after)
 
 
 def test_one_training_step_changes_generator_and_discriminators():
@@ -566,16 +579,18 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "8",
                       "--generator-channels", "16", "--discriminator-channels", "4", "--batch-size", "2",
                       "--steps-per-epoch", "2", "--epochs", "2", "--adversarial-start", "2", "--sample-every", "0",
-                      "--phase-iterations", "2", "--output-dir", run_dir)
+                      "--phase-iterations", "2", "--phase-head", "parallel", "--phase-weight", "1",
+                      "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["generator"] == "istft" and config["learning_rate"] == 5e-4  # the vocoder's defaults
     assert config["phase_iterations"] == 2 and config["generation_phase_iterations"] == 16  # the default
     assert config["phase_momentum"] == 0.99 and config["istft_layout"] == "mel"  # the defaults
-    assert config["phase_head"] == "direct" and config["phase_weight"] == 0.0
+    assert config["phase_head"] == "parallel" and config["phase_weight"] == 1.0
     history = (run_dir / "history.csv").read_text().splitlines()
     header, rows = history[0].split(","), [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
     assert "adversarial_loss" in header and len(rows) == 2
+    assert all(float(row["phase_loss"]) > 0 for row in rows)
     assert float(rows[0]["adversarial_loss"]) == 0 and float(rows[1]["adversarial_loss"]) > 0  # joined at step 2
     generator = run_dir / "generator.keras"
     result = run_script("generate.py", generator, "--mel-from", speech, "--output", tmp_path / "a.wav")
@@ -587,6 +602,7 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     phases = restored.get_layer("griffin_lim_phases")
     assert phases.iterations == 2 and phases.generation_iterations == 16 and phases.momentum == 0.99
     assert restored.get_layer("inverse_stft").fft_length == SETTINGS.n_fft
+    assert restored.get_layer("phase_parts").units == 2 * (SETTINGS.n_fft // 2 + 1)
     np.testing.assert_allclose(audio, models.vocode(restored, mel)[0], atol=2 / 32768)
     result = run_script("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
                         "--phase-iterations", "2", "--output-dir", tmp_path / "r")
@@ -599,6 +615,9 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     assert_one_line_error(result, "--phase-weight: a setting of the istft generator")
     result = run_main("train_gan.py", "--train", speech, "--phase-head", "parallel", "--output-dir", tmp_path / "r")
     assert_one_line_error(result, "--phase-head: a vocoder setting")
+    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "6",
+                      "--phase-weight", "1", "--output-dir", tmp_path / "r")
+    assert_one_line_error(result, "--segment-frames 6: the phase loss (--phase-weight) needs segments of at least 7")
     result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--mel-window-ms", "60",
                       "--output-dir", tmp_path / "r")
     assert_one_line_error(result, "--mel-window-ms 60: the istft generator's mel layout needs a window of at most")
@@ -612,6 +631,8 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     resumed, _ = train_gan.resolve(["--resume", "--output-dir", str(run_dir)])
     assert resumed.phase_momentum == 0.0 and resumed.istft_layout == "vocos"
     assert resumed.phase_head == "direct" and resumed.phase_weight == 0.0
+    fresh, _ = train_gan.resolve(["--condition", "mel", "--train", str(speech), "--output-dir", str(tmp_path / "d")])
+    assert fresh.phase_head == "direct" and fresh.phase_weight == 0.0  # the defaults
     assert train_gan.CHOICES["istft_layout"] == models.ISTFT_LAYOUTS
     assert train_gan.CHOICES["phase_head"] == models.PHASE_HEADS
 
