@@ -385,24 +385,20 @@ def test_the_phase_loss_compares_each_predicted_frame_with_the_real_audios_frame
 
 
 def test_the_phase_loss_trains_the_phase_head_towards_the_real_phases():
-    # The same 60 steps with and without the phase loss (the STFT loss alone shapes the phases a little too).
-    # Measured: the phase loss from 3.78 to 3.15 with it, to 3.51 without.
+    # The phase loss alone trains it (no STFT loss, whose pull on the phases varies from run to run). Measured: from
+    # 3.78 to 2.69 in 60 steps, with one thread or two.
     signal = glide(2.0, 200, 800)
-    features = [pad_features(log_mel(signal, SETTINGS), SETTINGS)]
-    after = {}
-    for weight in (0.0, 1.0):
-        frames = FrameGenerator([signal], 16 * HOP, 4, 60, mode="vocoder", features=features, hop=HOP)
-        keras.utils.set_random_seed(0)
-        generator = models.build_istft_generator(SETTINGS, 16, blocks=1, phase_head="parallel")
-        gan = models.build_vocoder_gan(SETTINGS, learning_rate=1e-2, adversarial_weight=0.0, generator=generator,
-                                       phase_weight=weight)
-        scorer = models.VocoderGAN(generator, gan.discriminator, adversarial_weight=0.0, phase_weight=1.0)
-        mel, audio = frames[0]
-        before = float(scorer.losses_of(mel, audio, training=False)[2]["phase_loss"])
-        logs = gan.fit(frames, epochs=1, verbose=0).history
-        after[weight] = float(scorer.losses_of(mel, audio, training=False)[2]["phase_loss"])
-        assert ("phase_loss" in logs) == bool(weight)
-    assert after[1.0] < 0.9 * before and after[1.0] < after[0.0] - 0.2, (before, after)
+    frames = FrameGenerator([signal], 16 * HOP, 4, 60, mode="vocoder",
+                            features=[pad_features(log_mel(signal, SETTINGS), SETTINGS)], hop=HOP)
+    keras.utils.set_random_seed(0)
+    generator = models.build_istft_generator(SETTINGS, 16, blocks=1, phase_head="parallel")
+    gan = models.build_vocoder_gan(SETTINGS, learning_rate=1e-2, stft_weight=0.0, adversarial_weight=0.0,
+                                   generator=generator, phase_weight=1.0)
+    mel, audio = frames[0]
+    before = float(gan.losses_of(mel, audio, training=False)[2]["phase_loss"])
+    logs = gan.fit(frames, epochs=1, verbose=0).history
+    after = float(gan.losses_of(mel, audio, training=False)[2]["phase_loss"])
+    assert logs["phase_loss"][0] > 0 and after < 0.85 * before, (before, after)
 
 
 def test_one_training_step_changes_generator_and_discriminators():
