@@ -240,12 +240,9 @@ class ParallelPhase(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, inputs):
-        real, imag = ops.split(ops.cast(inputs, "float32"), 2, axis=-1)
-        # At (or next to) the origin the angle and its gradient are undefined: phase 0 there, on both sides of a
-        # `where`, so that no infinite gradient comes through the branch not taken (as `_unit_phasors`).
-        audible = real * real + imag * imag > 1e-20
-        angle = ops.arctan2(ops.where(audible, imag, 0.0), ops.where(audible, real, 1.0))
-        return ops.cast(angle, self.compute_dtype)
+        # At (or next to) the origin the angle and its gradient are undefined: `_unit_phasors` gives phase 0 there.
+        cos, sin = _unit_phasors(*ops.split(ops.cast(inputs, "float32"), 2, axis=-1))
+        return ops.cast(ops.arctan2(sin, cos), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], None if input_shape[-1] is None else input_shape[-1] // 2)

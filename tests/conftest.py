@@ -112,6 +112,11 @@ def run_script(script, *args, cwd=None, timeout=300, env=None, fresh=False):
     the project's modules (tests/forked.py; in a fresh interpreter with `fresh`); returns the CompletedProcess."""
     from tests import forked
 
-    env = {**{k: v for k, v in os.environ.items() if k != "WAVEGEN_KILL_AT"}, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": str(ROOT), **(env or {})}
-    return forked.run(ROOT / script, *args, cwd=cwd or ROOT, env=env, timeout=timeout, fresh=fresh)
+    return forked.run(ROOT / script, *args, cwd=cwd or ROOT, env=script_env(env), timeout=timeout, fresh=fresh)
+
+
+def script_env(extra=None):
+    """The environment a test gives a script it runs: this one without `WAVEGEN_KILL_AT` (a test sets it for the
+    script it means to stop), TensorFlow's logging quiet, the project importable, then `extra`."""
+    return {**{k: v for k, v in os.environ.items() if k != "WAVEGEN_KILL_AT"}, "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONPATH": str(ROOT), **(extra or {})}

@@ -10,7 +10,6 @@ damages them.
 
 import csv
 import json
-import os
 import shutil
 import signal
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests import forked
-from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, tone, write_wav
+from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, script_env, tone, write_wav
 from tests.test_cli import assert_one_line_error
 
 GAN_FLAGS = ["--slice-length", "4096", "--model-dim", "4", "--latent-dim", "16", "--loss", "bce", "--batch-size", "2",
@@ -209,9 +208,8 @@ def test_restore_checkpoint_takes_the_newest_that_loads_and_points_latest_at_it(
 
 def test_sigterm_during_generate_removes_the_half_written_file(tmp_path, wavenet_run):
     out = tmp_path / "new" / "long.wav"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "WAVEGEN_ENGINE": "numpy"}
     process = forked.launch(ROOT / "generate.py", wavenet_run / "model.keras", "--seconds", "100000", "--output", out,
-                            cwd=ROOT, env=env)
+                            cwd=ROOT, env=script_env({"WAVEGEN_ENGINE": "numpy"}))
     try:
         deadline = time.monotonic() + 120
         while True:  # until audio is being written into the hidden temporary file

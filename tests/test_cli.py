@@ -3,7 +3,6 @@
 import argparse
 import csv
 import json
-import os
 import re
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from tests import forked
-from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, tone, write_wav
+from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, script_env, tone, write_wav
 from tests.test_audio import BAD_KINDS, make_bad
 
 
@@ -248,6 +247,5 @@ def test_mixed_bfloat16_training_through_the_cli(tmp_path, script, flags, loss_c
     saved = "model.keras" if script == "train_wavenet.py" else "generator.keras"
     check = ("import sys, keras, models; m = keras.saving.load_model(sys.argv[1]); "
              "print(sorted({w.dtype for w in m.weights}))")
-    loaded = forked.run_code(check, run_dir / saved, cwd=ROOT,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)})
+    loaded = forked.run_code(check, run_dir / saved, cwd=ROOT, env=script_env())
     assert loaded.stdout.strip().splitlines()[-1] == "['float32']", loaded.stderr[-2000:]

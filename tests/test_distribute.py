@@ -6,7 +6,6 @@ Interrupts and kills happen at exact steps through the `WAVEGEN_KILL_AT` hook (d
 """
 
 import json
-import os
 import re
 import signal
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_FLAGS, tone, write_wav
+from conftest import ROOT, TINY_FLAGS, script_env, tone, write_wav
 from tests import forked
 
 WAVENET_FLAGS = [*TINY_FLAGS, "--epochs", "2", "--sample-every", "1"]
@@ -41,9 +40,7 @@ def cluster(script, args, tmp_path, kill_at=(None, None), timeout=300, extra=(()
     for index, tf_config in enumerate(local_cluster(2)):
         temporary = tmp_path / f"tmp{index}"
         temporary.mkdir(exist_ok=True)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "TMPDIR": str(temporary),
-               "TF_CONFIG": tf_config}
-        env.pop("WAVEGEN_KILL_AT", None)
+        env = script_env({"TMPDIR": str(temporary), "TF_CONFIG": tf_config})
         if kill_at[index]:
             env["WAVEGEN_KILL_AT"] = kill_at[index]
         workers.append(forked.launch(ROOT / script, *args, *extra[index], cwd=tmp_path, env=env))
