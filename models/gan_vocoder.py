@@ -707,10 +707,35 @@ class VocoderGAN(TwoOptimizerGAN):
                                              [generator.outputs[0], generator.get_layer("spectrum").output],
                                              name="generator_with_spectrum")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self._joined = None  # set by the train function before each step (`make_train_function`)
 
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    def make_train_function(self, force=False):
+        """Keras' train function, as two: one compiled step before the discriminators join and one after, chosen
+        before each step from the generator's step count. Each traces only what it runs; one step with a graph
+        conditional traced both sides and their gradients, which made the first step of a small vocoder take
+        about twice as long (and the default run never reaches the join)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        if not (self.adversarial_weight and self.adversarial_start) or self.steps_per_execution != 1:
+            self._joined = None  # decided in the graph (several steps per call may cross the join)
+            super().make_train_function(force=True)
+            return self.train_function
+        made = {}
+
+        def function(iterator):
+            # The generator's step count decides, so a resumed run joins them at the same step.
+            self._joined = int(self.g_optimizer.iterations) >= self.adversarial_start
+            if self._joined not in made:
+                super(VocoderGAN, self).make_train_function(force=True)
+                made[self._joined], self.train_function = self.train_function, function
+            return made[self._joined](iterator)
+
+        self.train_function = function
+        return function
 
     def losses_of(self, mel, audio, training=True, adversarial=True):
         """`(g_loss, d_loss, parts)` of one batch, the parts by name. `adversarial`: a boolean tensor (or bool)
@@ -729,6 +754,8 @@ class VocoderGAN(TwoOptimizerGAN):
         if self.adversarial_weight:
             if adversarial is True:
                 terms = self.adversarial_terms(real, fake, training)
+            elif adversarial is False:
+                terms = (ops.zeros(()),) * 3
             else:
                 import tensorflow as tf  # a graph conditional: the discriminators cost nothing before they join
 
@@ -774,8 +801,11 @@ class VocoderGAN(TwoOptimizerGAN):
         import tensorflow as tf  # the step is backend-specific, as in Keras' "customizing fit" guide
 
         mel, audio = data[0], data[1]
-        # The generator's step count decides, so a resumed run joins them at the same step.
-        joined = True if not self.adversarial_start else self.g_optimizer.iterations >= self.adversarial_start
+        joined = self._joined
+        if not self.adversarial_start:
+            joined = True
+        elif joined is None:  # (make_train_function: a graph conditional)
+            joined = self.g_optimizer.iterations >= self.adversarial_start
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             g_loss, d_loss, parts = self.losses_of(mel, audio, adversarial=joined)
             g_scaled = self.g_optimizer.scale_loss(self._per_replica(g_loss))
@@ -784,8 +814,8 @@ class VocoderGAN(TwoOptimizerGAN):
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, variables), variables))
         if self.adversarial_weight:
             # Both sides step from the same forward pass: the discriminators see the audio made before this update.
-            # Before they join their gradients are zero (None when run eagerly, where only one branch of the
-            # conditional runs), and Adam's first zero-gradient steps move nothing.
+            # Before they join their gradients are zero (None where they were not run), and Adam's first
+            # zero-gradient steps move nothing.
             variables = self.discriminator.trainable_variables
             gradients = d_tape.gradient(d_scaled, variables)
             gradients = [ops.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(gradients, variables)]

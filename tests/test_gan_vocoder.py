@@ -439,6 +439,38 @@ def test_before_the_discriminators_join_training_is_the_stft_loss_alone():
     assert any(not np.array_equal(a, b) for a, b in zip(before, late.discriminator.get_weights()))
 
 
+def test_compiled_training_switches_steps_at_the_join_and_a_resumed_run_starts_on_the_right_side():
+    # Compiled (not eager): one traced step before the join, another from it, chosen from the generator's step
+    # count. One scale and one period keep the traced steps small.
+    signal = glide(2.0, 200, 800)
+    features = [pad_features(log_mel(signal, SETTINGS), SETTINGS)]
+    keras.utils.set_random_seed(0)
+    discriminator = models.build_vocoder_discriminator(RATE, 2, scales=1, periods=(2,))
+    gan = models.build_vocoder_gan(SETTINGS, generator=models.build_vocoder_generator(SETTINGS, 8),
+                                   discriminator=discriminator, adversarial_start=2)
+    before = [w.copy() for w in gan.discriminator.get_weights()]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(self.model._joined)
+
+    frames = FrameGenerator([signal], 8 * HOP, 2, 2, mode="vocoder", features=features, hop=HOP)
+    logs = gan.fit(frames, epochs=1, verbose=0, callbacks=[Record()]).history
+    assert seen == [False, False]
+    assert logs["adversarial_loss"][0] == 0 and logs["d_loss"][0] == 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, gan.discriminator.get_weights()))
+    logs = gan.fit(frames, epochs=1, verbose=0, callbacks=[Record()]).history  # steps 2 and 3
+    assert seen[2:] == [True, True]
+    assert logs["adversarial_loss"][0] > 0 and logs["d_loss"][0] > 0
+    assert any(not np.array_equal(a, b) for a, b in zip(before, gan.discriminator.get_weights()))
+    # From step 1 (as a run resumed there) it starts before the join and crosses it at step 2.
+    gan.g_optimizer.iterations.assign(1)
+    seen.clear()
+    gan.fit(frames, epochs=1, verbose=0, callbacks=[Record()])
+    assert seen == [False, True]
+
+
 def test_the_schedule_sets_both_optimisers_rates_from_the_generators_step_count():
     from run.callbacks import LearningRateSchedule, learning_rate_at
 
@@ -574,7 +606,7 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     run_dir = tmp_path / "run"
     result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "8",
                       "--generator-channels", "16", "--discriminator-channels", "4", "--batch-size", "2",
-                      "--steps-per-epoch", "2", "--epochs", "2", "--adversarial-start", "2", "--sample-every", "0",
+                      "--steps-per-epoch", "2", "--epochs", "2", "--adversarial-start", "9", "--sample-every", "0",
                       "--phase-iterations", "2", "--phase-head", "parallel", "--phase-weight", "1",
                       "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -587,7 +619,8 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     header, rows = history[0].split(","), [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
     assert "adversarial_loss" in header and len(rows) == 2
     assert all(float(row["phase_loss"]) > 0 for row in rows)
-    assert float(rows[0]["adversarial_loss"]) == 0 and float(rows[1]["adversarial_loss"]) > 0  # joined at step 2
+    # Before the join (at step 9: joining is tested above, compiled; here it would trace the discriminators too).
+    assert config["adversarial_start"] == 9 and all(float(row["adversarial_loss"]) == 0 for row in rows)
     generator = run_dir / "generator.keras"
     result = run_script("generate.py", generator, "--mel-from", speech, "--output", tmp_path / "a.wav")
     assert result.returncode == 0, result.stderr[-2000:]
