@@ -30,9 +30,13 @@ import traceback
 from pathlib import Path
 
 # What the scripts import from outside the project, the slowest first: TensorFlow and Keras (5-6 s), librosa's
-# modules (their numba functions compile at import), matplotlib's pyplot (spectrogram images), TensorBoard.
+# modules (their numba functions compile at import; librosa loads its submodules lazily, on first use, so those the
+# scripts use are named: 2-3 s of every training run's first sample), matplotlib's pyplot and its Agg backend
+# (spectrogram images), TensorBoard, scikit-learn's k-means (the token LM's codebook).
 PRELOAD = ["tensorflow", "keras", "numpy", "scipy.signal", "soundfile", "numba", "librosa", "librosa.core",
-           "librosa.feature", "librosa.filters", "librosa.display", "matplotlib.pyplot", "tensorboard.summary.v2"]
+           "librosa.core.audio", "librosa.core.spectrum", "librosa.feature", "librosa.feature.spectral",
+           "librosa.filters", "librosa.sequence", "librosa.display", "matplotlib.pyplot",
+           "matplotlib.backends.backend_agg", "tensorboard.summary.v2", "sklearn.cluster"]
 FRESH = os.environ.get("WAVEGEN_TEST_FRESH") == "1"
 _context = None
 
