@@ -33,13 +33,13 @@ from run.distribute import report_lost_workers, start_distribution
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "sample_rate", "labels",
                   "class_channels", "generator", "generator_channels", "phase_iterations",
-                  "generation_phase_iterations", "phase_momentum", "istft_layout", "phase_head",
+                  "generation_phase_iterations", "phase_momentum", "istft_layout", "phase_head", "mel_projection",
                   "discriminator_channels",
                   *MEL_SHAPE_SETTINGS)
 WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "labels",
                 "class_channels", "sample_clips")
 ISTFT_ONLY = ("phase_iterations", "generation_phase_iterations", "phase_momentum", "istft_layout", "phase_head",
-              "phase_weight")
+              "phase_weight", "mel_projection", "magnitude_weight")
 VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY, "discriminator_channels",
                 "stft_weight", "feature_weight", "adversarial_weight", "adversarial_start", "sample_seconds",
                 *MEL_SHAPE_SETTINGS[1:])
@@ -50,13 +50,16 @@ VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY
 # spectrogram's own STFT, better STOI and spectral convergence, the same log-spectral distance).
 MODE_DEFAULTS = {"wavegan": {"batch_size": 4, "learning_rate": 1e-4},
                  "melgan": {"batch_size": 8, "learning_rate": 2e-4, "generator_channels": 128, "phase_iterations": 0,
-                            "generation_phase_iterations": 0, "phase_momentum": 0.0, "phase_weight": 0.0},
+                            "generation_phase_iterations": 0, "phase_momentum": 0.0, "phase_weight": 0.0,
+                            "mel_projection": 0, "magnitude_weight": 0.0},
                  "istft": {"batch_size": 8, "learning_rate": 5e-4, "generator_channels": 256, "phase_iterations": 8,
                            "generation_phase_iterations": 16, "phase_momentum": 0.99, "istft_layout": "mel",
-                           "phase_head": "direct", "phase_weight": 0.0}}
+                           "phase_head": "direct", "phase_weight": 0.0, "mel_projection": 0,
+                           "magnitude_weight": 0.0}}
 # A resumed run whose config.json predates these settings was trained with these values.
 PREDATED = {"generator": "melgan", "adversarial_start": 0, "phase_iterations": 0, "generation_phase_iterations": 0,
-            "phase_momentum": 0.0, "istft_layout": "vocos", "phase_head": "direct", "phase_weight": 0.0, "pack": 1}
+            "phase_momentum": 0.0, "istft_layout": "vocos", "phase_head": "direct", "phase_weight": 0.0, "pack": 1,
+            "mel_projection": 0, "magnitude_weight": 0.0}
 
 
 @dataclass
@@ -83,6 +86,8 @@ class GANConfig(MelFlags, RunSettings):
     istft_layout: Optional[str] = None
     phase_head: Optional[str] = None
     phase_weight: Optional[float] = None
+    mel_projection: Optional[int] = None
+    magnitude_weight: Optional[float] = None
     discriminator_channels: int = 16
     stft_weight: float = 45.0
     feature_weight: float = 2.0
@@ -126,6 +131,11 @@ HELP = {
                   "(APNet's: the angle of a learned complex number); None: direct",
     "phase_weight": "vocoder, istft: weight of APNet's anti-wrapping phase losses between the predicted phases "
                     "(before the Griffin-Lim iterations) and the real audio's STFT phases; None: 0 (off)",
+    "mel_projection": "vocoder, istft (mel layout): multiplicative updates that rescale the corrected magnitudes "
+                      "so their mel spectrogram is the input's, keeping each bin's shape within its bands; "
+                      "None: 0 (off)",
+    "magnitude_weight": "vocoder, istft: weight of the mean absolute difference between the predicted "
+                        "log-magnitudes (before the Griffin-Lim iterations) and the real audio's; None: 0 (off)",
     "discriminator_channels": "vocoder: channels of each discriminator's first layer (then x2, x4, x8)",
     "stft_weight": "vocoder: weight of the multi-resolution STFT loss",
     "feature_weight": "vocoder: weight of feature matching within the adversarial loss",
@@ -157,7 +167,8 @@ TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim"
          "sample_every": non_negative_int, "sample_clips": positive_int, "class_channels": positive_int,
          "segment_frames": positive_int, "generator_channels": positive_int, "phase_iterations": non_negative_int,
          "generation_phase_iterations": non_negative_int, "phase_momentum": momentum,
-         "phase_weight": non_negative_float,
+         "phase_weight": non_negative_float, "mel_projection": non_negative_int,
+         "magnitude_weight": non_negative_float,
          "discriminator_channels": positive_int,
          "stft_weight": non_negative_float, "feature_weight": non_negative_float,
          "adversarial_weight": non_negative_float, "adversarial_start": non_negative_int,
@@ -193,7 +204,8 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
             generator_kind=config.generator, adversarial_start=config.adversarial_start,
             phase_iterations=config.phase_iterations, generation_phase_iterations=config.generation_phase_iterations,
             phase_momentum=config.phase_momentum, istft_layout=config.istft_layout, phase_head=config.phase_head,
-            phase_weight=config.phase_weight)
+            phase_weight=config.phase_weight, mel_projection=config.mel_projection,
+            magnitude_weight=config.magnitude_weight)
     return models.build_wavegan(config.latent_dim, config.model_dim, config.slice_length, config.sample_rate,
                                 config.phase_shuffle, config.loss, config.learning_rate, generator, discriminator,
                                 class_names=class_names, class_channels=config.class_channels, pack=config.pack)
@@ -279,13 +291,17 @@ def check_istft_window(config, mel):
 
     if mel is None or config.generator != "istft":
         return
-    if config.phase_weight:
+    if config.phase_weight or config.magnitude_weight:
         fft = mel.n_fft if config.istft_layout == "mel" else 4 * mel.hop_length
         shortest = 2 * stft_edge_frames(fft, mel.hop_length) + 1
         if config.segment_frames < shortest:
-            raise UsageError(f"--segment-frames {config.segment_frames}: the phase loss (--phase-weight) needs "
-                             f"segments of at least {shortest} frames")
+            loss = "phase loss (--phase-weight)" if config.phase_weight else "magnitude loss (--magnitude-weight)"
+            raise UsageError(f"--segment-frames {config.segment_frames}: the {loss} needs segments of at least "
+                             f"{shortest} frames")
     if config.istft_layout != "mel":
+        if config.mel_projection:
+            raise UsageError(f"--mel-projection {config.mel_projection}: needs --istft-layout mel (a band of the "
+                             "spectrogram sums its own FFT's bins)")
         return
     if mel.win_length > MAX_WINDOW_HOPS * mel.hop_length:
         raise UsageError(f"--mel-window-ms {config.mel_window_ms:g}: the istft generator's mel layout needs a "

@@ -17,7 +17,7 @@ from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, 
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
                         gan_class_names, generate_clips, is_gan_generator)
 from models.gan_vocoder import (GENERATORS, ISTFT_LAYOUTS, PHASE_HEADS, GriffinLimPhases, InverseSTFT, LayerScale,
-                                ParallelPhase, PeriodFold, TrimEdges, VocoderGAN, build_istft_generator,
+                                MelProjection, ParallelPhase, PeriodFold, TrimEdges, VocoderGAN, build_istft_generator,
                                 build_vocoder_discriminator, build_vocoder_gan, build_vocoder_generator,
                                 is_gan_vocoder, phase_loss, stft_loss, upsample_factors, vocode, vocoder_settings,
                                 vocoder_spec)

@@ -474,13 +474,75 @@ class LinearMagnitudes(keras.layers.Layer):
                 "subtract_floor": self.subtract_floor}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MelProjection(keras.layers.Layer):
+    """Rescales log linear-frequency magnitudes so that their mel spectrogram comes closer to the given one:
+    `iterations` multiplicative updates, each bin times the filterbank-weighted mean, over the mel bands it falls
+    in, of the band's ratio of wanted to made mel magnitude (as non-negative least squares by multiplicative
+    updates). Magnitudes whose mel spectrogram is already the given one pass unchanged, and a bin's shape within
+    its bands is kept, so a learned correction of the pseudo-inverse (`LinearMagnitudes`) keeps the band energies
+    the spectrogram fixes. Bins outside every band pass unchanged.
+
+    Inputs: `[log_magnitudes (batch, frames, fft_length // 2 + 1), log_mel (batch, frames, n_mels)]`.
+
+    Args:
+        settings: the `data.features.MelSettings` of the spectrograms (or its `to_dict()`).
+        fft_length: FFT size of the magnitudes; the spectrogram's own `n_fft` (the mel layout), so that a band
+            sums the same bins as the spectrogram's.
+        iterations: updates (0: the magnitudes pass unchanged).
+        **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> from data.features import mel_settings
+    >>> layer = MelProjection(mel_settings(8000), 512, 5)
+    >>> layer([np.zeros((1, 3, 257), "float32"), np.zeros((1, 3, 80), "float32")]).shape
+    TensorShape([1, 3, 257])
+    """
+
+    def __init__(self, settings, fft_length, iterations=5, **kwargs):
+        from data.features import MelSettings, mel_basis
+
+        kwargs.setdefault("dtype", "float32")  # exponentials and ratios, under a mixed global policy too
+        super().__init__(**kwargs)
+        self.settings = settings if isinstance(settings, MelSettings) else MelSettings.from_dict(settings)
+        self.fft_length = int(fft_length)
+        self.iterations = int(iterations)
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be 0 or more, not {iterations}")
+        basis = mel_basis(dataclasses.replace(self.settings, n_fft=self.fft_length,
+                                              win_length=min(self.settings.win_length, self.fft_length)))
+        self.basis = basis.astype(np.float32)  # (n_mels, bins)
+        covered = basis.sum(axis=0)
+        # 1 / a bin's total weight over the bands, and bins in no band (above fmax) kept as they are.
+        self.normaliser = np.where(covered > 0, 1.0 / np.maximum(covered, 1e-30), 0.0).astype(np.float32)
+        self.outside = (covered <= 0).astype(np.float32)
+
+    def call(self, inputs):
+        log_magnitude, log_mel = (ops.cast(x, "float32") for x in inputs)
+        magnitude = ops.exp(ops.minimum(log_magnitude, 7.0))  # the cap of `_magnitudes_and_phases`
+        wanted = ops.exp(log_mel)
+        for _ in range(self.iterations):
+            made = ops.matmul(magnitude, ops.transpose(self.basis))
+            ratio = wanted / ops.maximum(made, 1e-12)
+            magnitude = magnitude * (ops.matmul(ratio, self.basis) * self.normaliser + self.outside)
+        return ops.log(ops.maximum(magnitude, 1e-30))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "settings": self.settings.to_dict(), "fft_length": self.fft_length,
+                "iterations": self.iterations}
+
+
 PHASE_HEADS = ("direct", "parallel")
 ISTFT_LAYOUTS = ("mel", "vocos")
 
 
 def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_iterations=0,
                           generation_phase_iterations=None, phase_momentum=0.0, layout="mel", phase_head="direct",
-                          name="vocoder"):
+                          mel_projection=0, name="vocoder"):
     """A Vocos-style generator (Siuzdak, 2023): every layer runs at the frame rate, and the last one predicts each
     frame's STFT (log-magnitude and phase), turned into audio by `InverseSTFT`. Same inputs and outputs as
     `build_vocoder_generator`.
@@ -507,6 +569,8 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
         layout: "mel" or "vocos", as above.
         phase_head: "direct" (a dense layer gives each bin's phase) or "parallel" (a dense layer gives a complex
             number per bin and the phase is its angle, `ParallelPhase`), both named "phase".
+        mel_projection: `MelProjection` updates on the corrected magnitudes, so their mel spectrogram is the
+            input's (0: none; the mel layout only).
         name: the model's name.
 
     Example:
@@ -525,6 +589,8 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
         raise ValueError(f"layout must be one of {ISTFT_LAYOUTS}, not {layout!r}")
     if phase_head not in PHASE_HEADS:
         raise ValueError(f"phase_head must be one of {PHASE_HEADS}, not {phase_head!r}")
+    if mel_projection and layout != "mel":
+        raise ValueError("mel_projection needs the mel layout: a band of the spectrogram sums its own FFT's bins")
     if window > MAX_WINDOW_HOPS * hop:  # a longer window would leave the kept edge samples short of a full overlap
         raise ValueError(f"the istft generator needs a window of at most {MAX_WINDOW_HOPS} hops "
                          f"({MAX_WINDOW_HOPS * hop} samples), not {window}")
@@ -545,6 +611,8 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     magnitude = keras.layers.Dense(bins, name="magnitude")(x)
     magnitude = keras.layers.Add(name="magnitude_add", dtype="float32")(
         [magnitude, LinearMagnitudes(settings, fft, subtract_floor, name="linear_magnitudes")(mel)])
+    if mel_projection:
+        magnitude = MelProjection(settings, fft, mel_projection, name="mel_projection")([magnitude, mel])
     if phase_head == "parallel":
         phase = ParallelPhase(name="phase")(keras.layers.Dense(2 * bins, name="phase_parts")(x))
     else:
@@ -679,6 +747,9 @@ class VocoderGAN(TwoOptimizerGAN):
             WaveGAN's warm start); until then they are not run and do not change.
         phase_weight: weight of `phase_loss` between the istft generator's predicted phases (before any Griffin-Lim
             iterations) and the phases of the real audio's STFT in the same frames; 0: none.
+        magnitude_weight: weight of the mean absolute difference between the istft generator's predicted
+            log-magnitudes and those of the real audio's STFT in the same frames (floored at the spectrogram's
+            `log_floor`); 0: none.
 
     Example:
 
@@ -689,19 +760,20 @@ class VocoderGAN(TwoOptimizerGAN):
     """
 
     def __init__(self, generator, discriminator, stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0,
-                 adversarial_start=0, phase_weight=0.0, **kwargs):
+                 adversarial_start=0, phase_weight=0.0, magnitude_weight=0.0, **kwargs):
         super().__init__(generator, discriminator, **kwargs)
         self.stft_weight = float(stft_weight)
         self.feature_weight = float(feature_weight)
         self.adversarial_weight = float(adversarial_weight)
         self.adversarial_start = int(adversarial_start)
         self.phase_weight = float(phase_weight)
+        self.magnitude_weight = float(magnitude_weight)
         self.resolutions = stft_resolutions(vocoder_settings(generator))
         names = ("d_loss", "g_loss", "stft_loss", "adversarial_loss", "feature_loss")
-        if self.phase_weight:
-            names += ("phase_loss",)
+        names += ("phase_loss",) * bool(self.phase_weight) + ("magnitude_loss",) * bool(self.magnitude_weight)
+        if self.phase_weight or self.magnitude_weight:
             if "spectrum" not in {layer.name for layer in generator.layers}:
-                raise ValueError("the phase loss needs the istft generator's predicted phases")
+                raise ValueError("the phase and magnitude losses need the istft generator's predicted frames")
             # The same layers and weights, with the frames the head predicts as a second output.
             self.with_spectrum = keras.Model(generator.input,
                                              [generator.outputs[0], generator.get_layer("spectrum").output],
@@ -740,7 +812,7 @@ class VocoderGAN(TwoOptimizerGAN):
     def losses_of(self, mel, audio, training=True, adversarial=True):
         """`(g_loss, d_loss, parts)` of one batch, the parts by name. `adversarial`: a boolean tensor (or bool)
         saying whether the discriminators take part; where false they are not run and their terms are zero."""
-        if self.phase_weight:
+        if self.phase_weight or self.magnitude_weight:
             fake, spectrum = self.with_spectrum(mel, training=training)
         else:
             fake = self.generator(mel, training=training)
@@ -751,6 +823,9 @@ class VocoderGAN(TwoOptimizerGAN):
         if self.phase_weight:
             parts["phase_loss"] = self.phase_loss_of(real[..., 0], spectrum)
             g_loss = g_loss + self.phase_weight * parts["phase_loss"]
+        if self.magnitude_weight:
+            parts["magnitude_loss"] = self.magnitude_loss_of(real[..., 0], spectrum)
+            g_loss = g_loss + self.magnitude_weight * parts["magnitude_loss"]
         if self.adversarial_weight:
             if adversarial is True:
                 terms = self.adversarial_terms(real, fake, training)
@@ -769,6 +844,22 @@ class VocoderGAN(TwoOptimizerGAN):
     def phase_loss_of(self, real, spectrum):
         """`phase_loss` of the predicted frames `spectrum` (log-magnitudes then phases, with the context rows)
         against the STFT of the real audio `(batch, samples)` in the same frames."""
+        real_part, imag_part, predicted = self._aligned_frames(real, spectrum)
+        fft = self.generator.get_layer("inverse_stft").fft_length
+        return phase_loss(real_part, imag_part, predicted[..., fft // 2 + 1:])
+
+    def magnitude_loss_of(self, real, spectrum):
+        """The mean absolute difference between the predicted frames' log-magnitudes and the log-magnitudes of the
+        real audio's STFT in the same frames (floored at the spectrogram's `log_floor`)."""
+        real_part, imag_part, predicted = self._aligned_frames(real, spectrum)
+        floor = vocoder_settings(self.generator).log_floor
+        true = ops.log(ops.maximum(ops.sqrt(real_part * real_part + imag_part * imag_part), floor))
+        made = ops.maximum(predicted[..., :real_part.shape[-1]], float(np.log(floor)))
+        return ops.mean(ops.abs(made - true))
+
+    def _aligned_frames(self, real, spectrum):
+        """`(real part, imaginary part, predicted rows)`: the STFT of the real audio `(batch, samples)` and the
+        predicted frames at the same places, leaving out the frames whose FFT reaches past either end."""
         inverse = self.generator.get_layer("inverse_stft")
         fft, hop, window = inverse.fft_length, inverse.hop_length, inverse.window_length
         # Frame k of a centred STFT is centred on sample k * hop, as the generator's row CONTEXT_FRAMES + k.
@@ -777,10 +868,10 @@ class VocoderGAN(TwoOptimizerGAN):
         # The frames whose FFT lies inside the audio: those nearer the ends see the centred STFT's padding.
         edge = stft_edge_frames(fft, hop)
         if last - 2 * edge < 1:  # a difference between frames needs two
-            raise ValueError(f"the phase loss needs segments of at least {2 * edge + 1} frames, not {last}")
-        phase = ops.cast(spectrum, "float32")[..., fft // 2 + 1:]
-        return phase_loss(real_part[:, edge:last - edge + 1], imag_part[:, edge:last - edge + 1],
-                          phase[:, CONTEXT_FRAMES + edge:CONTEXT_FRAMES + last - edge + 1])
+            raise ValueError(f"the phase and magnitude losses need segments of at least {2 * edge + 1} frames, "
+                             f"not {last}")
+        predicted = ops.cast(spectrum, "float32")[:, CONTEXT_FRAMES + edge:CONTEXT_FRAMES + last - edge + 1]
+        return real_part[:, edge:last - edge + 1], imag_part[:, edge:last - edge + 1], predicted
 
     def adversarial_terms(self, real, fake, training=True):
         """`(adversarial, feature matching, d_loss)`: the least-squares terms of every discriminator's view."""
@@ -829,22 +920,25 @@ def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=
                       stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0, generator=None,
                       discriminator=None, generator_kind="melgan", adversarial_start=0, phase_iterations=0,
                       generation_phase_iterations=None, phase_momentum=0.0, istft_layout="mel", phase_head="direct",
-                      phase_weight=0.0):
+                      phase_weight=0.0, mel_projection=0, magnitude_weight=0.0):
     """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
     `GENERATORS`; `generator_channels` None: that builder's default width; `phase_iterations`,
-    `generation_phase_iterations`, `phase_momentum`, `istft_layout` and `phase_head`: the istft generator's;
-    `phase_weight`: `VocoderGAN`'s); Adam (beta 0.8, 0.99) for both, as HiFi-GAN."""
+    `generation_phase_iterations`, `phase_momentum`, `istft_layout`, `phase_head` and `mel_projection`: the istft
+    generator's; `phase_weight` and `magnitude_weight`: `VocoderGAN`'s); Adam (beta 0.8, 0.99) for both, as
+    HiFi-GAN."""
     if generator is None:
         options = {} if generator_channels is None else {"channels": generator_channels}
         if generator_kind == "istft":
             options.update(phase_iterations=phase_iterations, generation_phase_iterations=generation_phase_iterations,
-                           phase_momentum=phase_momentum, layout=istft_layout, phase_head=phase_head)
-        elif phase_iterations or generation_phase_iterations:
-            raise ValueError(f"Griffin-Lim iterations need the istft generator, not {generator_kind!r}")
+                           phase_momentum=phase_momentum, layout=istft_layout, phase_head=phase_head,
+                           mel_projection=mel_projection)
+        elif phase_iterations or generation_phase_iterations or mel_projection:
+            raise ValueError(f"Griffin-Lim iterations and the mel projection need the istft generator, not "
+                             f"{generator_kind!r}")
         generator = GENERATORS[generator_kind](settings, **options)
     discriminator = discriminator or build_vocoder_discriminator(settings.sample_rate, discriminator_channels)
     gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start,
-                     phase_weight)
+                     phase_weight, magnitude_weight)
     adam = dict(learning_rate=learning_rate, beta_1=0.8, beta_2=0.99)
     gan.compile(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
     return gan

@@ -13,8 +13,8 @@ import tensorflow as tf
 import models
 from data.features import CONTEXT_FRAMES, log_mel, mel_basis, mel_settings, pad_features
 from data.frames import FrameGenerator
-from models.gan_vocoder import (GriffinLimPhases, InverseSTFT, LayerScale, LinearMagnitudes, ParallelPhase, PeriodFold,
-                                TrimEdges, context_frames, phase_loss, stft_resolutions)
+from models.gan_vocoder import (GriffinLimPhases, InverseSTFT, LayerScale, LinearMagnitudes, MelProjection,
+                                ParallelPhase, PeriodFold, TrimEdges, context_frames, phase_loss, stft_resolutions)
 from tests.conftest import run_main, run_script, write_wav
 from tests.test_cli import assert_one_line_error
 from tests.test_layers import run_layer_test
@@ -94,6 +94,42 @@ def test_linear_magnitudes_invert_the_filterbank_of_a_spectrum_it_can_hold():
     run_layer_test(PeriodFold, {"period": 3}, (2, 20, 1), (2, 7, 3, 1), 0)
     folded = np.asarray(PeriodFold(3)(np.arange(7.0, dtype="float32").reshape(1, 7, 1)))[0, ..., 0]
     np.testing.assert_array_equal(folded, [[0, 1, 2], [3, 4, 5], [6, 0, 0]])  # rows of a period, zero-padded
+
+
+def test_mel_projection_keeps_consistent_magnitudes_and_moves_others_to_the_spectrogram():
+    basis = mel_basis(SETTINGS)  # (80, 257)
+    rng = np.random.default_rng(0)
+    magnitudes = rng.uniform(0.01, 2.0, (2, 5, SETTINGS.n_fft // 2 + 1)).astype(np.float32)
+    mel = np.log(magnitudes @ basis.T).astype(np.float32)
+    layer = MelProjection(SETTINGS.to_dict(), SETTINGS.n_fft, 3)
+    # Magnitudes whose mel spectrogram is the given one pass unchanged.
+    np.testing.assert_allclose(np.asarray(layer([np.log(magnitudes), mel])), np.log(magnitudes), atol=1e-4)
+    # Others come closer to it with each update, and each bin's shape within its bands stays: a spectrum scaled
+    # by 3 comes back.
+    guess = np.log(magnitudes * rng.uniform(0.3, 3.0, magnitudes.shape)).astype(np.float32)
+    errors = [np.abs(np.log(np.exp(np.asarray(MelProjection(SETTINGS, SETTINGS.n_fft, n)([guess, mel]))) @ basis.T)
+                     - mel).mean() for n in (0, 1, 3, 10)]
+    assert errors[0] > 0.3 and all(b < 0.8 * a for a, b in zip(errors, errors[1:])), errors
+    covered = basis.sum(axis=0) > 0  # bins in no band (here 0 Hz and the Nyquist frequency) pass unchanged
+    scaled = np.asarray(layer([np.log(3 * magnitudes), mel]))
+    np.testing.assert_allclose(scaled[..., covered], np.log(magnitudes)[..., covered], atol=1e-3)
+    np.testing.assert_allclose(scaled[..., ~covered], np.log(3 * magnitudes)[..., ~covered], atol=1e-5)
+    # Config round trip, a symbolic call, and float32 work under a mixed policy (as LinearMagnitudes).
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer), safe_mode=True)
+    assert revived.get_config() == layer.get_config() and revived.iterations == 3 and revived.settings == SETTINGS
+    symbolic = layer([keras.KerasTensor((None, None, 257)), keras.KerasTensor((None, None, 80))])
+    assert symbolic.shape == (None, None, 257)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = MelProjection(SETTINGS, SETTINGS.n_fft, 3)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert mixed.compute_dtype == "float32"
+    np.testing.assert_array_equal(np.asarray(mixed([guess, mel])), np.asarray(layer([guess, mel])))
+    with pytest.raises(ValueError, match="mel_projection needs the mel layout"):
+        models.build_istft_generator(SETTINGS, 16, blocks=1, layout="vocos", mel_projection=2)
+    generator = models.build_istft_generator(SETTINGS, 16, blocks=1, mel_projection=2)
+    assert generator.get_layer("mel_projection").iterations == 2
 
 
 @pytest.mark.parametrize("kind", BUILDERS)
@@ -373,13 +409,16 @@ def test_the_phase_loss_compares_each_predicted_frame_with_the_real_audios_frame
     for first, expected in ((start, (0.0, 1e-5)), (start + 1, (1.0, 10.0))):
         spectrum = rows[:, first:first + frames + 2 * CONTEXT_FRAMES]
         assert expected[0] <= float(gan.phase_loss_of(audio, spectrum)) <= expected[1], first
+        # The magnitude loss compares the same frames: nothing aligned, a clear difference a row off.
+        magnitude = float(gan.magnitude_loss_of(audio, spectrum))
+        assert magnitude < 1e-4 if first == start else magnitude > 0.1, (first, magnitude)
         # The same rows through the generator's own inverse STFT give the audio back where they are aligned.
         made = np.asarray(generator.get_layer("trim_context")(generator.get_layer("inverse_stft")(spectrum)))[0, :, 0]
         if first == start:
             np.testing.assert_allclose(made[fft:-fft], audio[0, fft:-fft], atol=1e-5)
-    with pytest.raises(ValueError, match="needs segments of at least 7 frames, not 6"):
+    with pytest.raises(ValueError, match="need segments of at least 7 frames, not 6"):
         gan.phase_loss_of(audio[:, :6 * HOP], rows[:, start:start + 6 + 2 * CONTEXT_FRAMES])
-    with pytest.raises(ValueError, match="needs the istft generator"):
+    with pytest.raises(ValueError, match="need the istft generator"):
         models.VocoderGAN(models.build_vocoder_generator(SETTINGS, 16), models.build_vocoder_discriminator(RATE, 4),
                           phase_weight=1.0)
 
@@ -608,17 +647,18 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
                       "--generator-channels", "16", "--discriminator-channels", "4", "--batch-size", "2",
                       "--steps-per-epoch", "2", "--epochs", "2", "--adversarial-start", "9", "--sample-every", "0",
                       "--phase-iterations", "2", "--phase-head", "parallel", "--phase-weight", "1",
-                      "--output-dir", run_dir)
+                      "--mel-projection", "2", "--magnitude-weight", "1", "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["generator"] == "istft" and config["learning_rate"] == 5e-4  # the vocoder's defaults
     assert config["phase_iterations"] == 2 and config["generation_phase_iterations"] == 16  # the default
     assert config["phase_momentum"] == 0.99 and config["istft_layout"] == "mel"  # the defaults
     assert config["phase_head"] == "parallel" and config["phase_weight"] == 1.0
+    assert config["mel_projection"] == 2 and config["magnitude_weight"] == 1.0
     history = (run_dir / "history.csv").read_text().splitlines()
     header, rows = history[0].split(","), [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
     assert "adversarial_loss" in header and len(rows) == 2
-    assert all(float(row["phase_loss"]) > 0 for row in rows)
+    assert all(float(row["phase_loss"]) > 0 and float(row["magnitude_loss"]) > 0 for row in rows)
     # Before the join (at step 9: joining is tested above, compiled; here it would trace the discriminators too).
     assert config["adversarial_start"] == 9 and all(float(row["adversarial_loss"]) == 0 for row in rows)
     generator = run_dir / "generator.keras"
@@ -632,6 +672,7 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     assert phases.iterations == 2 and phases.generation_iterations == 16 and phases.momentum == 0.99
     assert restored.get_layer("inverse_stft").fft_length == SETTINGS.n_fft
     assert restored.get_layer("phase_parts").units == 2 * (SETTINGS.n_fft // 2 + 1)
+    assert restored.get_layer("mel_projection").iterations == 2
     np.testing.assert_allclose(audio, models.vocode(restored, mel)[0], atol=2 / 32768)
     result = run_script("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
                         "--phase-iterations", "2", "--output-dir", tmp_path / "r")
@@ -647,6 +688,15 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "6",
                       "--phase-weight", "1", "--output-dir", tmp_path / "r")
     assert_one_line_error(result, "--segment-frames 6: the phase loss (--phase-weight) needs segments of at least 7")
+    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "6",
+                      "--magnitude-weight", "1", "--output-dir", tmp_path / "r")
+    assert_one_line_error(result, "--segment-frames 6: the magnitude loss (--magnitude-weight) needs segments of")
+    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--istft-layout", "vocos",
+                      "--mel-projection", "2", "--output-dir", tmp_path / "r")
+    assert_one_line_error(result, "--mel-projection 2: needs --istft-layout mel")
+    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
+                      "--magnitude-weight", "1", "--output-dir", tmp_path / "r")
+    assert_one_line_error(result, "--magnitude-weight: a setting of the istft generator")
     result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--mel-window-ms", "60",
                       "--output-dir", tmp_path / "r")
     assert_one_line_error(result, "--mel-window-ms 60: the istft generator's mel layout needs a window of at most")
@@ -654,14 +704,17 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     # A run whose config.json predates the momentum and the layout resumes with what it was trained with.
     config = json.loads((run_dir / "config.json").read_text())
     del config["phase_momentum"], config["istft_layout"], config["phase_head"], config["phase_weight"]
+    del config["mel_projection"], config["magnitude_weight"]
     (run_dir / "config.json").write_text(json.dumps(config))
     import train_gan
 
     resumed, _ = train_gan.resolve(["--resume", "--output-dir", str(run_dir)])
     assert resumed.phase_momentum == 0.0 and resumed.istft_layout == "vocos"
     assert resumed.phase_head == "direct" and resumed.phase_weight == 0.0
+    assert resumed.mel_projection == 0 and resumed.magnitude_weight == 0.0
     fresh, _ = train_gan.resolve(["--condition", "mel", "--train", str(speech), "--output-dir", str(tmp_path / "d")])
     assert fresh.phase_head == "direct" and fresh.phase_weight == 0.0  # the defaults
+    assert fresh.mel_projection == 0 and fresh.magnitude_weight == 0.0
     assert train_gan.CHOICES["istft_layout"] == models.ISTFT_LAYOUTS
     assert train_gan.CHOICES["phase_head"] == models.PHASE_HEADS
 
