@@ -76,7 +76,6 @@ def main(argv=None):
 
     import librosa
     import numpy as np
-    import soundfile as sf
 
     from data.audio import load_audio
     from data.features import mel_settings
@@ -92,7 +91,7 @@ def main(argv=None):
                               inputs.T @ (log_true - log_inverse))
     print(f"linear fit on {args.train}: {len(inputs):,} frames, {inputs.shape[1]} inputs per frame", flush=True)
 
-    held_out = sf.read(args.validate, dtype="float32")[0][:int(args.seconds * settings.sample_rate)]
+    held_out = load_audio(args.validate, settings.sample_rate).signals[0][:int(args.seconds * settings.sample_rate)]
     inputs, log_inverse, mel, log_true = features(held_out, settings, args.context)
     length = (len(mel) - 1) * settings.hop_length
     reference = held_out[:length]

@@ -149,7 +149,8 @@ def build_discriminator(model_dim=64, slice_length=16384, phase_shuffle=2, sampl
     vector = ClassEmbedding(class_names, x.shape[-1], name="class_projection")(class_id)
     vector = keras.layers.Reshape((x.shape[-1],), name="class_projection_vector")(vector)
     projection = keras.layers.Dot(axes=1, name="projection", dtype="float32")([x, vector])
-    return keras.Model([audio, class_id], keras.layers.Add(name="conditional_score")([score, projection]), name=name)
+    score = keras.layers.Add(name="conditional_score", dtype="float32")([score, projection])
+    return keras.Model([audio, class_id], score, name=name)
 
 
 class TwoOptimizerGAN(keras.Model):
@@ -363,7 +364,7 @@ class WaveGAN(TwoOptimizerGAN):
         # One traced step run in a graph loop, with the same numbers: unrolled, the five steps' double-backward
         # graphs made a d=8 WaveGAN's first step take 26 s to trace and optimise, against 7 s in the loop.
         def body(step, d_loss, penalty):
-            return (step + 1, *step_on(step))
+            return (step + 1, *(ops.cast(value, "float32") for value in step_on(step)))
 
         _, d_loss, penalty = tf.while_loop(lambda step, *_: step < steps, body,
                                            (tf.constant(0), tf.zeros(()), tf.zeros(())))
@@ -379,7 +380,7 @@ class WaveGAN(TwoOptimizerGAN):
         batch = ops.shape(real)[0] // steps
         d_loss, penalty = self.critic_loop(real, ids, steps, batch)
         # The generator makes the classes of the last critic batch: the classes' frequencies in the data.
-        g_loss = self.generator_step(batch, None if ids is None else ids[(steps - 1) * batch:])
+        g_loss = self.generator_step(batch, None if ids is None else ids[(steps - 1) * batch:steps * batch])
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         self.gp_tracker.update_state(penalty)

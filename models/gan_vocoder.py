@@ -478,10 +478,12 @@ class LinearMagnitudes(keras.layers.Layer):
 class MelProjection(keras.layers.Layer):
     """Rescales log linear-frequency magnitudes so that their mel spectrogram comes closer to the given one:
     `iterations` multiplicative updates, each bin times the filterbank-weighted mean, over the mel bands it falls
-    in, of the band's ratio of wanted to made mel magnitude (as non-negative least squares by multiplicative
-    updates). Magnitudes whose mel spectrogram is already the given one pass unchanged, and a bin's shape within
-    its bands is kept, so a learned correction of the pseudo-inverse (`LinearMagnitudes`) keeps the band energies
-    the spectrogram fixes. Bins outside every band pass unchanged.
+    in, of the band's ratio of wanted to made mel magnitude (Lee and Seung's update for the generalised
+    Kullback-Leibler divergence, with the filterbank fixed). Magnitudes whose mel spectrogram is already the
+    given one pass unchanged, and a bin's shape within its bands is kept, so a learned correction of the
+    pseudo-inverse (`LinearMagnitudes`) keeps the band energies the spectrogram fixes. Bins outside every band pass
+    unchanged. The target is the spectrogram as given, floor included: a silent band's bins are brought to the
+    floor's level, as the pseudo-inverse that keeps the floor (the mel layout's) puts them.
 
     Inputs: `[log_magnitudes (batch, frames, fft_length // 2 + 1), log_mel (batch, frames, n_mels)]`.
 
@@ -526,7 +528,8 @@ class MelProjection(keras.layers.Layer):
             made = ops.matmul(magnitude, ops.transpose(self.basis))
             ratio = wanted / ops.maximum(made, 1e-12)
             magnitude = magnitude * (ops.matmul(ratio, self.basis) * self.normaliser + self.outside)
-        return ops.log(ops.maximum(magnitude, 1e-30))
+        # The same cap as `_magnitudes_and_phases`, so what a loss sees is what the audio is made from.
+        return ops.minimum(ops.log(ops.maximum(magnitude, 1e-30)), 7.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -800,11 +803,14 @@ class VocoderGAN(TwoOptimizerGAN):
 
         def function(iterator):
             # The generator's step count decides, so a resumed run joins them at the same step.
-            self._joined = int(self.g_optimizer.iterations) >= self.adversarial_start
-            if self._joined not in made:
-                super(VocoderGAN, self).make_train_function(force=True)
-                made[self._joined], self.train_function = self.train_function, function
-            return made[self._joined](iterator)
+            joined = self._joined = int(self.g_optimizer.iterations) >= self.adversarial_start
+            try:
+                if joined not in made:
+                    super(VocoderGAN, self).make_train_function(force=True)
+                    made[joined], self.train_function = self.train_function, function
+                return made[joined](iterator)
+            finally:
+                self._joined = None  # a direct train_step call decides in the graph
 
         self.train_function = function
         return function
@@ -820,11 +826,13 @@ class VocoderGAN(TwoOptimizerGAN):
         stft = stft_loss(real[..., 0], ops.cast(fake, "float32")[..., 0], self.resolutions)
         parts = {"stft_loss": stft}
         g_loss, d_loss = self.stft_weight * stft, ops.zeros(())
+        if self.phase_weight or self.magnitude_weight:
+            aligned = self._aligned_frames(real[..., 0], spectrum)  # one STFT of the real audio for both
         if self.phase_weight:
-            parts["phase_loss"] = self.phase_loss_of(real[..., 0], spectrum)
+            parts["phase_loss"] = self.phase_loss_of(real[..., 0], spectrum, aligned)
             g_loss = g_loss + self.phase_weight * parts["phase_loss"]
         if self.magnitude_weight:
-            parts["magnitude_loss"] = self.magnitude_loss_of(real[..., 0], spectrum)
+            parts["magnitude_loss"] = self.magnitude_loss_of(real[..., 0], spectrum, aligned)
             g_loss = g_loss + self.magnitude_weight * parts["magnitude_loss"]
         if self.adversarial_weight:
             if adversarial is True:
@@ -841,20 +849,25 @@ class VocoderGAN(TwoOptimizerGAN):
             g_loss = g_loss + self.adversarial_weight * (adversarial_loss + self.feature_weight * feature)
         return g_loss, d_loss, parts
 
-    def phase_loss_of(self, real, spectrum):
+    def phase_loss_of(self, real, spectrum, aligned=None):
         """`phase_loss` of the predicted frames `spectrum` (log-magnitudes then phases, with the context rows)
-        against the STFT of the real audio `(batch, samples)` in the same frames."""
-        real_part, imag_part, predicted = self._aligned_frames(real, spectrum)
+        against the STFT of the real audio `(batch, samples)` in the same frames (`aligned`: `_aligned_frames`'
+        result, when already computed)."""
+        real_part, imag_part, predicted = aligned or self._aligned_frames(real, spectrum)
         fft = self.generator.get_layer("inverse_stft").fft_length
         return phase_loss(real_part, imag_part, predicted[..., fft // 2 + 1:])
 
-    def magnitude_loss_of(self, real, spectrum):
+    def magnitude_loss_of(self, real, spectrum, aligned=None):
         """The mean absolute difference between the predicted frames' log-magnitudes and the log-magnitudes of the
-        real audio's STFT in the same frames (floored at the spectrogram's `log_floor`)."""
-        real_part, imag_part, predicted = self._aligned_frames(real, spectrum)
-        floor = vocoder_settings(self.generator).log_floor
-        true = ops.log(ops.maximum(ops.sqrt(real_part * real_part + imag_part * imag_part), floor))
-        made = ops.maximum(predicted[..., :real_part.shape[-1]], float(np.log(floor)))
+        real audio's STFT in the same frames, floored at the spectrogram's `log_floor` (`aligned` as in
+        `phase_loss_of`)."""
+        real_part, imag_part, predicted = aligned or self._aligned_frames(real, spectrum)
+        floor = float(np.log(vocoder_settings(self.generator).log_floor))
+        true = ops.maximum(0.5 * ops.log(real_part * real_part + imag_part * imag_part + 1e-30), floor)
+        made = predicted[..., :real_part.shape[-1]]
+        # Floored only where the truth is at the floor: a bin predicted below it where the audio is louder still
+        # gets a gradient back up.
+        made = ops.where(true > floor, made, ops.maximum(made, floor))
         return ops.mean(ops.abs(made - true))
 
     def _aligned_frames(self, real, spectrum):

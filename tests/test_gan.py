@@ -289,6 +289,21 @@ def test_class_conditional_networks_take_a_class():
         models.generate_clips(tiny_gan().generator, 1, classes="low")
 
 
+def test_class_conditional_wavegan_trains_a_step_in_mixed_precision():
+    # The critic's score stays float32 under a mixed policy, its class projection's sum too, as the gradient
+    # penalty and the graph loop of critic steps (float32 loop values) need.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        gan = conditional_gan(model_dim=2)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert gan.discriminator.outputs[0].dtype == "float32"
+    real = {"waveform": np.stack([tone(4096 / RATE, rate=RATE, frequencies=(440,))] * 10)[..., None],
+            "class_id": np.tile([[0], [1]], (5, 1)).astype("int32")}  # 5 critic steps of 2 clips
+    logs = gan.train_on_batch(real, return_dict=True)
+    assert all(np.isfinite(value) for value in logs.values()) and logs["gradient_penalty"] > 0, logs
+
+
 @pytest.mark.slow
 def test_class_conditional_gan_generates_each_class_at_its_pitch():
     pitches = {"high": 1000.0, "low": 400.0}
