@@ -677,29 +677,21 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     result = run_script("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
                         "--phase-iterations", "2", "--output-dir", tmp_path / "r")
     assert_one_line_error(result, "--phase-iterations: a setting of the istft generator")
-    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
-                      "--istft-layout", "vocos", "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--istft-layout: a setting of the istft generator")
-    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
-                      "--phase-weight", "1", "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--phase-weight: a setting of the istft generator")
-    result = run_main("train_gan.py", "--train", speech, "--phase-head", "parallel", "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--phase-head: a vocoder setting")
-    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "6",
-                      "--phase-weight", "1", "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--segment-frames 6: the phase loss (--phase-weight) needs segments of at least 7")
-    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--segment-frames", "6",
-                      "--magnitude-weight", "1", "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--segment-frames 6: the magnitude loss (--magnitude-weight) needs segments of")
-    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--istft-layout", "vocos",
-                      "--mel-projection", "2", "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--mel-projection 2: needs --istft-layout mel")
-    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--generator", "melgan",
-                      "--magnitude-weight", "1", "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--magnitude-weight: a setting of the istft generator")
-    result = run_main("train_gan.py", "--condition", "mel", "--train", speech, "--mel-window-ms", "60",
-                      "--output-dir", tmp_path / "r")
-    assert_one_line_error(result, "--mel-window-ms 60: the istft generator's mel layout needs a window of at most")
+    vocoder = ["--condition", "mel", "--train", speech]
+    for args, message in (
+            ([*vocoder, "--generator", "melgan", "--istft-layout", "vocos"], "--istft-layout: a setting of the istft"),
+            ([*vocoder, "--generator", "melgan", "--phase-weight", "1"], "--phase-weight: a setting of the istft"),
+            ([*vocoder, "--generator", "melgan", "--magnitude-weight", "1"], "--magnitude-weight: a setting of the"),
+            (["--train", speech, "--phase-head", "parallel"], "--phase-head: a vocoder setting"),
+            ([*vocoder, "--segment-frames", "6", "--phase-weight", "1"],
+             "--segment-frames 6: the phase loss (--phase-weight) needs segments of at least 7"),
+            ([*vocoder, "--segment-frames", "6", "--magnitude-weight", "1"],
+             "--segment-frames 6: the magnitude loss (--magnitude-weight) needs segments of at least 7"),
+            ([*vocoder, "--istft-layout", "vocos", "--mel-projection", "2"],
+             "--mel-projection 2: needs --istft-layout mel"),
+            ([*vocoder, "--mel-window-ms", "60"],
+             "--mel-window-ms 60: the istft generator's mel layout needs a window of at most")):
+        assert_one_line_error(run_main("train_gan.py", *args, "--output-dir", tmp_path / "r"), message)
     assert not (tmp_path / "r").exists()
     # A run whose config.json predates the momentum and the layout resumes with what it was trained with.
     config = json.loads((run_dir / "config.json").read_text())
