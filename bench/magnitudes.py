@@ -34,25 +34,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 SPEECH = ROOT.parent / "shared" / "audio" / "speech"
 
 
-def stft_magnitudes(audio, settings):
-    import librosa
-    import numpy as np
-
-    return np.abs(librosa.stft(audio, n_fft=settings.n_fft, hop_length=settings.hop_length,
-                               win_length=settings.win_length, window="hann", center=True)).T
-
-
 def features(audio, settings, context):
     """`(inputs, log inverse, log-mel, log STFT magnitudes)` per frame of `audio`."""
     import librosa
     import numpy as np
 
     from data.features import log_mel
+    from evaluation.vocoder import stft_magnitudes
 
     mel = log_mel(audio, settings)
     inverse = librosa.feature.inverse.mel_to_stft(np.exp(mel).T, sr=settings.sample_rate, n_fft=settings.n_fft,
                                                   power=1.0, fmin=settings.fmin, fmax=settings.top_frequency).T
-    true = stft_magnitudes(audio, settings)
+    true = stft_magnitudes(audio, settings.n_fft, settings.hop_length, settings.win_length).T
     frames = min(len(mel), len(inverse), len(true))
     mel, floor = mel[:frames], settings.log_floor
     log_inverse = np.log(np.maximum(inverse[:frames], floor))

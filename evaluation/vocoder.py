@@ -32,7 +32,8 @@ def _pair(reference, estimate):
     return reference[:length], estimate[:length]
 
 
-def _magnitude(signal, n_fft, hop, window):
+def stft_magnitudes(signal, n_fft, hop, window):
+    """`|STFT|` of `signal` (centred Hann frames), `(bins, frames)`."""
     import librosa
 
     return np.abs(librosa.stft(signal, n_fft=n_fft, hop_length=hop, win_length=window, window="hann",
@@ -52,8 +53,8 @@ def log_spectral_distance(reference, estimate, n_fft=512, hop=100, window=400):
     """Log-spectral distance in dB: per frame, the RMS over bins of `20 log10(|S_ref| / |S_est|)`, then the mean
     over frames. Magnitudes are floored at `MAGNITUDE_FLOOR`."""
     reference, estimate = _pair(reference, estimate)
-    ref = np.maximum(_magnitude(reference, n_fft, hop, window), MAGNITUDE_FLOOR)
-    est = np.maximum(_magnitude(estimate, n_fft, hop, window), MAGNITUDE_FLOOR)
+    ref = np.maximum(stft_magnitudes(reference, n_fft, hop, window), MAGNITUDE_FLOOR)
+    est = np.maximum(stft_magnitudes(estimate, n_fft, hop, window), MAGNITUDE_FLOOR)
     difference = 20.0 * np.log10(ref / est)
     return float(np.mean(np.sqrt(np.mean(difference ** 2, axis=0))))
 
@@ -68,7 +69,7 @@ def multi_resolution_stft(reference, estimate, resolutions=RESOLUTIONS):
     reference, estimate = _pair(reference, estimate)
     convergence, log_magnitude = [], []
     for n_fft, hop, window in resolutions:
-        ref, est = _magnitude(reference, n_fft, hop, window), _magnitude(estimate, n_fft, hop, window)
+        ref, est = stft_magnitudes(reference, n_fft, hop, window), stft_magnitudes(estimate, n_fft, hop, window)
         convergence.append(np.linalg.norm(ref - est) / max(np.linalg.norm(ref), MAGNITUDE_FLOOR))
         log_magnitude.append(np.mean(np.abs(np.log(np.maximum(ref, MAGNITUDE_FLOOR))
                                             - np.log(np.maximum(est, MAGNITUDE_FLOOR)))))

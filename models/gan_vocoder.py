@@ -205,12 +205,23 @@ class LayerScale(keras.layers.Layer):
         return {**super().get_config(), "init_value": self.init_value}
 
 
+# The largest log-magnitude a frame is made from: e^7 is far above a full-scale sine's (fft_length / 4) at any size
+# used here.
+LOG_MAGNITUDE_CAP = 7.0
+
+
+def _basis_at(settings, fft_length):
+    """The mel filterbank of `settings` at FFT `fft_length` (its window no longer than the FFT), `(n_mels, bins)`."""
+    from data.features import mel_basis
+
+    return mel_basis(dataclasses.replace(settings, n_fft=fft_length, win_length=min(settings.win_length, fft_length)))
+
+
 def _magnitudes_and_phases(inputs, fft_length):
     """Frames of log-magnitude then phase (`InverseSTFT`'s input) as float32 `(log_magnitude, magnitude, phase)`."""
     # A split, not two slices: a slice's gradient scatters into zeros, a split's is one concatenation.
     log_magnitude, phase = ops.split(ops.cast(inputs, "float32"), [fft_length // 2 + 1], axis=-1)
-    # Capped: a magnitude of e^7 is far above a full-scale sine's (fft_length / 4) at any size used here.
-    return log_magnitude, ops.exp(ops.minimum(log_magnitude, 7.0)), phase
+    return log_magnitude, ops.exp(ops.minimum(log_magnitude, LOG_MAGNITUDE_CAP)), phase
 
 
 def _overlap_add(magnitude, cos, sin, fft_length, hop_length, window_length):
@@ -448,15 +459,14 @@ class LinearMagnitudes(keras.layers.Layer):
     """
 
     def __init__(self, settings, fft_length, subtract_floor=True, **kwargs):
-        from data.features import MelSettings, mel_basis
+        from data.features import MelSettings
 
         kwargs.setdefault("dtype", "float32")  # exponentials and logarithms, under a mixed global policy too
         super().__init__(**kwargs)
         self.settings = settings if isinstance(settings, MelSettings) else MelSettings.from_dict(settings)
         self.fft_length = int(fft_length)
         self.subtract_floor = bool(subtract_floor)
-        basis = mel_basis(dataclasses.replace(self.settings, n_fft=self.fft_length,
-                                              win_length=min(self.settings.win_length, self.fft_length)))
+        basis = _basis_at(self.settings, self.fft_length)
         self.inverse = np.linalg.pinv(basis).T.astype(np.float32)  # (n_mels, bins)
 
     def call(self, inputs):
@@ -503,7 +513,7 @@ class MelProjection(keras.layers.Layer):
     """
 
     def __init__(self, settings, fft_length, iterations=5, **kwargs):
-        from data.features import MelSettings, mel_basis
+        from data.features import MelSettings
 
         kwargs.setdefault("dtype", "float32")  # exponentials and ratios, under a mixed global policy too
         super().__init__(**kwargs)
@@ -512,8 +522,7 @@ class MelProjection(keras.layers.Layer):
         self.iterations = int(iterations)
         if self.iterations < 0:
             raise ValueError(f"iterations must be 0 or more, not {iterations}")
-        basis = mel_basis(dataclasses.replace(self.settings, n_fft=self.fft_length,
-                                              win_length=min(self.settings.win_length, self.fft_length)))
+        basis = _basis_at(self.settings, self.fft_length)
         self.basis = basis.astype(np.float32)  # (n_mels, bins)
         covered = basis.sum(axis=0)
         # 1 / a bin's total weight over the bands, and bins in no band (above fmax) kept as they are.
@@ -522,14 +531,14 @@ class MelProjection(keras.layers.Layer):
 
     def call(self, inputs):
         log_magnitude, log_mel = (ops.cast(x, "float32") for x in inputs)
-        magnitude = ops.exp(ops.minimum(log_magnitude, 7.0))  # the cap of `_magnitudes_and_phases`
+        magnitude = ops.exp(ops.minimum(log_magnitude, LOG_MAGNITUDE_CAP))
         wanted = ops.exp(log_mel)
         for _ in range(self.iterations):
             made = ops.matmul(magnitude, ops.transpose(self.basis))
             ratio = wanted / ops.maximum(made, 1e-12)
             magnitude = magnitude * (ops.matmul(ratio, self.basis) * self.normaliser + self.outside)
-        # The same cap as `_magnitudes_and_phases`, so what a loss sees is what the audio is made from.
-        return ops.minimum(ops.log(ops.maximum(magnitude, 1e-30)), 7.0)
+        # Capped as `_magnitudes_and_phases` caps, so what a loss sees is what the audio is made from.
+        return ops.minimum(ops.log(ops.maximum(magnitude, 1e-30)), LOG_MAGNITUDE_CAP)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
