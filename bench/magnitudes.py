@@ -2,6 +2,7 @@
 
     python bench/magnitudes.py                      # train.wav fits, the first 20 s of validate.wav scored
     python bench/magnitudes.py --seconds 60 --iterations 16 32
+    python bench/magnitudes.py --generator runs/gan-.../generator.keras     # and a trained vocoder's magnitudes
 
 The GAN vocoder's istft generator starts its magnitudes from the filterbank's inverse and learns a correction;
 Griffin-Lim then finds phases for them. This bench asks what better magnitudes are worth before any network is
@@ -13,7 +14,8 @@ trained. On the recording's log-mel spectrogram (the vocoder's default settings)
   `--context` frames either side and the inverse's own log-magnitudes, fitted on the training audio to the
   log-magnitudes of its STFT: what one linear layer can learn;
 - `linear fit + projection`: both;
-- `recording's magnitudes`: the held-out audio's own STFT magnitudes (the ceiling).
+- `recording's magnitudes`: the held-out audio's own STFT magnitudes (the ceiling);
+- with `--generator`, each trained istft generator's predicted magnitudes (after its mel projection, if any).
 Each goes through librosa's Griffin-Lim (momentum 0.99, random start, seed 0) at each `--iterations` count, and is
 scored against the held-out clip (evaluation/vocoder.py: STOI, log-spectral distance), with each magnitude
 estimate's mean absolute log-magnitude error (nats, floored at the spectrogram's floor) beside them.
@@ -55,6 +57,23 @@ def features(audio, settings, context):
     return inputs, log_inverse, mel, np.log(np.maximum(true[:frames], floor))
 
 
+def generator_magnitudes(generator, mel):
+    """A trained istft generator's predicted log-magnitudes for each frame of `mel` (its "spectrum" layer, before
+    any Griffin-Lim iterations)."""
+    import keras
+    import numpy as np
+
+    from data.features import CONTEXT_FRAMES, pad_features
+    from models import vocoder_settings
+
+    settings = vocoder_settings(generator)
+    if settings.n_fft != generator.get_layer("inverse_stft").fft_length:
+        raise SystemExit("bench/magnitudes.py: --generator needs the mel layout (the spectrogram's own FFT)")
+    spectrum = keras.Model(generator.input, generator.get_layer("spectrum").output)
+    rows = np.asarray(spectrum(pad_features(mel, settings)[None].astype(np.float32)))[0]
+    return rows[CONTEXT_FRAMES:CONTEXT_FRAMES + len(mel), :settings.n_fft // 2 + 1]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -65,6 +84,7 @@ def main(argv=None):
     parser.add_argument("--projection", type=int, default=5, help="MelProjection updates")
     parser.add_argument("--context", type=int, default=2, help="log-mel frames either side in the linear fit")
     parser.add_argument("--ridge", type=float, default=100.0, help="the linear fit's ridge penalty")
+    parser.add_argument("--generator", nargs="*", default=[], help="trained istft generators (.keras) to score too")
     args = parser.parse_args(argv)
 
     import librosa
@@ -99,6 +119,8 @@ def main(argv=None):
     estimates = {"inverse": log_inverse, f"inverse + projection ({args.projection})": projected(log_inverse),
                  "linear fit": fitted, f"linear fit + projection ({args.projection})": projected(fitted),
                  "recording's magnitudes": log_true}
+    for path in args.generator:
+        estimates[f"generator {path}"] = generator_magnitudes(models.load_model(path), mel)[:len(log_true)]
     print(f"\nFirst {len(reference) / settings.sample_rate:g} s of {args.validate}; librosa's Griffin-Lim "
           f"(momentum 0.99, random start)\n")
     print("| magnitudes | log-magnitude error (nats) | " + " | ".join(
