@@ -32,14 +32,15 @@ from run.distribute import report_lost_workers, start_distribution
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "speech" / "demo.wav"
 SHAPE_SETTINGS = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "sample_rate", "labels",
-                  "class_channels", "generator", "generator_channels", "phase_iterations",
+                  "class_channels", "generator", "generator_channels", "generator_blocks", "linear_context",
+                  "phase_iterations",
                   "generation_phase_iterations", "phase_momentum", "istft_layout", "phase_head", "mel_projection",
                   "discriminator_channels",
                   *MEL_SHAPE_SETTINGS)
 WAVEGAN_ONLY = ("slice_length", "latent_dim", "model_dim", "loss", "phase_shuffle", "pack", "labels",
                 "class_channels", "sample_clips")
-ISTFT_ONLY = ("phase_iterations", "generation_phase_iterations", "phase_momentum", "istft_layout", "phase_head",
-              "phase_weight", "mel_projection", "magnitude_weight")
+ISTFT_ONLY = ("generator_blocks", "linear_context", "phase_iterations", "generation_phase_iterations",
+              "phase_momentum", "istft_layout", "phase_head", "phase_weight", "mel_projection", "magnitude_weight")
 VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY, "discriminator_channels",
                 "stft_weight", "feature_weight", "adversarial_weight", "adversarial_start", "sample_seconds",
                 *MEL_SHAPE_SETTINGS[1:])
@@ -47,19 +48,24 @@ VOCODER_ONLY = ("segment_frames", "generator", "generator_channels", *ISTFT_ONLY
 # iSTFT: Vocos' 5e-4, the better of 2e-4 and 5e-4 in a 4-minute screen, README "GAN vocoder"; 8 Griffin-Lim
 # iterations in training, better on every measure in 30 minutes, and 16 when generating, better again at 120 times
 # real time, README "The three vocoders side by side"; with the momentum of fast Griffin-Lim and the frames of the
-# spectrogram's own STFT, better STOI and spectral convergence, the same log-spectral distance).
+# spectrogram's own STFT, better STOI and spectral convergence, the same log-spectral distance; then the magnitudes
+# trained directly by the magnitude loss instead of the STFT loss, a linear term and the mel projection, and no
+# ConvNeXt blocks, which learned the training audio and not held-out audio: README "The three vocoders side by side").
 MODE_DEFAULTS = {"wavegan": {"batch_size": 4, "learning_rate": 1e-4},
                  "melgan": {"batch_size": 8, "learning_rate": 2e-4, "generator_channels": 128, "phase_iterations": 0,
                             "generation_phase_iterations": 0, "phase_momentum": 0.0, "phase_weight": 0.0,
-                            "mel_projection": 0, "magnitude_weight": 0.0},
-                 "istft": {"batch_size": 8, "learning_rate": 5e-4, "generator_channels": 256, "phase_iterations": 8,
+                            "mel_projection": 0, "magnitude_weight": 0.0, "stft_weight": 45.0},
+                 "istft": {"batch_size": 8, "learning_rate": 5e-4, "generator_channels": 128, "generator_blocks": 0,
+                           "linear_context": 2, "phase_iterations": 8,
                            "generation_phase_iterations": 16, "phase_momentum": 0.99, "istft_layout": "mel",
-                           "phase_head": "direct", "phase_weight": 0.0, "mel_projection": 0,
-                           "magnitude_weight": 0.0}}
+                           "phase_head": "direct", "phase_weight": 0.0, "mel_projection": 5,
+                           "magnitude_weight": 45.0, "stft_weight": 0.0}}
+# The mel projection needs the mel layout: with --istft-layout vocos its default is 0.
+VOCOS_DEFAULTS = {"mel_projection": 0}
 # A resumed run whose config.json predates these settings was trained with these values.
-PREDATED = {"generator": "melgan", "adversarial_start": 0, "phase_iterations": 0, "generation_phase_iterations": 0,
-            "phase_momentum": 0.0, "istft_layout": "vocos", "phase_head": "direct", "phase_weight": 0.0, "pack": 1,
-            "mel_projection": 0, "magnitude_weight": 0.0}
+PREDATED = {"generator": "melgan", "generator_blocks": 8, "linear_context": 0, "adversarial_start": 0,
+            "phase_iterations": 0, "generation_phase_iterations": 0, "phase_momentum": 0.0, "istft_layout": "vocos",
+            "phase_head": "direct", "phase_weight": 0.0, "pack": 1, "mel_projection": 0, "magnitude_weight": 0.0}
 
 
 @dataclass
@@ -80,6 +86,8 @@ class GANConfig(MelFlags, RunSettings):
     segment_frames: int = 64
     generator: str = "istft"
     generator_channels: Optional[int] = None
+    generator_blocks: Optional[int] = None
+    linear_context: Optional[int] = None
     phase_iterations: Optional[int] = None
     generation_phase_iterations: Optional[int] = None
     phase_momentum: Optional[float] = None
@@ -89,7 +97,7 @@ class GANConfig(MelFlags, RunSettings):
     mel_projection: Optional[int] = None
     magnitude_weight: Optional[float] = None
     discriminator_channels: int = 16
-    stft_weight: float = 45.0
+    stft_weight: Optional[float] = None
     feature_weight: float = 2.0
     adversarial_weight: float = 1.0
     adversarial_start: int = 100_000
@@ -118,7 +126,12 @@ HELP = {
     "generator": "vocoder: melgan (transposed convolutions up to the sample rate) or istft (Vocos: ConvNeXt "
                  "blocks at the frame rate predicting each frame's STFT, then the inverse STFT)",
     "generator_channels": "vocoder: channels of the generator's first layer (melgan: halved at each upsampling; "
-                          "istft: the width of every block); None: 128 for melgan, 256 for istft",
+                          "istft: the width of every block); None: 128",
+    "generator_blocks": "vocoder, istft: ConvNeXt blocks (0: none; a convolution over the frames, then the heads); "
+                        "None: 0",
+    "linear_context": "vocoder, istft: a linear term in the log-mel frames within this many either side of each "
+                      "frame (and in the filterbank inverse's log-magnitudes) added to the magnitudes, unnormalised "
+                      "(0: none); None: 2",
     "phase_iterations": "vocoder, istft: Griffin-Lim iterations inside the generator that make its predicted frames' "
                         "phases agree before the inverse STFT, trained through (0: none); None: 8 for istft",
     "generation_phase_iterations": "vocoder, istft: the Griffin-Lim iterations when generating (samples, generate.py); "
@@ -133,14 +146,16 @@ HELP = {
                     "(before the Griffin-Lim iterations) and the real audio's STFT phases; None: 0 (off)",
     "mel_projection": "vocoder, istft (mel layout): multiplicative updates that rescale the corrected magnitudes "
                       "so their mel spectrogram is the input's, keeping each bin's shape within its bands; "
-                      "None: 0 (off)",
+                      "None: 5 (0 with --istft-layout vocos)",
     "magnitude_weight": "vocoder, istft: weight of the mean absolute difference between the predicted "
-                        "log-magnitudes (before the Griffin-Lim iterations) and the real audio's; None: 0 (off)",
+                        "log-magnitudes (before the Griffin-Lim iterations) and the real audio's; None: 45 for istft",
     "discriminator_channels": "vocoder: channels of each discriminator's first layer (then x2, x4, x8)",
-    "stft_weight": "vocoder: weight of the multi-resolution STFT loss",
+    "stft_weight": "vocoder: weight of the multi-resolution STFT loss on the audio; None: 45 for melgan, 0 for "
+                   "istft (its magnitude loss instead; then, until the discriminators join, a step skips the "
+                   "Griffin-Lim iterations and the inverse STFT)",
     "feature_weight": "vocoder: weight of feature matching within the adversarial loss",
-    "adversarial_weight": "vocoder: weight of the adversarial loss (0: STFT loss only, no discriminators)",
-    "adversarial_start": "vocoder: generator steps on the STFT loss alone before the discriminators join "
+    "adversarial_weight": "vocoder: weight of the adversarial loss (0: the spectral losses only, no discriminators)",
+    "adversarial_start": "vocoder: generator steps on the spectral losses alone before the discriminators join "
                          "(Parallel WaveGAN's warm start; they are not run until then)",
     "sample_seconds": "vocoder: seconds of training audio resynthesised for each sample",
     "sample_rate": "resample all audio to this rate in Hz; default: the first training file's rate",
@@ -165,7 +180,9 @@ TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim"
          "model_dim": positive_int, "phase_shuffle": non_negative_int, "pack": positive_int, "epochs": positive_int,
          "steps_per_epoch": positive_int, "batch_size": positive_int, "learning_rate": positive_float,
          "sample_every": non_negative_int, "sample_clips": positive_int, "class_channels": positive_int,
-         "segment_frames": positive_int, "generator_channels": positive_int, "phase_iterations": non_negative_int,
+         "segment_frames": positive_int, "generator_channels": positive_int,
+         "generator_blocks": non_negative_int, "linear_context": non_negative_int,
+         "phase_iterations": non_negative_int,
          "generation_phase_iterations": non_negative_int, "phase_momentum": momentum,
          "phase_weight": non_negative_float, "mel_projection": non_negative_int,
          "magnitude_weight": non_negative_float,
@@ -199,6 +216,7 @@ def build_gan(config, mel, class_names, generator=None, discriminator=None):
     if mel is not None:
         return models.build_vocoder_gan(
             mel, config.generator_channels, config.discriminator_channels, config.learning_rate,
+            generator_blocks=config.generator_blocks, linear_context=config.linear_context,
             stft_weight=config.stft_weight, feature_weight=config.feature_weight,
             adversarial_weight=config.adversarial_weight, generator=generator, discriminator=discriminator,
             generator_kind=config.generator, adversarial_start=config.adversarial_start,
@@ -230,9 +248,16 @@ def resolve(argv=None):
                          "unconditional WaveGAN (leave out --labels or --pack)")
     if config.labels and config.labels != "folders" and not config.resume and config.train != str(DEMO_CLIP):
         raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
-    for name, value in MODE_DEFAULTS[config.generator if vocoder else "wavegan"].items():
+    defaults = MODE_DEFAULTS[config.generator if vocoder else "wavegan"]
+    if vocoder and config.generator == "istft" and config.istft_layout == "vocos":
+        defaults = {**defaults, **VOCOS_DEFAULTS}
+    for name, value in defaults.items():
         if getattr(config, name) is None:
             setattr(config, name, value)
+    if vocoder and not (config.stft_weight or config.magnitude_weight or config.phase_weight) and (
+            config.adversarial_start or not config.adversarial_weight):
+        raise UsageError("the generator would learn nothing before the discriminators join: give a spectral loss "
+                         "(--stft-weight, --magnitude-weight or --phase-weight) or --adversarial-start 0")
     return config, run_dir
 
 

@@ -554,7 +554,7 @@ ISTFT_LAYOUTS = ("mel", "vocos")
 
 def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_iterations=0,
                           generation_phase_iterations=None, phase_momentum=0.0, layout="mel", phase_head="direct",
-                          mel_projection=0, name="vocoder"):
+                          mel_projection=0, linear_context=0, name="vocoder"):
     """A Vocos-style generator (Siuzdak, 2023): every layer runs at the frame rate, and the last one predicts each
     frame's STFT (log-magnitude and phase), turned into audio by `InverseSTFT`. Same inputs and outputs as
     `build_vocoder_generator`.
@@ -563,7 +563,12 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     normalisation, a pointwise expansion to 3 x channels with GELU and a projection back, layer scale, residual),
     a layer normalisation and a dense layer to the spectrum. Nothing is upsampled by convolutions, so a sample costs
     a hop's share of a frame's work, and the magnitudes, which the mel spectrogram nearly fixes, are one learned
-    correction away from the filterbank's pseudo-inverse (`LinearMagnitudes`).
+    correction away from the filterbank's pseudo-inverse (`LinearMagnitudes`). With `linear_context`, that
+    correction also has a linear term in the mel frames around each frame and in the pseudo-inverse's own
+    log-magnitudes, outside the layer normalisations (which take each frame's level out): what a ridge regression
+    of the magnitudes on the same inputs learns (bench/magnitudes.py), and on 5 minutes of speech it generalises
+    better than the blocks, which fit the training audio and not held-out audio (README, "The three vocoders side
+    by side").
 
     `layout` "mel" predicts the frames of the spectrogram's own STFT (its `n_fft`, its Hann window of `win_length`),
     so that the pseudo-inverse is on the right scale and Griffin-Lim's phases come as they do for librosa; the
@@ -573,7 +578,7 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     Args:
         settings: the `data.features.MelSettings` of its spectrograms, saved inside the model.
         channels: width of the ConvNeXt blocks.
-        blocks: ConvNeXt blocks.
+        blocks: ConvNeXt blocks (0: none: the first convolution, then the heads).
         phase_iterations: Griffin-Lim iterations on the predicted frames before the inverse STFT in training
             (`GriffinLimPhases`; 0: none).
         generation_phase_iterations: the iterations outside training (None: `phase_iterations`).
@@ -583,6 +588,9 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
             number per bin and the phase is its angle, `ParallelPhase`), both named "phase".
         mel_projection: `MelProjection` updates on the corrected magnitudes, so their mel spectrogram is the
             input's (0: none; the mel layout only).
+        linear_context: the linear term's mel frames either side of each frame (a convolution of kernel
+            `2 * linear_context + 1` on the scaled log-mel, "magnitude_linear", and a dense layer on the
+            pseudo-inverse's log-magnitudes, "magnitude_from_inverse", both starting at zero; 0: no linear term).
         name: the model's name.
 
     Example:
@@ -607,7 +615,7 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
         raise ValueError(f"the istft generator needs a window of at most {MAX_WINDOW_HOPS} hops "
                          f"({MAX_WINDOW_HOPS * hop} samples), not {window}")
     mel = keras.Input(shape=(None, settings.n_mels), name="mel")
-    x = MelFeatures(settings, name="mel_features")(mel)
+    features = x = MelFeatures(settings, name="mel_features")(mel)
     x = keras.layers.Conv1D(channels, 7, padding="same", name="mel_conv")(x)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="mel_norm")(x)
     for i in range(blocks):
@@ -621,8 +629,16 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="output_norm")(x)
     bins = fft // 2 + 1
     magnitude = keras.layers.Dense(bins, name="magnitude")(x)
-    magnitude = keras.layers.Add(name="magnitude_add", dtype="float32")(
-        [magnitude, LinearMagnitudes(settings, fft, subtract_floor, name="linear_magnitudes")(mel)])
+    inverse = LinearMagnitudes(settings, fft, subtract_floor, name="linear_magnitudes")(mel)
+    terms = [magnitude, inverse]
+    if linear_context:
+        # Linear in the mel frames around each frame and in the inverse's own log-magnitudes, with no normalisation
+        # between (the blocks' layer normalisations take each frame's level out), starting at zero.
+        terms.append(keras.layers.Conv1D(bins, 2 * linear_context + 1, padding="same", kernel_initializer="zeros",
+                                         name="magnitude_linear")(features))
+        terms.append(keras.layers.Dense(bins, use_bias=False, kernel_initializer="zeros",
+                                        name="magnitude_from_inverse")(inverse))
+    magnitude = keras.layers.Add(name="magnitude_add", dtype="float32")(terms)
     if mel_projection:
         magnitude = MelProjection(settings, fft, mel_projection, name="mel_projection")([magnitude, mel])
     if phase_head == "parallel":
@@ -781,15 +797,18 @@ class VocoderGAN(TwoOptimizerGAN):
         self.phase_weight = float(phase_weight)
         self.magnitude_weight = float(magnitude_weight)
         self.resolutions = stft_resolutions(vocoder_settings(generator))
-        names = ("d_loss", "g_loss", "stft_loss", "adversarial_loss", "feature_loss")
+        names = ("d_loss", "g_loss") + ("stft_loss",) * bool(self.stft_weight) + ("adversarial_loss", "feature_loss")
         names += ("phase_loss",) * bool(self.phase_weight) + ("magnitude_loss",) * bool(self.magnitude_weight)
         if self.phase_weight or self.magnitude_weight:
             if "spectrum" not in {layer.name for layer in generator.layers}:
                 raise ValueError("the phase and magnitude losses need the istft generator's predicted frames")
-            # The same layers and weights, with the frames the head predicts as a second output.
-            self.with_spectrum = keras.Model(generator.input,
-                                             [generator.outputs[0], generator.get_layer("spectrum").output],
+            # The same layers and weights, with the frames the head predicts as a second output; and the frames
+            # alone, for steps whose losses are all on them (no STFT loss, no discriminators yet): those skip the
+            # Griffin-Lim iterations, the inverse STFT and the STFT loss, which they would not train.
+            spectrum = generator.get_layer("spectrum").output
+            self.with_spectrum = keras.Model(generator.input, [generator.outputs[0], spectrum],
                                              name="generator_with_spectrum")
+            self.spectrum_only = keras.Model(generator.input, spectrum, name="generator_spectrum")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self._joined = None  # set by the train function before each step (`make_train_function`)
 
@@ -827,14 +846,18 @@ class VocoderGAN(TwoOptimizerGAN):
     def losses_of(self, mel, audio, training=True, adversarial=True):
         """`(g_loss, d_loss, parts)` of one batch, the parts by name. `adversarial`: a boolean tensor (or bool)
         saying whether the discriminators take part; where false they are not run and their terms are zero."""
-        if self.phase_weight or self.magnitude_weight:
+        real = ops.cast(audio, "float32")
+        g_loss, d_loss, parts = ops.zeros(()), ops.zeros(()), {}
+        if (self.phase_weight or self.magnitude_weight) and not self.stft_weight and (
+                not self.adversarial_weight or adversarial is False):
+            fake, spectrum = None, self.spectrum_only(mel, training=training)
+        elif self.phase_weight or self.magnitude_weight:
             fake, spectrum = self.with_spectrum(mel, training=training)
         else:
             fake = self.generator(mel, training=training)
-        real = ops.cast(audio, "float32")
-        stft = stft_loss(real[..., 0], ops.cast(fake, "float32")[..., 0], self.resolutions)
-        parts = {"stft_loss": stft}
-        g_loss, d_loss = self.stft_weight * stft, ops.zeros(())
+        if self.stft_weight:
+            parts["stft_loss"] = stft_loss(real[..., 0], ops.cast(fake, "float32")[..., 0], self.resolutions)
+            g_loss = self.stft_weight * parts["stft_loss"]
         if self.phase_weight or self.magnitude_weight:
             aligned = self._aligned_frames(real[..., 0], spectrum)  # one STFT of the real audio for both
         if self.phase_weight:
@@ -923,40 +946,47 @@ class VocoderGAN(TwoOptimizerGAN):
             g_loss, d_loss, parts = self.losses_of(mel, audio, adversarial=joined)
             g_scaled = self.g_optimizer.scale_loss(self._per_replica(g_loss))
             d_scaled = self.d_optimizer.scale_loss(self._per_replica(d_loss))
+        # Gradients of None (variables no loss reaches: the phase head under the magnitude loss alone, every
+        # discriminator before they join) are zeros, and Adam's zero-gradient steps from zero moments move nothing.
         variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, variables), variables))
+        self.g_optimizer.apply_gradients(zip(_zeros_for_none(g_tape.gradient(g_scaled, variables), variables),
+                                             variables))
         if self.adversarial_weight:
             # Both sides step from the same forward pass: the discriminators see the audio made before this update.
-            # Before they join their gradients are zero (None where they were not run), and Adam's first
-            # zero-gradient steps move nothing.
             variables = self.discriminator.trainable_variables
-            gradients = d_tape.gradient(d_scaled, variables)
-            gradients = [ops.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(gradients, variables)]
-            self.d_optimizer.apply_gradients(zip(gradients, variables))
+            self.d_optimizer.apply_gradients(zip(_zeros_for_none(d_tape.gradient(d_scaled, variables), variables),
+                                                 variables))
         for name, value in {"d_loss": d_loss, "g_loss": g_loss, **parts}.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+def _zeros_for_none(gradients, variables):
+    return [ops.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(gradients, variables)]
 
 
 def build_vocoder_gan(settings, generator_channels=None, discriminator_channels=16, learning_rate=2e-4,
                       stft_weight=45.0, feature_weight=2.0, adversarial_weight=1.0, generator=None,
                       discriminator=None, generator_kind="melgan", adversarial_start=0, phase_iterations=0,
                       generation_phase_iterations=None, phase_momentum=0.0, istft_layout="mel", phase_head="direct",
-                      phase_weight=0.0, mel_projection=0, magnitude_weight=0.0):
+                      phase_weight=0.0, mel_projection=0, magnitude_weight=0.0, generator_blocks=None,
+                      linear_context=0):
     """A compiled `VocoderGAN` around given (restored) networks or fresh ones (`generator_kind`: a key of
     `GENERATORS`; `generator_channels` None: that builder's default width; `phase_iterations`,
-    `generation_phase_iterations`, `phase_momentum`, `istft_layout`, `phase_head` and `mel_projection`: the istft
-    generator's; `phase_weight` and `magnitude_weight`: `VocoderGAN`'s); Adam (beta 0.8, 0.99) for both, as
-    HiFi-GAN."""
+    `generation_phase_iterations`, `phase_momentum`, `istft_layout`, `phase_head`, `mel_projection`,
+    `generator_blocks` (None: the builder's default) and `linear_context`: the istft generator's; `phase_weight`
+    and `magnitude_weight`: `VocoderGAN`'s); Adam (beta 0.8, 0.99) for both, as HiFi-GAN."""
     if generator is None:
         options = {} if generator_channels is None else {"channels": generator_channels}
         if generator_kind == "istft":
-            options.update(phase_iterations=phase_iterations, generation_phase_iterations=generation_phase_iterations,
-                           phase_momentum=phase_momentum, layout=istft_layout, phase_head=phase_head,
-                           mel_projection=mel_projection)
-        elif phase_iterations or generation_phase_iterations or mel_projection:
-            raise ValueError(f"Griffin-Lim iterations and the mel projection need the istft generator, not "
-                             f"{generator_kind!r}")
+            if generator_blocks is not None:
+                options["blocks"] = generator_blocks
+            options.update(linear_context=linear_context, phase_iterations=phase_iterations,
+                           generation_phase_iterations=generation_phase_iterations, phase_momentum=phase_momentum,
+                           layout=istft_layout, phase_head=phase_head, mel_projection=mel_projection)
+        elif phase_iterations or generation_phase_iterations or mel_projection or linear_context or generator_blocks:
+            raise ValueError(f"Griffin-Lim iterations, the mel projection, blocks and the linear context are the "
+                             f"istft generator's, not {generator_kind!r}'s")
         generator = GENERATORS[generator_kind](settings, **options)
     discriminator = discriminator or build_vocoder_discriminator(settings.sample_rate, discriminator_channels)
     gan = VocoderGAN(generator, discriminator, stft_weight, feature_weight, adversarial_weight, adversarial_start,

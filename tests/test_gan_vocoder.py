@@ -25,7 +25,8 @@ HOP = SETTINGS.hop_length
 
 
 BUILDERS = {"melgan": models.build_vocoder_generator,
-            "istft": lambda settings, channels: models.build_istft_generator(settings, channels, blocks=2)}
+            "istft": lambda settings, channels: models.build_istft_generator(settings, channels, blocks=2,
+                                                                             linear_context=1)}
 
 
 def tiny_vocoder(channels=16, discriminator_channels=4, adversarial_weight=1.0, seed=0, learning_rate=2e-4,
@@ -147,6 +148,26 @@ def test_generator_shapes_range_and_saved_settings(kind):
     assert len(views) == 8 and all(len(view) == 6 for view in views)
     assert [tuple(view[-1].shape)[:2] for view in views[:3]] == [(2, 25), (2, 13), (2, 7)]  # 1600 / 64, halved
     assert tuple(views[3][-1].shape) == (2, 10, 2, 1)  # period 2: 800 rows, / 3^4 rounded up
+
+
+def test_the_linear_term_starts_at_zero_and_adds_to_the_magnitudes_outside_the_normalisations():
+    keras.utils.set_random_seed(0)
+    generator = models.build_istft_generator(SETTINGS, 8, blocks=0, linear_context=2)
+    spectrum = keras.Model(generator.input, generator.get_layer("spectrum").output)
+    linear, from_inverse = generator.get_layer("magnitude_linear"), generator.get_layer("magnitude_from_inverse")
+    assert linear.kernel.shape == (5, SETTINGS.n_mels, SETTINGS.n_fft // 2 + 1)  # 2 frames either side
+    assert not np.any(linear.get_weights()[0]) and not np.any(from_inverse.get_weights()[0])
+    rng = np.random.default_rng(0)
+    mel = np.log(rng.uniform(1e-4, 1.0, (1, 12, SETTINGS.n_mels))).astype(np.float32)
+    bins = SETTINGS.n_fft // 2 + 1
+    before = np.asarray(spectrum(mel))[0, :, :bins]
+    # A bias of 0.5 on the convolution and the identity on the inverse's log-magnitudes: every log-magnitude
+    # becomes twice the inverse's plus the head's correction plus 0.5, whatever the frame's level.
+    linear.set_weights([linear.get_weights()[0], np.full(bins, 0.5, np.float32)])
+    from_inverse.set_weights([np.eye(bins, dtype=np.float32)])
+    inverse = np.asarray(generator.get_layer("linear_magnitudes")(mel))[0]
+    np.testing.assert_allclose(np.asarray(spectrum(mel))[0, :, :bins], before + inverse + 0.5, rtol=1e-5, atol=1e-4)
+    assert "magnitude_linear" not in {layer.name for layer in models.build_istft_generator(SETTINGS, 8).layers}
 
 
 @pytest.mark.parametrize("kind", BUILDERS)
@@ -440,6 +461,30 @@ def test_the_phase_loss_trains_the_phase_head_towards_the_real_phases():
     assert logs["phase_loss"][0] > 0 and after < 0.85 * before, (before, after)
 
 
+def test_the_magnitude_loss_alone_trains_the_magnitudes_from_the_frames_and_leaves_the_rest():
+    # No STFT loss and the discriminators not yet joined (the istft defaults): a step needs only the predicted
+    # frames, reports no STFT loss, lowers the magnitude loss, and changes neither the phase head (which no loss
+    # reaches) nor the discriminators. Measured: 0.64 to 0.52 in 30 steps.
+    signal = glide(2.0, 200, 800) + 0.01 * np.random.default_rng(0).normal(size=2 * RATE).astype(np.float32)
+    frames = FrameGenerator([signal], 16 * HOP, 4, 30, mode="vocoder",
+                            features=[pad_features(log_mel(signal, SETTINGS), SETTINGS)], hop=HOP)
+    keras.utils.set_random_seed(0)
+    generator = models.build_istft_generator(SETTINGS, 16, blocks=1, phase_iterations=2, mel_projection=2)
+    gan = models.build_vocoder_gan(SETTINGS, discriminator_channels=4, learning_rate=1e-2, stft_weight=0.0,
+                                   generator=generator, adversarial_start=100, magnitude_weight=1.0)
+    mel, audio = frames[0]
+    before = float(gan.losses_of(mel, audio, training=False, adversarial=False)[2]["magnitude_loss"])
+    untouched = {name: [w.copy() for w in layer.get_weights()] for name, layer in (
+        ("phase", generator.get_layer("phase")), ("discriminator", gan.discriminator))}
+    magnitude = [w.copy() for w in generator.get_layer("magnitude").get_weights()]
+    logs = gan.fit(frames, epochs=1, verbose=0).history
+    after = float(gan.losses_of(mel, audio, training=False, adversarial=False)[2]["magnitude_loss"])
+    assert "stft_loss" not in logs and after < 0.9 * before, (logs.keys(), before, after)
+    for name, layer in (("phase", generator.get_layer("phase")), ("discriminator", gan.discriminator)):
+        assert all(np.array_equal(a, b) for a, b in zip(untouched[name], layer.get_weights())), name
+    assert not np.array_equal(magnitude[0], generator.get_layer("magnitude").get_weights()[0])
+
+
 def test_one_training_step_changes_generator_and_discriminators():
     signal = glide(2.0, 200, 800)
     frames = FrameGenerator([signal], 8 * HOP, 2, 1, mode="vocoder",
@@ -547,29 +592,28 @@ def glide_corpus():
 
 
 @pytest.mark.slow
-def test_vocoder_follows_the_pitch_of_an_unseen_spectrogram():
-    # Tones gliding between random pitches, and the spectrogram of a glide it never saw. The STFT loss alone trains
-    # it (adversarial_weight 0: the discriminators' part is tested above and costs 7x the time per step). A noise
-    # floor in the audio matters: on pure tones the log-magnitude term is smallest for silence, and the generator
-    # went quiet. Measured: 82% (seed 0) and 87% (seed 1) of the unseen glide's frames within 60 Hz after 1,500
-    # steps, 0% before.
-    # Its output is near a harmonic of rate / hop (80 Hz) where the spectrogram stands still: upsampling a constant
-    # input by transposed convolutions repeats every hop samples, so 60 Hz, not 10.
+def test_melgan_vocoder_comes_closer_to_an_unseen_glide():
+    # MelGAN's generator on tones gliding between random pitches, scored on the spectrogram of a glide it never saw;
+    # the STFT loss alone trains it (adversarial_weight 0: the discriminators' part is tested above and costs 7x the
+    # time per step). A noise floor in the audio matters: on pure tones the log-magnitude term is smallest for
+    # silence, and the generator went quiet. Measured: the STFT distance 2.26 -> 1.95 (seed 0) and 2.22 -> 1.90
+    # (seed 1) after 400 steps. Following the glide's pitch took 1,500 steps (82% and 87% of its frames within
+    # 60 Hz, 0% before) and most of a minute, so the pitch is the default istft generator's test, below.
     signals, features, unseen = glide_corpus()
-    mel, true = log_mel(unseen, SETTINGS), peak_frequencies(unseen)
+    mel = log_mel(unseen, SETTINGS)
     gan = tiny_vocoder(channels=32, adversarial_weight=0.0, learning_rate=1e-3)
 
-    def on_pitch():
-        made = peak_frequencies(models.vocode(gan.generator, mel)[0])
-        count = min(len(made), len(true)) - 2  # the edge frames see padding
-        made, wanted = made[2:count], true[2:count]
-        return np.mean(np.abs(made - wanted) < 60), np.corrcoef(made, wanted)[0, 1] if made.std() else 0.0
+    def distance():
+        made = models.vocode(gan.generator, mel)
+        edge = 2 * HOP  # the edge frames see padding
+        return float(models.stft_loss(unseen[None, edge:len(made[0]) - edge], made[:, edge:-edge],
+                                      stft_resolutions(SETTINGS)))
 
-    before, _ = on_pitch()
-    gan.fit(FrameGenerator(signals, 16 * HOP, 8, 1500, mode="vocoder", features=features, hop=HOP), epochs=1,
+    before = distance()
+    gan.fit(FrameGenerator(signals, 16 * HOP, 8, 400, mode="vocoder", features=features, hop=HOP), epochs=1,
             verbose=0)
-    after, correlation = on_pitch()
-    assert before < 0.3 and after >= 0.7 and correlation >= 0.85, (before, after, correlation)
+    after = distance()
+    assert after < 0.92 * before, (before, after)
 
 
 @pytest.mark.slow
@@ -632,10 +676,8 @@ def test_train_gan_vocoder_interrupt_resume_and_generate(tmp_path):
         (("train_gan.py", "--condition", "mel", "--train", speech, "--mel-fmax", "5000", "--output-dir",
           tmp_path / "r"), "above the Nyquist frequency"),
     ]
-    for args, message in refusals:
-        result = run_script(*args)
-        assert result.returncode == 2 and message in result.stderr, (args, result.stderr[-1000:])
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for args, message in refusals:  # in this process: each is refused before anything is built
+        assert_one_line_error(run_main(*args), message)
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "r").exists()
 
 
@@ -689,6 +731,7 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
              "--segment-frames 6: the magnitude loss (--magnitude-weight) needs segments of at least 7"),
             ([*vocoder, "--istft-layout", "vocos", "--mel-projection", "2"],
              "--mel-projection 2: needs --istft-layout mel"),
+            ([*vocoder, "--magnitude-weight", "0"], "the generator would learn nothing before the discriminators"),
             ([*vocoder, "--mel-window-ms", "60"],
              "--mel-window-ms 60: the istft generator's mel layout needs a window of at most")):
         assert_one_line_error(run_main("train_gan.py", *args, "--output-dir", tmp_path / "r"), message)
@@ -696,7 +739,8 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     # A run whose config.json predates the momentum and the layout resumes with what it was trained with.
     config = json.loads((run_dir / "config.json").read_text())
     del config["phase_momentum"], config["istft_layout"], config["phase_head"], config["phase_weight"]
-    del config["mel_projection"], config["magnitude_weight"]
+    del config["mel_projection"], config["magnitude_weight"], config["generator_blocks"], config["linear_context"]
+    config["stft_weight"] = 45.0  # what every config.json recorded before the magnitude loss
     (run_dir / "config.json").write_text(json.dumps(config))
     import train_gan
 
@@ -704,9 +748,17 @@ def test_train_istft_vocoder_warm_start_and_generate_in_a_fresh_process(tmp_path
     assert resumed.phase_momentum == 0.0 and resumed.istft_layout == "vocos"
     assert resumed.phase_head == "direct" and resumed.phase_weight == 0.0
     assert resumed.mel_projection == 0 and resumed.magnitude_weight == 0.0
+    assert resumed.generator_blocks == 8 and resumed.linear_context == 0
     fresh, _ = train_gan.resolve(["--condition", "mel", "--train", str(speech), "--output-dir", str(tmp_path / "d")])
     assert fresh.phase_head == "direct" and fresh.phase_weight == 0.0  # the defaults
-    assert fresh.mel_projection == 0 and fresh.magnitude_weight == 0.0
+    assert fresh.mel_projection == 5 and fresh.magnitude_weight == 45.0 and fresh.stft_weight == 0.0
+    assert fresh.generator_channels == 128 and fresh.generator_blocks == 0 and fresh.linear_context == 2
+    vocos, _ = train_gan.resolve(["--condition", "mel", "--train", str(speech), "--istft-layout", "vocos",
+                                  "--output-dir", str(tmp_path / "d")])
+    assert vocos.mel_projection == 0 and vocos.magnitude_weight == 45.0  # the projection needs the mel layout
+    melgan, _ = train_gan.resolve(["--condition", "mel", "--train", str(speech), "--generator", "melgan",
+                                   "--output-dir", str(tmp_path / "d")])
+    assert melgan.stft_weight == 45.0 and melgan.magnitude_weight == 0.0 and melgan.mel_projection == 0
     assert train_gan.CHOICES["istft_layout"] == models.ISTFT_LAYOUTS
     assert train_gan.CHOICES["phase_head"] == models.PHASE_HEADS
 
