@@ -123,10 +123,10 @@ HELP = {
               "or a CSV of path,label rows (paths relative to the CSV; then leave out --train)",
     "class_channels": "size of each class's learned vector, joined to the latent vector (with --labels)",
     "segment_frames": "vocoder: spectrogram frames per training segment (x the hop: its samples)",
-    "generator": "vocoder: melgan (transposed convolutions up to the sample rate) or istft (Vocos: ConvNeXt "
-                 "blocks at the frame rate predicting each frame's STFT, then the inverse STFT)",
+    "generator": "vocoder: melgan (transposed convolutions up to the sample rate) or istft (Vocos: layers at the "
+                 "frame rate predicting each frame's STFT, then the inverse STFT)",
     "generator_channels": "vocoder: channels of the generator's first layer (melgan: halved at each upsampling; "
-                          "istft: the width of every block); None: 128",
+                          "istft: the width of the first convolution and every block); None: 128",
     "generator_blocks": "vocoder, istft: ConvNeXt blocks (0: none; a convolution over the frames, then the heads); "
                         "None: 0",
     "linear_context": "vocoder, istft: a linear term in the log-mel frames within this many either side of each "
@@ -256,9 +256,18 @@ def resolve(argv=None):
             setattr(config, name, value)
     if vocoder and not (config.stft_weight or config.magnitude_weight or config.phase_weight) and (
             config.adversarial_start or not config.adversarial_weight):
-        raise UsageError("the generator would learn nothing before the discriminators join: give a spectral loss "
-                         "(--stft-weight, --magnitude-weight or --phase-weight) or --adversarial-start 0")
+        raise UsageError("the generator would learn nothing " + (
+            "before the discriminators join: give a spectral loss (--stft-weight, --magnitude-weight or "
+            "--phase-weight) or --adversarial-start 0" if config.adversarial_weight else
+            "without discriminators (--adversarial-weight 0): give a spectral loss (--stft-weight, "
+            "--magnitude-weight or --phase-weight)"))
     return config, run_dir
+
+
+def spectral_losses(config):
+    """The vocoder's spectral losses with their weights, as the run reports them ("magnitude x 45", ...)."""
+    return ", ".join(f"{name} x {weight:g}" for name, weight in (
+        ("STFT", config.stft_weight), ("magnitude", config.magnitude_weight), ("phase", config.phase_weight)) if weight)
 
 
 def load_training_audio(config):
@@ -409,7 +418,7 @@ def main(argv=None):
         print(f"GAN vocoder on log-mel spectrograms ({mel.describe()}): {config.generator} generator "
               f"{parameters['generator']:,} and discriminators {parameters['discriminator']:,} parameters; "
               + (f"discriminators join at step {config.adversarial_start:,}" if config.adversarial_weight
-                 else "STFT loss only"), flush=True)
+                 else "no discriminators") + "; spectral losses: " + spectral_losses(config), flush=True)
     else:
         print(f"training audio: {train.seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
               f"clips of {config.slice_length} samples ({config.slice_length / config.sample_rate:.2f} s)")

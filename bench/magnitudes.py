@@ -63,10 +63,13 @@ def generator_magnitudes(generator, mel):
     import keras
     import numpy as np
 
-    from data.features import CONTEXT_FRAMES, pad_features
+    from data.features import CONTEXT_FRAMES, mel_settings, pad_features
     from models import vocoder_settings
 
     settings = vocoder_settings(generator)
+    if settings != mel_settings(8000):
+        raise SystemExit(f"bench/magnitudes.py: --generator needs the default mel settings at 8000 Hz, which this "
+                         f"bench uses; the generator has {settings.describe()}")
     if settings.n_fft != generator.get_layer("inverse_stft").fft_length:
         raise SystemExit("bench/magnitudes.py: --generator needs the mel layout (the spectrogram's own FFT)")
     spectrum = keras.Model(generator.input, generator.get_layer("spectrum").output)

@@ -28,7 +28,8 @@ and, with `--unconditioned MODEL`, that model's bits on the same samples, and wh
 
 Prints the machine line first (bench/machine.py) and a "CPU: ..." caption above the table; its samples/s are
 the samples generated per second of wall time (all streams, warm-up included; Griffin-Lim and the GAN: samples
-made), and "x real time" is samples/s over the sample rate.
+made), and "x real time" is samples/s over the sample rate. The WaveNet rows are timed once each (their runs take
+tens of seconds), the GAN vocoder and Griffin-Lim as the fastest of `--repeats`.
 `--write DIR` saves the original clip and every resynthesis as 16-bit WAVs for listening.
 """
 

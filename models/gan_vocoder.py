@@ -634,9 +634,10 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     if linear_context:
         # Linear in the mel frames around each frame and in the inverse's own log-magnitudes, with no normalisation
         # between (the blocks' layer normalisations take each frame's level out), starting at zero.
+        # float32 under a mixed policy too: the log-magnitudes reach -11.5, where bfloat16's steps are 0.06 nats.
         terms.append(keras.layers.Conv1D(bins, 2 * linear_context + 1, padding="same", kernel_initializer="zeros",
-                                         name="magnitude_linear")(features))
-        terms.append(keras.layers.Dense(bins, use_bias=False, kernel_initializer="zeros",
+                                         dtype="float32", name="magnitude_linear")(features))
+        terms.append(keras.layers.Dense(bins, use_bias=False, kernel_initializer="zeros", dtype="float32",
                                         name="magnitude_from_inverse")(inverse))
     magnitude = keras.layers.Add(name="magnitude_add", dtype="float32")(terms)
     if mel_projection:
@@ -762,8 +763,9 @@ class VocoderGAN(TwoOptimizerGAN):
     the generator's audio and every discriminator's view of the real and the generated audio once, then updates
     both sides from it (the discriminators with the least-squares loss, the generator with
     `stft_weight` x multi-resolution STFT loss + `adversarial_weight` x (least-squares adversarial loss +
-    `feature_weight` x feature matching) + `phase_weight` x `phase_loss`). With `adversarial_weight=0` the
-    discriminators are not run at all.
+    `feature_weight` x feature matching) + `phase_weight` x `phase_loss` + `magnitude_weight` x the magnitude
+    loss). With `adversarial_weight=0` the discriminators are not run at all; with no STFT loss either (or before
+    they join), a step computes only the istft generator's predicted frames, not its audio.
 
     Args:
         generator: from `build_vocoder_generator`.
@@ -771,8 +773,8 @@ class VocoderGAN(TwoOptimizerGAN):
         stft_weight: weight of the STFT loss (HiFi-GAN weighs its mel L1 loss 45).
         feature_weight: weight of feature matching within the adversarial part (HiFi-GAN: 2).
         adversarial_weight: weight of the adversarial part; 0 turns the discriminators off.
-        adversarial_start: generator steps trained on the STFT loss alone before the discriminators join (Parallel
-            WaveGAN's warm start); until then they are not run and do not change.
+        adversarial_start: generator steps trained on the spectral losses alone before the discriminators join
+            (Parallel WaveGAN's warm start); until then they are not run and do not change.
         phase_weight: weight of `phase_loss` between the istft generator's predicted phases (before any Griffin-Lim
             iterations) and the phases of the real audio's STFT in the same frames; 0: none.
         magnitude_weight: weight of the mean absolute difference between the istft generator's predicted
@@ -946,8 +948,8 @@ class VocoderGAN(TwoOptimizerGAN):
             g_loss, d_loss, parts = self.losses_of(mel, audio, adversarial=joined)
             g_scaled = self.g_optimizer.scale_loss(self._per_replica(g_loss))
             d_scaled = self.d_optimizer.scale_loss(self._per_replica(d_loss))
-        # Gradients of None (variables no loss reaches: the phase head under the magnitude loss alone, every
-        # discriminator before they join) are zeros, and Adam's zero-gradient steps from zero moments move nothing.
+        # Gradients of None (variables no loss reaches: every discriminator before they join, the generator under
+        # no loss at all) are zeros, and Adam's zero-gradient steps from zero moments move nothing.
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(_zeros_for_none(g_tape.gradient(g_scaled, variables), variables),
                                              variables))
@@ -1050,9 +1052,12 @@ def vocoder_request(generator, num_samples=None, num_streams=None, prime=None, c
 
 def context_frames(generator):
     """Frames of context a chunk needs on either side: `OVERLAP_FRAMES`, plus `GriffinLimPhases.reach` for each
-    Griffin-Lim iteration inside the generator (each couples a frame with the neighbours its window overlaps)."""
+    Griffin-Lim iteration inside the generator (each couples a frame with the neighbours its window overlaps), and
+    the half-kernel of the istft generator's linear term, which a wide `linear_context` could take past the overlap
+    (conservative: the default's 2 frames lie within it)."""
     extra = sum(layer.most_iterations * layer.reach for layer in generator.layers
                 if isinstance(layer, GriffinLimPhases))
+    extra += sum(layer.kernel_size[0] // 2 for layer in generator.layers if layer.name == "magnitude_linear")
     return OVERLAP_FRAMES + extra
 
 
