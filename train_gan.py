@@ -321,12 +321,12 @@ def check_istft_window(config, mel):
     """Refuses a spectrogram window the istft generator's mel layout cannot invert (more than
     `data.features.MAX_WINDOW_HOPS` hops, the builder's own rule) and segments too short for the phase loss, which
     leaves out the frames at each end whose FFT reaches past the segment; checked here before TensorFlow loads."""
-    from data.features import MAX_WINDOW_HOPS, stft_edge_frames
+    from data.features import MAX_WINDOW_HOPS, istft_frame_sizes, stft_edge_frames
 
     if mel is None or config.generator != "istft":
         return
     if config.phase_weight or config.magnitude_weight:
-        fft = mel.n_fft if config.istft_layout == "mel" else 4 * mel.hop_length
+        fft, _ = istft_frame_sizes(mel, config.istft_layout)
         shortest = 2 * stft_edge_frames(fft, mel.hop_length) + 1
         if config.segment_frames < shortest:
             loss = "phase loss (--phase-weight)" if config.phase_weight else "magnitude loss (--magnitude-weight)"

@@ -28,6 +28,17 @@ MAX_WINDOW_HOPS = 2 * CONTEXT_FRAMES
 NPZ_KEYS = ("mel",)
 
 
+def istft_frame_sizes(settings, layout):
+    """`(fft_length, window_length)` of the STFT frames an istft generator (models.build_istft_generator) of
+    `layout` predicts: "mel", the spectrogram's own FFT and window; "vocos", 4 hops for both. Here, without the
+    model, so that the trainer can check a run's settings before TensorFlow loads."""
+    if layout == "mel":
+        return settings.n_fft, settings.win_length
+    if layout == "vocos":
+        return 4 * settings.hop_length, 4 * settings.hop_length
+    raise ValueError(f"layout must be 'mel' or 'vocos', not {layout!r}")
+
+
 def stft_edge_frames(fft_length, hop_length):
     """Frames at each end of a centred STFT (frame k centred on sample k * hop) whose FFT reaches past the signal,
     into the padding."""

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from data.features import CONTEXT_FRAMES, MAX_WINDOW_HOPS, stft_edge_frames
+from data.features import CONTEXT_FRAMES, MAX_WINDOW_HOPS, istft_frame_sizes, stft_edge_frames
 from models.gan import TwoOptimizerGAN
 from models.layers import PACKAGE, AudioInput, MelFeatures
 
@@ -601,12 +601,10 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     TensorShape([2, 500, 1])
     """
     hop = settings.hop_length
-    if layout == "mel":
-        fft, window, subtract_floor = settings.n_fft, settings.win_length, False
-    elif layout == "vocos":
-        fft, window, subtract_floor = 4 * hop, 4 * hop, True
-    else:
+    if layout not in ISTFT_LAYOUTS:
         raise ValueError(f"layout must be one of {ISTFT_LAYOUTS}, not {layout!r}")
+    fft, window = istft_frame_sizes(settings, layout)
+    subtract_floor = layout == "vocos"
     if phase_head not in PHASE_HEADS:
         raise ValueError(f"phase_head must be one of {PHASE_HEADS}, not {phase_head!r}")
     if mel_projection and layout != "mel":
@@ -850,10 +848,11 @@ class VocoderGAN(TwoOptimizerGAN):
         saying whether the discriminators take part; where false they are not run and their terms are zero."""
         real = ops.cast(audio, "float32")
         g_loss, d_loss, parts = ops.zeros(()), ops.zeros(()), {}
-        if (self.phase_weight or self.magnitude_weight) and not self.stft_weight and (
-                not self.adversarial_weight or adversarial is False):
+        on_frames = self.phase_weight or self.magnitude_weight
+        on_audio = self.stft_weight or (self.adversarial_weight and adversarial is not False)
+        if on_frames and not on_audio:
             fake, spectrum = None, self.spectrum_only(mel, training=training)
-        elif self.phase_weight or self.magnitude_weight:
+        elif on_frames:
             fake, spectrum = self.with_spectrum(mel, training=training)
         else:
             fake = self.generator(mel, training=training)
