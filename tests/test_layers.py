@@ -137,6 +137,24 @@ def test_phase_shuffle():
     assert offsets <= {-2, -1, 0, 1, 2} and len(offsets) > 1
 
 
+def test_phase_shuffle_gradient_adds_each_output_back_where_it_was_taken_from():
+    import tensorflow as tf
+
+    ramp = np.tile(np.arange(20, dtype=np.float32)[None, :, None], (8, 1, 2))
+    taken = np.asarray(PhaseShuffle(2, seed=4)(ramp, training=True)).astype(int)  # the same seed: the same shifts
+    x = tf.constant(np.random.default_rng(0).normal(size=ramp.shape).astype(np.float32))
+    weights = np.random.default_rng(1).normal(size=ramp.shape).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = PhaseShuffle(2, seed=4)(x, training=True)
+        loss = tf.reduce_sum(y * weights)
+    expected = np.zeros_like(weights)
+    for b, t, c in np.ndindex(*ramp.shape):
+        expected[b, taken[b, t, c], c] += weights[b, t, c]
+    np.testing.assert_allclose(np.asarray(tape.gradient(loss, x)), expected, rtol=1e-6, atol=1e-6)
+    assert len({tuple(row[:, 0]) for row in taken}) > 1  # the examples were shifted differently
+
+
 def test_mu_law_embedding():
     from data.mulaw import mu_law_bin_edges, mu_law_encode
 
