@@ -20,7 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_configure(config):
     """Splits the CPU into two logical devices before TensorFlow starts, so that `--distribute mirrored` tests run
-    two replicas in one process (tests/test_distribute.py). Nothing else places work on the second one."""
+    two replicas in one process (tests/test_distribute.py). Nothing else places work on the second one.
+
+    Not in pytest-xdist's controller, which runs no test: importing TensorFlow there took its 6-8 s on the cores
+    the workers were starting on, before the session began."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]

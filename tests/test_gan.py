@@ -134,12 +134,13 @@ def test_gan_learns_tones_of_several_pitches_not_one():
     # WGAN-GP at WaveGAN's 1e-4 was still noise after hundreds of steps (bench/gan_tones.py; README). Scoring pairs
     # of clips (pack 2) tells a generator that makes one pitch from the data: in bench/gan_tones.py --pitches, seeds
     # 0-5 all spread their clips over two or three pitches after 300 steps; with each clip scored alone, five of six
-    # had every clip on one pitch after 150 steps, and one still had after 300.
+    # had every clip on one pitch after 150 steps, and one still had after 300. Critic batches of 4 clips (two
+    # pairs) instead of 8 halve the test's time: seeds 0-5 all still passed the checks below (measured).
     pitches = np.array([300.0, 600.0, 1200.0])
     keras.utils.set_random_seed(0)
     gan = models.build_wavegan(16, 8, 4096, RATE, 2, "wgan-gp", 1e-3, pack=2)
     signals = [tone(2.0, rate=RATE, frequencies=(pitch,)) for pitch in pitches]
-    gan.fit(FrameGenerator(signals, 4096, 8 * 5, 300, mode="slice", seed=0), epochs=1, verbose=0)
+    gan.fit(FrameGenerator(signals, 4096, 4 * 5, 300, mode="slice", seed=0), epochs=1, verbose=0)
     clips = models.generate_clips(gan.generator, 32, seed=1)
     peaks = clip_peaks(clips)
     nearest = np.argmin(np.abs(np.log(peaks[:, None] + 1) - np.log(pitches[None, :])), axis=1)
