@@ -4,7 +4,7 @@
     python bench/gan_tones.py --learning-rate 1e-4 --steps 800  # WaveGAN's published rate (what learned nothing)
     python bench/gan_tones.py --loss bce                        # cross-entropy, one critic step
     python bench/gan_tones.py --pack 2                          # the discriminator scores pairs of clips (PacGAN)
-    python bench/gan_tones.py --pitches 300,600,1200 --rate 8000 --model-dim 8 --latent-dim 16 --batch-size 8 \
+    python bench/gan_tones.py --pitches 300,600,1200 --rate 8000 --model-dim 8 --latent-dim 16 --batch-size 4 \
         --steps 300 --every 150 --pack 2 --seeds 0,1,2,3,4,5   # the recipe of tests/test_gan.py, seed by seed
 
 Trains `models.build_wavegan` (d = 16, 4096-sample slices, batch 32 at 16 kHz by default) on 200 one-second tones

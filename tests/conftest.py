@@ -22,8 +22,8 @@ def pytest_configure(config):
     """Splits the CPU into two logical devices before TensorFlow starts, so that `--distribute mirrored` tests run
     two replicas in one process (tests/test_distribute.py). Nothing else places work on the second one.
 
-    Not in pytest-xdist's controller, which runs no test: importing TensorFlow there took its 6-8 s on the cores
-    the workers were starting on, before the session began."""
+    Not in pytest-xdist's controller, which runs no test: importing TensorFlow there delayed the workers' start by
+    6-8 s."""
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return
     import tensorflow as tf

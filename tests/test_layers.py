@@ -137,22 +137,32 @@ def test_phase_shuffle():
     assert offsets <= {-2, -1, 0, 1, 2} and len(offsets) > 1
 
 
-def test_phase_shuffle_gradient_adds_each_output_back_where_it_was_taken_from():
+def test_phase_shuffle_takes_each_example_and_channel_from_itself_and_its_gradient_adds_back():
     import tensorflow as tf
 
-    ramp = np.tile(np.arange(20, dtype=np.float32)[None, :, None], (8, 1, 2))
-    taken = np.asarray(PhaseShuffle(2, seed=4)(ramp, training=True)).astype(int)  # the same seed: the same shifts
-    x = tf.constant(np.random.default_rng(0).normal(size=ramp.shape).astype(np.float32))
-    weights = np.random.default_rng(1).normal(size=ramp.shape).astype(np.float32)
+    shape = (8, 20, 3)
+    # Every input value names its example, time and channel (exact in float32).
+    b, t, c = np.meshgrid(*map(np.arange, shape), indexing="ij")
+    named = (1000 * b + t + 100 * c).astype(np.float32)
+    # A traced call with an unknown batch size; two layers with the same seed draw the same shifts on first use.
+    layer = PhaseShuffle(2, seed=4)
+    shuffle = tf.function(lambda x: layer(x, training=True), input_signature=[tf.TensorSpec((None, 20, 3))])
+    taken = np.asarray(shuffle(named)).astype(int)
+    np.testing.assert_array_equal(taken // 1000, b)  # from its own example
+    np.testing.assert_array_equal(taken % 1000 // 100, c)  # and its own channel
+    taken = taken % 100  # the input time each output was taken from
+    shifts = t - taken
+    np.testing.assert_array_equal(shifts[:, 2:-2], np.broadcast_to(shifts[:, 2:3, :1], (8, 16, 3)))  # one shift each
+    assert set(shifts[:, 2, 0]) <= {-2, -1, 0, 1, 2} and len(set(shifts[:, 2, 0])) > 1
+
+    x = tf.constant(np.random.default_rng(0).normal(size=shape).astype(np.float32))
+    weights = np.random.default_rng(1).normal(size=shape).astype(np.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = PhaseShuffle(2, seed=4)(x, training=True)
-        loss = tf.reduce_sum(y * weights)
+        loss = tf.reduce_sum(PhaseShuffle(2, seed=4)(x, training=True) * weights)
     expected = np.zeros_like(weights)
-    for b, t, c in np.ndindex(*ramp.shape):
-        expected[b, taken[b, t, c], c] += weights[b, t, c]
+    np.add.at(expected, (b, taken, c), weights)  # each output's weight back where it was taken from
     np.testing.assert_allclose(np.asarray(tape.gradient(loss, x)), expected, rtol=1e-6, atol=1e-6)
-    assert len({tuple(row[:, 0]) for row in taken}) > 1  # the examples were shifted differently
 
 
 def test_mu_law_embedding():
