@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import types
 from pathlib import Path
 
 # What the scripts import from outside the project, the slowest first: TensorFlow and Keras (5-6 s), librosa's
@@ -66,7 +67,9 @@ def _child(script, args, cwd, env, out_path, err_path):
     numpy.random.seed()  # each child its own global NumPy state, as a fresh interpreter has (`random` is reseeded)
     if script == "-c":
         sys.argv, sys.path[0] = ["-c", *args[1:]], ""
-        run = functools.partial(exec, compile(args[0], "<string>", "exec"), {"__name__": "__main__"})
+        main = types.ModuleType("__main__")  # as `python -c`: the code's globals are the module `__main__`
+        sys.modules["__main__"] = main
+        run = functools.partial(exec, compile(args[0], "<string>", "exec"), main.__dict__)
     else:
         sys.argv, sys.path[0] = [script, *args], str(Path(script).parent)
         run = functools.partial(runpy.run_path, script, run_name="__main__")
@@ -178,5 +181,6 @@ def run(script, *args, cwd, env, timeout=300, fresh=False):
     except subprocess.TimeoutExpired:
         launched.kill()
         launched.wait()
-        raise
+        # What it printed before it hung, for the failing test's report.
+        raise subprocess.TimeoutExpired(launched.args, timeout, output=launched.stdout, stderr=launched.stderr)
     return subprocess.CompletedProcess(launched.args, launched.returncode, launched.stdout, launched.stderr)

@@ -68,5 +68,13 @@ def test_a_launched_script_can_be_signalled_and_a_timeout_kills_it(tmp_path):
         launched.wait(timeout=0.2)
     launched.send_signal(signal.SIGTERM)
     assert launched.wait(timeout=60) == 143 and launched.poll() == 143
-    with pytest.raises(subprocess.TimeoutExpired):
-        forked.run_code("import time; time.sleep(60)", cwd=tmp_path, env={}, timeout=1)
+    with pytest.raises(subprocess.TimeoutExpired) as expired:
+        forked.run_code("import sys, time; print('started'); sys.stdout.flush(); print('late', file=sys.stderr); "
+                        "sys.stderr.flush(); time.sleep(60)", cwd=tmp_path, env={}, timeout=1)
+    assert (expired.value.output, expired.value.stderr) == ("started\n", "late\n")  # what it printed before
+
+
+def test_code_run_with_c_is_the_module_main(tmp_path):
+    code = "import sys\nx = 7\nimport __main__\nprint(__name__, __main__.x, sys.modules['__main__'].x)\n"
+    result = forked.run_code(code, cwd=tmp_path, env={})
+    assert (result.returncode, result.stdout) == (0, "__main__ 7 7\n"), result.stderr
