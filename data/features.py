@@ -26,6 +26,9 @@ CONTEXT_FRAMES = 2
 # generator that predicts STFT frames (models.build_istft_generator) needs its window no longer.
 MAX_WINDOW_HOPS = 2 * CONTEXT_FRAMES
 NPZ_KEYS = ("mel",)
+# The frames an istft generator (models.build_istft_generator) predicts: "mel", those of the spectrogram's own STFT;
+# "vocos", Vocos' 4-hop frames.
+ISTFT_LAYOUTS = ("mel", "vocos")
 
 
 def istft_frame_sizes(settings, layout):
@@ -36,7 +39,7 @@ def istft_frame_sizes(settings, layout):
         return settings.n_fft, settings.win_length
     if layout == "vocos":
         return 4 * settings.hop_length, 4 * settings.hop_length
-    raise ValueError(f"layout must be 'mel' or 'vocos', not {layout!r}")
+    raise ValueError(f"layout must be one of {ISTFT_LAYOUTS}, not {layout!r}")
 
 
 def stft_edge_frames(fft_length, hop_length):

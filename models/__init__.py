@@ -13,10 +13,11 @@ import os
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "1")
 
 
+from data.features import ISTFT_LAYOUTS  # the istft generator's layouts, a rule the trainer reads too
 from models.distributions import BitsPerSample, DiscretizedLogisticMixtureLoss, bits_per_sample, loss_for
 from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_generator, build_wavegan, critic_steps,
                         gan_class_names, generate_clips, is_gan_generator)
-from models.gan_vocoder import (GENERATORS, ISTFT_LAYOUTS, PHASE_HEADS, GriffinLimPhases, InverseSTFT, LayerScale,
+from models.gan_vocoder import (GENERATORS, PHASE_HEADS, GriffinLimPhases, InverseSTFT, LayerScale,
                                 MelProjection, ParallelPhase, PeriodFold, TrimEdges, VocoderGAN, build_istft_generator,
                                 build_vocoder_discriminator, build_vocoder_gan, build_vocoder_generator,
                                 is_gan_vocoder, phase_loss, stft_loss, upsample_factors, vocode, vocoder_settings,

@@ -549,7 +549,6 @@ class MelProjection(keras.layers.Layer):
 
 
 PHASE_HEADS = ("direct", "parallel")
-ISTFT_LAYOUTS = ("mel", "vocos")
 
 
 def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_iterations=0,
@@ -601,9 +600,7 @@ def build_istft_generator(settings, channels=256, blocks=ISTFT_BLOCKS, phase_ite
     TensorShape([2, 500, 1])
     """
     hop = settings.hop_length
-    if layout not in ISTFT_LAYOUTS:
-        raise ValueError(f"layout must be one of {ISTFT_LAYOUTS}, not {layout!r}")
-    fft, window = istft_frame_sizes(settings, layout)
+    fft, window = istft_frame_sizes(settings, layout)  # (refuses a layout not in data.features.ISTFT_LAYOUTS)
     subtract_floor = layout == "vocos"
     if phase_head not in PHASE_HEADS:
         raise ValueError(f"phase_head must be one of {PHASE_HEADS}, not {phase_head!r}")
@@ -859,7 +856,7 @@ class VocoderGAN(TwoOptimizerGAN):
         if self.stft_weight:
             parts["stft_loss"] = stft_loss(real[..., 0], ops.cast(fake, "float32")[..., 0], self.resolutions)
             g_loss = self.stft_weight * parts["stft_loss"]
-        if self.phase_weight or self.magnitude_weight:
+        if on_frames:
             aligned = self._aligned_frames(real[..., 0], spectrum)  # one STFT of the real audio for both
         if self.phase_weight:
             parts["phase_loss"] = self.phase_loss_of(real[..., 0], spectrum, aligned)
