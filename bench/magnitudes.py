@@ -60,11 +60,10 @@ def features(audio, settings, context):
 def generator_magnitudes(generator, mel):
     """A trained istft generator's predicted log-magnitudes for each frame of `mel` (its "spectrum" layer, before
     any Griffin-Lim iterations)."""
-    import keras
     import numpy as np
 
     from data.features import CONTEXT_FRAMES, mel_settings, pad_features
-    from models import vocoder_settings
+    from models import spectrum_model, vocoder_settings
 
     settings = vocoder_settings(generator)
     if settings != mel_settings(8000):
@@ -72,8 +71,7 @@ def generator_magnitudes(generator, mel):
                          f"bench uses; the generator has {settings.describe()}")
     if settings.n_fft != generator.get_layer("inverse_stft").fft_length:
         raise SystemExit("bench/magnitudes.py: --generator needs the mel layout (the spectrogram's own FFT)")
-    spectrum = keras.Model(generator.input, generator.get_layer("spectrum").output)
-    rows = np.asarray(spectrum(pad_features(mel, settings)[None].astype(np.float32)))[0]
+    rows = np.asarray(spectrum_model(generator)(pad_features(mel, settings)[None].astype(np.float32)))[0]
     return rows[CONTEXT_FRAMES:CONTEXT_FRAMES + len(mel), :settings.n_fft // 2 + 1]
 
 

@@ -20,8 +20,8 @@ from models.gan import (PhaseShuffle, WaveGAN, build_discriminator, build_genera
 from models.gan_vocoder import (GENERATORS, PHASE_HEADS, GriffinLimPhases, InverseSTFT, LayerScale,
                                 MelProjection, ParallelPhase, PeriodFold, TrimEdges, VocoderGAN, build_istft_generator,
                                 build_vocoder_discriminator, build_vocoder_gan, build_vocoder_generator,
-                                is_gan_vocoder, phase_loss, stft_loss, upsample_factors, vocode, vocoder_settings,
-                                vocoder_spec)
+                                is_gan_vocoder, phase_loss, spectrum_model, stft_loss, upsample_factors, vocode,
+                                vocoder_settings, vocoder_spec)
 from models.generation import (ENGINES, IncrementalWaveNet, PackedWeights, StreamState, class_ids, generate,
                                generate_chunks, generate_naive, pack_weights)
 from models.layers import (AudioInput, CausalConv1D, ClassEmbedding, CropToLength, GatedActivation, MelFeatures,
@@ -45,7 +45,7 @@ __all__ = ["AudioInput", "averaged_weights", "AveragedAdam", "bits_per_sample", 
            "LayerScale", "lm_spec", "LMSpec", "load_model", "loss_for",
            "MelCodebook", "MelFeatures", "MelProjection", "ModelFileError", "MuLawEmbedding", "OutputDistribution",
            "pack_weights", "PackedWeights", "ParallelPhase", "PeriodFold", "PHASE_HEADS", "phase_loss", "PhaseShuffle",
-           "receptive_field", "render_frames",
-           "RotaryCausalAttention", "set_codebook", "stft_loss", "StreamState", "TokenInput", "tokenize",
+           "receptive_field", "render_frames", "RotaryCausalAttention", "set_codebook", "spectrum_model",
+           "stft_loss", "StreamState", "TokenInput", "tokenize",
            "TrimEdges", "upsample_factors", "vocode", "vocoder_settings", "vocoder_spec", "VocoderGAN", "WaveGAN",
            "wavenet_spec", "WaveNetSpec"]

@@ -750,6 +750,18 @@ def phase_loss(true_real, true_imag, phase):
     return instantaneous + group_delay + frequency
 
 
+def spectrum_model(generator, with_audio=False):
+    """The istft generator's predicted frames (its "spectrum" layer: log-magnitudes then phases, with the context
+    rows, before any Griffin-Lim iterations) as a model of the same layers and weights; with `with_audio`, the audio
+    first and the frames second. The phase and magnitude losses read them."""
+    if "spectrum" not in {layer.name for layer in generator.layers}:
+        raise ValueError("the phase and magnitude losses need the istft generator's predicted frames")
+    spectrum = generator.get_layer("spectrum").output
+    if with_audio:
+        return keras.Model(generator.input, [generator.outputs[0], spectrum], name="generator_with_spectrum")
+    return keras.Model(generator.input, spectrum, name="generator_spectrum")
+
+
 class VocoderGAN(TwoOptimizerGAN):
     """Trains a mel-to-waveform generator against its discriminators with `fit`.
 
@@ -797,15 +809,10 @@ class VocoderGAN(TwoOptimizerGAN):
         names = ("d_loss", "g_loss") + ("stft_loss",) * bool(self.stft_weight) + ("adversarial_loss", "feature_loss")
         names += ("phase_loss",) * bool(self.phase_weight) + ("magnitude_loss",) * bool(self.magnitude_weight)
         if self.phase_weight or self.magnitude_weight:
-            if "spectrum" not in {layer.name for layer in generator.layers}:
-                raise ValueError("the phase and magnitude losses need the istft generator's predicted frames")
-            # The same layers and weights, with the frames the head predicts as a second output; and the frames
-            # alone, for steps whose losses are all on them (no STFT loss, no discriminators yet): those skip the
-            # Griffin-Lim iterations, the inverse STFT and the STFT loss, which they would not train.
-            spectrum = generator.get_layer("spectrum").output
-            self.with_spectrum = keras.Model(generator.input, [generator.outputs[0], spectrum],
-                                             name="generator_with_spectrum")
-            self.spectrum_only = keras.Model(generator.input, spectrum, name="generator_spectrum")
+            # The frames alone serve the steps whose losses are all on them (no STFT loss, no discriminators yet):
+            # those skip the Griffin-Lim iterations, the inverse STFT and the STFT loss, which they would not train.
+            self.with_spectrum = spectrum_model(generator, with_audio=True)
+            self.spectrum_only = spectrum_model(generator)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self._joined = None  # set by the train function before each step (`make_train_function`)
 
