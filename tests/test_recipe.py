@@ -229,3 +229,38 @@ def test_resuming_a_run_from_before_the_recipe_keeps_its_recipe(tmp_path):
     fresh, _ = train_wavenet.resolve(["--output-dir", str(tmp_path / "new")])
     assert (fresh.input, fresh.schedule, fresh.warmup_steps, fresh.ema, fresh.frame_size) == (
         "embedded", "cosine", 50, 0.99, 1024)
+
+
+def test_validation_windows_bench_lines_each_target_up_with_its_whole_history_score(tmp_path):
+    # bench/validation_windows.py explains why the per-epoch validation and evaluate.py differ (README, #16): it
+    # scores each validation window's targets as training validates (history cut at the window's start) and looks
+    # up the same targets in the whole-file pass. Beyond the receptive field the two must agree exactly; a target
+    # looked up one sample off would not.
+    import models
+    from data.audio import load_audio
+    from evaluation import signal_bits
+    from tests.conftest import randomize
+
+    keras.utils.set_random_seed(0)
+    model = models.build_wavenet(stacks=1, layers=3, residual_channels=8, skip_channels=8, sample_rate=8000,
+                                 input_embedding=True)
+    randomize(model)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"batch_size": 2, "frame_size": 128, "validation_steps": 3,
+                                                 "head": "classifier", "seed": 0}))
+    noisy = tone(1.0, frequencies=(300.0, 470.0)) + 0.05 * np.random.default_rng(0).normal(size=8000)
+    audio = write_wav(tmp_path / "held_out.wav", noisy.astype("float32"))
+    result = run_script("bench/validation_windows.py", run, "--validate", audio)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): [float(cell.strip(" *")) for cell in line.split("|")[2:-1] if
+                                         cell.strip(" *").replace(".", "").isdigit()]
+            for line in result.stdout.splitlines() if line.startswith("| ")}
+    cut, whole = rows["0-63"]
+    assert abs(cut - whole) > 1e-3  # the first 7 targets of each window see silence instead of their history
+    assert rows["64-127"] == pytest.approx(rows["64-127"][::-1], abs=1e-4)  # beyond the receptive field (8)
+    expected = signal_bits(models.load_model(run / "model.keras"), models.wavenet_spec(model),
+                           load_audio(str(audio), 8000).signals[0]).mean()
+    assert rows["the whole file"] == pytest.approx([expected], abs=1e-4)
+    assert "6 validation windows of 128 targets (3 batches of 2)" in result.stdout
