@@ -1,7 +1,7 @@
 """Why a run's per-epoch validation bits differ from evaluate.py's score of the whole held-out file.
 
     python bench/validation_windows.py runs/speech            # a run folder of train_wavenet.py
-    python bench/validation_windows.py RUN --validate V.wav --steps 16
+    python bench/validation_windows.py RUN --validate V.wav --steps 16   # another held-out file, more batches
 
 `train_wavenet.py` validates each epoch on `--validation-steps` batches of fixed random windows of the held-out
 audio (the run's seed + 1), each window starting with no history (the causal padding is silence); `evaluate.py`
@@ -30,20 +30,23 @@ import numpy as np  # noqa: E402
 from cli import positive_int  # noqa: E402
 from machine import print_machine, quiet_tensorflow  # noqa: E402
 
-SPEECH = ROOT.parent / "shared" / "audio" / "speech"
-BANDS = (0, 64, 256, 512, 1024, 2048, 4096, 8192)
+BANDS = (0, 64, 256, 512, 1024, 2048, 4096, 8192)  # the position table's rows, up to the window's length
 
 
 def main():
     parser = argparse.ArgumentParser(prog="bench/validation_windows.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a train_wavenet.py run folder (model.keras and config.json)")
-    parser.add_argument("--validate", default=str(SPEECH / "validate.wav"), help="the held-out audio")
+    parser.add_argument("--validate", default=None,
+                        help="one held-out audio file (default: the run's own --validate)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="validation batches (default: the run's --validation-steps)")
     args = parser.parse_args()
     run = Path(args.run)
     config = json.loads((run / "config.json").read_text())
+    validate = args.validate or config.get("validate")
+    if not validate:
+        parser.error(f"{run} validated on part of its training audio; name a held-out file with --validate")
     quiet_tensorflow()
     import models
     from data.audio import load_audio
@@ -54,7 +57,10 @@ def main():
     spec = models.wavenet_spec(model)
     if spec.conditioned:
         parser.error(f"{run}: a conditioned model; this bench takes unconditioned ones")
-    signal = load_audio(args.validate, spec.sample_rate).signals[0]
+    signals = load_audio(validate, spec.sample_rate).signals
+    if len(signals) != 1:
+        parser.error(f"{validate}: {len(signals)} files; this bench scores one held-out file")
+    signal = signals[0]
     print_machine()
     whole = signal_bits(model, spec, signal)  # whole[n]: sample n + 1 given everything before it
     batch, frame = config["batch_size"], config["frame_size"]
@@ -70,7 +76,7 @@ def main():
     cut, full = np.concatenate(cut), np.concatenate(full)  # (windows, frame): target n of each window
     windows = len(cut)
     print(f"{run}: {spec.stacks} x {spec.layers} layers (receptive field {spec.receptive_field}), {windows} "
-          f"validation windows of {frame} targets ({steps} batches of {batch}), {Path(args.validate).name}: "
+          f"validation windows of {frame} targets ({steps} batches of {batch}), {Path(validate).name}: "
           f"{len(signal):,} samples")
     print()
     print("| targets scored | history | bits/sample |")
@@ -83,9 +89,9 @@ def main():
     print()
     print("| positions | cut history | whole history |")
     print("|---|---:|---:|")
-    for low, high in zip(BANDS, BANDS[1:]):
-        if low < frame:
-            print(f"| {low}-{min(high, frame) - 1} | {cut[:, low:high].mean():.4f} | {full[:, low:high].mean():.4f} |")
+    bands = [b for b in BANDS if b < frame] + [frame]
+    for low, high in zip(bands, bands[1:]):
+        print(f"| {low}-{high - 1} | {cut[:, low:high].mean():.4f} | {full[:, low:high].mean():.4f} |")
     rng = np.random.default_rng(0)
     # Mean bits of every window start, from a running sum: any random set of windows is then a mean of these.
     sums = np.concatenate([[0.0], np.cumsum(whole, dtype=np.float64)])

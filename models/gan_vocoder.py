@@ -753,9 +753,9 @@ def phase_loss(true_real, true_imag, phase):
 def spectrum_model(generator, with_audio=False):
     """The istft generator's predicted frames (its "spectrum" layer: log-magnitudes then phases, with the context
     rows, before any Griffin-Lim iterations) as a model of the same layers and weights; with `with_audio`, the audio
-    first and the frames second. The phase and magnitude losses read them."""
+    first and the frames second. The phase and magnitude losses and bench/magnitudes.py read them."""
     if "spectrum" not in {layer.name for layer in generator.layers}:
-        raise ValueError("the phase and magnitude losses need the istft generator's predicted frames")
+        raise ValueError(f"only the istft generator predicts frames (a 'spectrum' layer); {generator.name} has none")
     spectrum = generator.get_layer("spectrum").output
     if with_audio:
         return keras.Model(generator.input, [generator.outputs[0], spectrum], name="generator_with_spectrum")

@@ -439,7 +439,7 @@ def test_the_phase_loss_compares_each_predicted_frame_with_the_real_audios_frame
             np.testing.assert_allclose(made[fft:-fft], audio[0, fft:-fft], atol=1e-5)
     with pytest.raises(ValueError, match="need segments of at least 7 frames, not 6"):
         gan.phase_loss_of(audio[:, :6 * HOP], rows[:, start:start + 6 + 2 * CONTEXT_FRAMES])
-    with pytest.raises(ValueError, match="need the istft generator"):
+    with pytest.raises(ValueError, match="only the istft generator predicts frames"):
         models.VocoderGAN(models.build_vocoder_generator(SETTINGS, 16), models.build_vocoder_discriminator(RATE, 4),
                           phase_weight=1.0)
 
