@@ -46,7 +46,8 @@ def recipe(**changes):
 COSINE = {"schedule": "cosine", "warmup_steps": 50}
 # The recipes measured; "constant" is the recipe before #16, "defaults" whatever train_wavenet.py's defaults are
 # ("wide": 96/192 channels; "narrow": 48/96; "narrower": 32/64; "deep": 3 stacks; "mixture": the logistic-mixture
-# head; "lr4e-3": twice the peak rate). "4x1024" is --batch-size 4 --frame-size 1024 (4x512: --frame-size 512).
+# head; "lr4e-3": twice the peak rate). "4x1024" is --batch-size 4 --frame-size 1024 (4x512: --frame-size 512);
+# "ema0.999": a moving average over about the last 1,000 steps instead of 100.
 RECIPES = {
     "constant": recipe(),
     "cosine": recipe(**COSINE),
@@ -65,6 +66,7 @@ RECIPES = {
     "defaults narrow": ["--residual-channels", "48", "--skip-channels", "96"],
     "defaults narrower": ["--residual-channels", "32", "--skip-channels", "64"],
     "defaults 4x512": ["--frame-size", "512"],
+    "defaults ema0.999": ["--ema", "0.999"],
 }
 
 
