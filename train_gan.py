@@ -26,6 +26,7 @@ from typing import Optional
 from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, SCHEDULE_CHOICES, SCHEDULE_HELP, SCHEDULE_TYPES, MelFlags,
                  RunSettings, UsageError, config_parser, momentum, non_negative_float, non_negative_int,
                  positive_float, positive_int, quiet_tensorflow, report_skipped, resolve_mel_settings, run)
+from data.features import ISTFT_LAYOUTS
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_optimizer_state,
                  restore_or_build, save_model, save_optimizer_state, time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
@@ -191,8 +192,8 @@ TYPES = {"sample_rate": positive_int, "slice_length": positive_int, "latent_dim"
          "adversarial_weight": non_negative_float, "adversarial_start": non_negative_int,
          "sample_seconds": positive_float, **SCHEDULE_TYPES, **MEL_TYPES}
 CHOICES = {"loss": ("wgan-gp", "bce"), "slice_length": (4096, 8192, 16384, 32768, 65536),
-           "condition": ("none", "mel"), "generator": ("istft", "melgan"), "istft_layout": ("mel", "vocos"),
-           "phase_head": ("direct", "parallel"),
+           "condition": ("none", "mel"), "generator": ("istft", "melgan"), "istft_layout": ISTFT_LAYOUTS,
+           "phase_head": ("direct", "parallel"),  # models.PHASE_HEADS (models imports TensorFlow: not at start-up)
            "schedule": SCHEDULE_CHOICES}
 
 
