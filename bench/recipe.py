@@ -14,6 +14,12 @@ TensorFlow's start-up), the whole-file score, and the training steps and targets
 the bench runs (the figures mean nothing):
 
     python bench/recipe.py --minutes 0.3 --recipes constant --epoch-targets 16384 --validation-targets 16384
+
+`--rate R` stands in for a faster machine: each recipe trains the whole epochs that a machine training R targets
+per second fits into `--minutes` (`train_wavenet.py --epochs`, the schedule fitted to those steps, no time limit),
+and the table's minutes are that machine's (the training targets over R; its validation time is not counted).
+A step does the same arithmetic on every CPU, so the curve is the one that machine would draw, whatever this one's
+speed, and it may share this machine with other work.
 """
 
 import argparse
@@ -81,8 +87,12 @@ def train(name, flags, args, run_dir):
     steps = max(1, round(args.epoch_targets / (batch * frame)))
     validation_steps = max(1, round(args.validation_targets / (batch * frame)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if args.rate:
+        budget = ["--epochs", str(max(1, round(args.rate * 60 * args.minutes / (steps * batch * frame))))]
+    else:
+        budget = ["--time-limit", str(args.minutes), "--epochs", "100000"]
     command = [sys.executable, str(ROOT / "train_wavenet.py"), "--train", args.train, "--validate", args.validate,
-               "--time-limit", str(args.minutes), "--epochs", "100000", "--sample-every", "0",
+               *budget, "--sample-every", "0",
                "--steps-per-epoch", str(steps), "--validation-steps", str(validation_steps),
                "--output-dir", str(run_dir), *flags]
     print(f"{name}: $ " + " ".join(command[1:]), flush=True)
@@ -101,11 +111,12 @@ def train(name, flags, args, run_dir):
     return rows, json.loads(evaluation.stdout)["bits_per_sample"], seconds, config
 
 
-def curve(rows, marks):
-    """The validation bits of the last epoch ended by each of `marks` (seconds of epochs), or None."""
+def curve(rows, marks, epoch_seconds=None):
+    """The validation bits of the last epoch ended by each of `marks` (seconds of epochs, each epoch taking
+    `epoch_seconds` if given, else its measured time), or None."""
     elapsed, points = 0.0, []
     for row in rows:
-        elapsed += float(row["seconds_per_epoch"])
+        elapsed += epoch_seconds or float(row["seconds_per_epoch"])
         points.append((elapsed, float(row["val_bits_per_sample"])))
     return [next((bits for t, bits in reversed(points) if t <= mark), None) for mark in marks]
 
@@ -123,6 +134,8 @@ def main():
     parser.add_argument("--epoch-targets", type=int, default=25 * 4 * 4096, help="training targets per epoch")
     parser.add_argument("--validation-targets", type=int, default=4 * 4 * 4096,
                         help="validation targets per epoch (the same windows every epoch)")
+    parser.add_argument("--rate", type=float, default=None, help="targets per second of the machine to stand in "
+                        "for: train the epochs it fits into --minutes, with no time limit (see above)")
     parser.add_argument("--output-dir", default=str(ROOT / "runs" / "bench-recipe"))
     args = parser.parse_args()
     names = [name.strip() for name in args.recipes.split(",") if name.strip()]
@@ -142,14 +155,19 @@ def main():
         state = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
         steps = state["epoch"] * config["steps_per_epoch"] + state["step"]
         speed = sum(float(row["targets_per_second"]) for row in rows) / len(rows)
-        results.append((name, curve(rows, [60 * m for m in marks]), bits, steps, speed, config["parameters"]))
+        epoch_targets = config["steps_per_epoch"] * config["batch_size"] * config["frame_size"]
+        epoch_seconds = args.rate and epoch_targets / args.rate
+        points = curve(rows, [60 * m for m in marks], epoch_seconds)
+        results.append((name, points, bits, steps, speed, config["parameters"]))
         print(f"{name}: {bits:.3f} bits/sample on the whole of {Path(args.validate).name} after {seconds / 60:.1f} "
               f"min ({steps} steps in {len(rows)} whole epochs)", flush=True)
 
     print()
     print(caption())
+    budget = (f"the epochs that {args.rate:,.0f} targets/s fit into {args.minutes:g} min per recipe, on the minutes of "
+              "a machine that fast" if args.rate else f"{args.minutes:g} min per recipe")
     print(f"Validation bits/sample on {Path(args.validate).name} against minutes of training on "
-          f"{Path(args.train).name} ({args.minutes:g} min per recipe):")
+          f"{Path(args.train).name} ({budget}):")
     print()
     columns = [f"{m:.3g} min" for m in marks] + ["whole file", "steps", "targets/s", "parameters"]
     print("| recipe | " + " | ".join(columns) + " |")
