@@ -17,9 +17,11 @@ the bench runs (the figures mean nothing):
 
 `--rate R` stands in for a faster machine: each recipe trains the whole epochs that a machine training R targets
 per second fits into `--minutes` (`train_wavenet.py --epochs`, the schedule fitted to those steps, no time limit),
-and the table's minutes are that machine's (the training targets over R; its validation time is not counted).
-A step does the same arithmetic on every CPU, so the curve is the one that machine would draw, whatever this one's
-speed, and it may share this machine with other work.
+and the table's minutes are that machine's (the training targets over R; its validation time is not counted, so a
+`--time-limit` run at that rate would hold somewhat fewer steps). The steps compute the same thing on every CPU
+(the same seed and data order, up to floating-point rounding), so the curve is the one that machine would draw,
+whatever this one's speed, and the run may share this machine with other work; only the targets/s column is this
+machine's.
 """
 
 import argparse
@@ -88,7 +90,11 @@ def train(name, flags, args, run_dir):
     validation_steps = max(1, round(args.validation_targets / (batch * frame)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     if args.rate:
-        budget = ["--epochs", str(max(1, round(args.rate * 60 * args.minutes / (steps * batch * frame))))]
+        epochs = int(args.rate * 60 * args.minutes / (steps * batch * frame) + 1e-9)
+        if epochs < 1:
+            sys.exit(f"bench/recipe.py: {name}: {args.rate:g} targets/s fit no whole epoch ({steps * batch * frame:,} "
+                     f"targets) into --minutes {args.minutes:g}: give it longer")
+        budget = ["--epochs", str(epochs)]
     else:
         budget = ["--time-limit", str(args.minutes), "--epochs", "100000"]
     command = [sys.executable, str(ROOT / "train_wavenet.py"), "--train", args.train, "--validate", args.validate,
@@ -138,12 +144,14 @@ def main():
                         "for: train the epochs it fits into --minutes, with no time limit (see above)")
     parser.add_argument("--output-dir", default=str(ROOT / "runs" / "bench-recipe"))
     args = parser.parse_args()
+    if args.rate is not None and args.rate <= 0:
+        parser.error(f"--rate must be positive, got {args.rate:g}")
     names = [name.strip() for name in args.recipes.split(",") if name.strip()]
     unknown = [name for name in names if name not in RECIPES]
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(unknown)}; choose from: {'; '.join(RECIPES)}")
     every = args.every or args.minutes / 6
-    marks = [every * (i + 1) for i in range(max(1, int(round(args.minutes / every))))]
+    marks = [every * (i + 1) for i in range(max(1, int(args.minutes / every + 1e-9)))]
 
     print_machine()
     results = []
@@ -165,7 +173,7 @@ def main():
     print()
     print(caption())
     budget = (f"the epochs that {args.rate:,.0f} targets/s fit into {args.minutes:g} min per recipe, on the minutes of "
-              "a machine that fast" if args.rate else f"{args.minutes:g} min per recipe")
+              "a machine that fast; targets/s is this machine's" if args.rate else f"{args.minutes:g} min per recipe")
     print(f"Validation bits/sample on {Path(args.validate).name} against minutes of training on "
           f"{Path(args.train).name} ({budget}):")
     print()
