@@ -83,24 +83,29 @@ def flag(flags, name, default):
     return type(default)(flags[flags.index(name) + 1]) if name in flags else default
 
 
-def train(name, flags, args, run_dir):
-    """Trains one recipe into `run_dir`; returns `(rows of history.csv, whole-file bits, wall seconds, config)`."""
+def budget_flags(name, flags, args):
+    """`train_wavenet.py` flags for one recipe's epochs and budget: `--steps-per-epoch` and `--validation-steps`
+    for about `--epoch-targets` and `--validation-targets` whatever its batch and window, then `--time-limit`, or
+    with `--rate` the whole epochs that rate fits into `--minutes` (exits, naming the recipe, if none fits)."""
     batch, frame = flag(flags, "--batch-size", 4), flag(flags, "--frame-size", 1024)
     steps = max(1, round(args.epoch_targets / (batch * frame)))
     validation_steps = max(1, round(args.validation_targets / (batch * frame)))
+    sizes = ["--steps-per-epoch", str(steps), "--validation-steps", str(validation_steps)]
+    if not args.rate:
+        return ["--time-limit", str(args.minutes), "--epochs", "100000", *sizes]
+    epochs = int(args.rate * 60 * args.minutes / (steps * batch * frame) + 1e-9)
+    if epochs < 1:
+        sys.exit(f"bench/recipe.py: {name}: {args.rate:g} targets/s fit no whole epoch ({steps * batch * frame:,} "
+                 f"targets) into --minutes {args.minutes:g}: give it longer")
+    return ["--epochs", str(epochs), *sizes]
+
+
+def train(name, flags, budget, args, run_dir):
+    """Trains one recipe into `run_dir` for `budget` (`budget_flags`); returns `(rows of history.csv, whole-file
+    bits, wall seconds, config)`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if args.rate:
-        epochs = int(args.rate * 60 * args.minutes / (steps * batch * frame) + 1e-9)
-        if epochs < 1:
-            sys.exit(f"bench/recipe.py: {name}: {args.rate:g} targets/s fit no whole epoch ({steps * batch * frame:,} "
-                     f"targets) into --minutes {args.minutes:g}: give it longer")
-        budget = ["--epochs", str(epochs)]
-    else:
-        budget = ["--time-limit", str(args.minutes), "--epochs", "100000"]
     command = [sys.executable, str(ROOT / "train_wavenet.py"), "--train", args.train, "--validate", args.validate,
-               *budget, "--sample-every", "0",
-               "--steps-per-epoch", str(steps), "--validation-steps", str(validation_steps),
-               "--output-dir", str(run_dir), *flags]
+               *budget, "--sample-every", "0", "--output-dir", str(run_dir), *flags]
     print(f"{name}: $ " + " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -152,6 +157,7 @@ def main():
         parser.error(f"unknown recipe(s) {', '.join(unknown)}; choose from: {'; '.join(RECIPES)}")
     every = args.every or args.minutes / 6
     marks = [every * (i + 1) for i in range(max(1, int(args.minutes / every + 1e-9)))]
+    budgets = {name: budget_flags(name, RECIPES[name], args) for name in names}  # before any recipe trains
 
     print_machine()
     results = []
@@ -159,7 +165,7 @@ def main():
         run_dir = Path(args.output_dir) / f"{index:02d}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        rows, bits, seconds, config = train(name, RECIPES[name], args, run_dir)
+        rows, bits, seconds, config = train(name, RECIPES[name], budgets[name], args, run_dir)
         state = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
         steps = state["epoch"] * config["steps_per_epoch"] + state["step"]
         speed = sum(float(row["targets_per_second"]) for row in rows) / len(rows)
