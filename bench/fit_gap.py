@@ -13,6 +13,7 @@ as long as `evaluate.py` on both files; the machine is printed first.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,22 +21,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))  # bench/machine.py, bench/wavenet_quality.py
 
+from cli import ArgumentParser  # noqa: E402
 from machine import caption, print_machine, quiet_tensorflow  # noqa: E402
 from wavenet_quality import SPEECH, lpc_bits, unigram_entropy  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from data.mulaw import mu_law_encode  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(prog="bench/fit_gap.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="bench/fit_gap.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a trained, unconditioned WaveNet's .keras file")
     parser.add_argument("--train", default=str(SPEECH / "train.wav"), help="the audio file it trained on")
     parser.add_argument("--validate", default=str(SPEECH / "validate.wav"), help="a held-out audio file")
     args = parser.parse_args()
-    for path in (args.model, args.train, args.validate):
+    for flag, path in (("--train", args.train), ("--validate", args.validate)):
         if not Path(path).is_file():
-            parser.error(f"no such file: {path}")
+            parser.error(f"{flag} {path}: not a file (one audio file each)")
+    # A run without --validate held out the end of its training audio: part of --train would be held-out audio.
+    config = Path(args.model).parent / "config.json"
+    if config.is_file() and not json.loads(config.read_text()).get("validate", True):
+        parser.error(f"{args.model}: its run validated on part of its training audio; give a model trained "
+                     "with --validate")
     quiet_tensorflow()
     import models
     from data.audio import AudioError, load_audio
@@ -51,15 +60,22 @@ def main():
         parser.error(f"{args.model}: {error}")
     if spec.conditioned:
         parser.error(f"{args.model}: a conditioned model; this bench takes unconditioned ones")
-    try:
-        train, validate = (load_audio(path, spec.sample_rate).signals[0] for path in (args.train, args.validate))
+    try:  # the linear predictor needs more samples than its 32 coefficients
+        train, validate = (load_audio(path, spec.sample_rate, min_samples=64, too_short_for="the 32-coefficient "
+                                      "predictor").signals[0] for path in (args.train, args.validate))
     except AudioError as error:
         parser.error(str(error))
 
     print_machine()
     names = Path(args.train).name, Path(args.validate).name
     rows = []
-    for label, score in (("the model", lambda signal: float(signal_bits(model, spec, signal).mean())),
+    def model_bits(signal):
+        bits = signal_bits(model, spec, signal)
+        if not np.all(np.isfinite(bits)):
+            parser.error(f"{args.model}: the model gave a non-finite likelihood")
+        return float(bits.mean())
+
+    for label, score in (("the model", model_bits),
                          ("linear prediction (LPC-32 fitted on the training file), Laplace residual",
                           lambda signal: lpc_bits(train, signal)["laplace"]),
                          ("unigram entropy of the file's own mu-law codes",

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TINY_FLAGS, run_main, run_script, tone, write_wav
+from tests.conftest import ROOT, TINY_FLAGS, randomize, run_main, run_script, tone, write_wav
 from tests.test_cli import assert_one_line_error
 
 
@@ -239,7 +239,6 @@ def test_validation_windows_bench_lines_each_target_up_with_its_whole_history_sc
     import models
     from data.audio import load_audio
     from evaluation import signal_bits
-    from tests.conftest import randomize
 
     keras.utils.set_random_seed(0)
     model = models.build_wavenet(stacks=1, layers=3, residual_channels=8, skip_channels=8, sample_rate=8000,
@@ -275,11 +274,11 @@ def test_fit_gap_bench_scores_the_model_and_the_predictor_on_both_files(tmp_path
     # the training file and on the held-out file, in that order, and the last column their difference.
     import models
     from data.audio import load_audio
+    from data.mulaw import mu_law_encode
     from evaluation import signal_bits
-    from tests.conftest import randomize
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    from wavenet_quality import lpc_bits
+    from wavenet_quality import lpc_bits, unigram_entropy
 
     keras.utils.set_random_seed(0)
     model = models.build_wavenet(stacks=1, layers=3, residual_channels=8, skip_channels=8, sample_rate=8000)
@@ -288,20 +287,25 @@ def test_fit_gap_bench_scores_the_model_and_the_predictor_on_both_files(tmp_path
     rng = np.random.default_rng(0)
     files = [write_wav(tmp_path / f"{name}.wav", (tone(1.0, frequencies=pitches) + noise * rng.normal(size=8000))
                        .astype("float32"))
-             for name, pitches, noise in (("train", (300.0, 470.0), 0.05), ("held_out", (350.0,), 0.2))]
+             for name, pitches, noise in (("train", (300.0, 470.0), 0.05), ("held_out", (350.0,), 0.15))]
     result = run_script("bench/fit_gap.py", tmp_path / "model.keras", "--train", files[0], "--validate", files[1])
     assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "| bits/sample | train.wav (trained on) | held_out.wav (held out) | held out minus trained on |" in lines
     rows = {line.split("|")[1].strip(): [float(cell) for cell in line.split("|")[2:-1]]
-            for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line
-            and not line.startswith("| bits")}
+            for line in lines if line.startswith("| ") and not line.startswith("| bits")}
     signals = [load_audio(str(file), 8000).signals[0] for file in files]
     spec = models.wavenet_spec(model)
     expected = {"the model": [float(signal_bits(model, spec, signal).mean()) for signal in signals],
                 "linear prediction (LPC-32 fitted on the training file), Laplace residual":
-                    [lpc_bits(signals[0], signal)["laplace"] for signal in signals]}
+                    [lpc_bits(signals[0], signal)["laplace"] for signal in signals],
+                "unigram entropy of the file's own mu-law codes":
+                    [unigram_entropy(mu_law_encode(signal[1:])) for signal in signals]}
     for label, (on_train, on_held_out) in expected.items():
         assert rows[label][:2] == pytest.approx([on_train, on_held_out], abs=6e-4), label
         assert rows[label][2] == pytest.approx(on_held_out - on_train, abs=1.1e-3), label
     assert rows["linear prediction (LPC-32 fitted on the training file), Laplace residual"][2] > 0.5  # more noise
-    refused = run_script("bench/fit_gap.py", files[0], "--train", files[0], "--validate", files[1])
-    assert refused.returncode == 2 and "not a loadable .keras model" in refused.stderr.strip().splitlines()[-1]
+    for args, message in (((files[0], "--train", files[0], "--validate", files[1]), "not a loadable .keras model"),
+                          ((tmp_path / "model.keras", "--train", files[0], "--validate", tmp_path / "none.wav"),
+                           "--validate")):
+        assert_one_line_error(run_script("bench/fit_gap.py", *args), message)
