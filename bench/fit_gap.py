@@ -68,13 +68,14 @@ def main():
 
     print_machine()
     names = Path(args.train).name, Path(args.validate).name
-    rows = []
+
     def model_bits(signal):
         bits = signal_bits(model, spec, signal)
         if not np.all(np.isfinite(bits)):
             parser.error(f"{args.model}: the model gave a non-finite likelihood")
         return float(bits.mean())
 
+    rows = []
     for label, score in (("the model", model_bits),
                          ("linear prediction (LPC-32 fitted on the training file), Laplace residual",
                           lambda signal: lpc_bits(train, signal)["laplace"]),
