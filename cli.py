@@ -171,6 +171,27 @@ positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "positive
 non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "zero or more")
 fraction = _number(float, lambda v: 0 <= v <= 1, "from 0 to 1")
 momentum = _number(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
+
+
+def speed_list(text):
+    """`--speeds`: comma-separated speeds from 0.5 to 2, each once (`0.9,1,1.1`); returned as text, normalised
+    (`parse_speeds` reads it back)."""
+    try:
+        speeds = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not all(0.5 <= speed <= 2 for speed in speeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: each speed must be from 0.5 to 2")
+    if len(set(speeds)) != len(speeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a speed twice")
+    return ",".join(f"{speed:g}" for speed in speeds)
+
+
+def parse_speeds(text):
+    """The speeds of a `speed_list` text, as floats."""
+    return tuple(float(part) for part in str(text).split(","))
+
+
 # The learning-rate schedule flags of train_wavenet.py and train_gan.py (`run.callbacks.schedule_callbacks`).
 SCHEDULE_HELP = {
     "schedule": "constant: --learning-rate throughout; cosine: decays from --learning-rate to --decay-floor times it "

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 from cli import (MEL_HELP, MEL_SHAPE_SETTINGS, MEL_TYPES, SCHEDULE_CHOICES, SCHEDULE_HELP, SCHEDULE_TYPES, MelFlags,
-                 RunSettings, UsageError, config_parser, momentum, non_negative_float, non_negative_int,
-                 positive_float, positive_int, quiet_tensorflow, report_skipped, resolve_mel_settings, run)
+                 RunSettings, UsageError, config_parser, momentum, non_negative_float, non_negative_int, parse_speeds,
+                 positive_float, positive_int, quiet_tensorflow, report_skipped, resolve_mel_settings, run, speed_list)
 from run import (check_resumed_classes, lower_learning_rate, resolve_config, restore_or_build, save_model,
                  time_limit_note, write_json)
 from run.distribute import report_lost_workers, start_distribution
@@ -62,6 +62,7 @@ class WaveNetConfig(MelFlags, RunSettings):
     decay_floor: float = 0.05
     ema: float = 0.99
     clip_norm: Optional[float] = None
+    speeds: str = "1"
     sample_every: int = 4
     sample_seconds: float = 1.0
     temperature: float = 1.0
@@ -94,6 +95,9 @@ HELP = {**MEL_HELP,
     "ema": "momentum of an exponential moving average of the weights (0: none; 0.99 averages about the last 100 "
            "steps): validation, samples and the saved model.keras use the average, checkpoints keep both",
     "clip_norm": "clip each step's gradients to this global norm (default: no clipping)",
+    "speeds": "speed perturbation: train on the training audio played at each of these comma-separated speeds "
+              "(0.9,1,1.1: three times the audio, slower and lower, as recorded, faster and higher), against "
+              "overfitting a small corpus; validation audio is never perturbed; 1: as recorded",
     "sample_every": "write a sample every N epochs (0: never)",
     "sample_seconds": "length of each sample in seconds",
     "temperature": "sampling temperature of the samples (0: most likely)",
@@ -108,7 +112,7 @@ TYPES = {"sample_rate": positive_int, "epochs": positive_int, "steps_per_epoch":
          "validation_steps": positive_int, "batch_size": positive_int, "frame_size": positive_int,
          "layers": positive_int, "stacks": positive_int, "residual_channels": positive_int,
          "skip_channels": positive_int, "learning_rate": positive_float, **SCHEDULE_TYPES, "ema": momentum,
-         "clip_norm": positive_float, "sample_every": non_negative_int,
+         "clip_norm": positive_float, "speeds": speed_list, "sample_every": non_negative_int,
          "sample_seconds": positive_float, "temperature": non_negative_float, "class_channels": positive_int,
          "mel_channels": positive_int, **MEL_TYPES}
 CHOICES = {"head": ("classifier", "regressor"), "loss": ("crossentropy", "logistic-mixture", "mse"),
@@ -237,11 +241,15 @@ def shape_problem(config, receptive_field, longest_file, longest_samples, memory
 
 
 def main(argv=None):
+    from data.audio import speed_perturb
+
     config, run_dir = resolve(argv)
     # (A resumed run's config holds the --train of its first run, perhaps of another checkout: checked then.)
     if config.labels and config.labels != "folders" and not config.resume and config.train != str(DEMO_CLIP):
         raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
     train, validation, longest = load_corpora(config)  # before anything slow: bad audio fails in a second
+    train_files, recorded_seconds = list(train.files), train.seconds
+    train = speed_perturb(train, parse_speeds(config.speeds))  # after validation is held out: it stays as recorded
     quiet_tensorflow()
     try:
         distribution = distribution_check(config)
@@ -316,14 +324,15 @@ def main(argv=None):
         **dataclasses.asdict(config), "trainer": "wavenet", "receptive_field": rf,
         "receptive_field_ms": 1000.0 * rf / config.sample_rate, "parameters": model.count_params(),
         "class_names": list(class_names), "mel": mel.to_dict() if mel else None,
-        "train_files": [str(f) for f in train.files], "train_seconds": train_seconds,
+        "train_files": [str(f) for f in train_files], "train_seconds": train_seconds,
         "validate_files": [str(f) for f in validation.files], "validate_seconds": validation.seconds,
     })
     print(f"run folder: {run_dir}" + ("" if cluster.chief else " (written by the chief)"))
     if cluster.kind != "none":
         print(cluster.describe())
-    print(f"training audio: {train_seconds:.1f} s in {len(train.files)} file(s) at {config.sample_rate} Hz; "
-          f"validation: {validation.seconds:.1f} s")
+    played = "" if config.speeds == "1" else f", {train_seconds:.1f} s played at speeds {config.speeds}"
+    print(f"training audio: {recorded_seconds:.1f} s in {len(train_files)} file(s) at {config.sample_rate} Hz"
+          f"{played}; validation: {validation.seconds:.1f} s")
     if class_names:
         counts = [sum(1 for label in train.labels if label == i) for i in range(len(class_names))]
         print(f"classes ({len(class_names)}, --labels {config.labels}): "

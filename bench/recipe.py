@@ -55,7 +55,8 @@ COSINE = {"schedule": "cosine", "warmup_steps": 50}
 # The recipes measured; "constant" is the recipe before #16, "defaults" whatever train_wavenet.py's defaults are
 # ("wide": 96/192 channels; "narrow": 48/96; "narrower": 32/64; "deep": 3 stacks; "mixture": the logistic-mixture
 # head; "lr4e-3": twice the peak rate). "4x1024" is --batch-size 4 --frame-size 1024 (4x512: --frame-size 512);
-# "ema0.999": a moving average over about the last 1,000 steps instead of 100.
+# "ema0.999": a moving average over about the last 1,000 steps instead of 100; "bf16": --precision mixed_bfloat16,
+# for CPUs with AMX or AVX-512 BF16; "speeds": the training audio at 0.9, 1 and 1.1 times its speed.
 RECIPES = {
     "constant": recipe(),
     "cosine": recipe(**COSINE),
@@ -75,6 +76,10 @@ RECIPES = {
     "defaults narrower": ["--residual-channels", "32", "--skip-channels", "64"],
     "defaults 4x512": ["--frame-size", "512"],
     "defaults ema0.999": ["--ema", "0.999"],
+    "defaults bf16": ["--precision", "mixed_bfloat16"],
+    "defaults wide bf16": ["--precision", "mixed_bfloat16", "--residual-channels", "96", "--skip-channels", "192"],
+    "defaults wide bf16 speeds": ["--precision", "mixed_bfloat16", "--residual-channels", "96", "--skip-channels",
+                                  "192", "--speeds", "0.9,1,1.1"],
 }
 
 

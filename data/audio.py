@@ -224,6 +224,41 @@ def _split(signals, files, fraction):
     return train, validation
 
 
+def speed_perturb(corpus, speeds):
+    """The corpus played at each of `speeds`: Kaldi's speed perturbation (0.9, 1, 1.1 triples a corpus of speech).
+
+    Each signal is resampled so that, at the corpus's sample rate, it plays `speed` times as fast (tempo and pitch
+    together: 1.1 is shorter and higher); a speed of 1 is the signal itself. The copies of a signal follow it in
+    the order of `speeds`, each with its signal's file and label. Perturb training audio only: held-out audio is
+    what a model is scored on.
+
+    Example:
+
+    >>> corpus = AudioCorpus([np.zeros(8000, "float32")], 8000, ["a.wav"])
+    >>> [len(s) for s in speed_perturb(corpus, (0.9, 1.0, 1.1)).signals]
+    [8889, 8000, 7273]
+    """
+    if tuple(speeds) == (1.0,):
+        return corpus
+    import librosa  # imported here: it is slow to import and only resampling needs it.
+
+    signals, files, labels = [], [], []
+    for index, signal in enumerate(corpus.signals):
+        for speed in speeds:
+            if speed == 1:
+                copy = signal
+            else:
+                copy = librosa.resample(signal, orig_sr=corpus.sample_rate,
+                                        target_sr=round(corpus.sample_rate / speed)).astype(np.float32)
+                np.clip(copy, -1.0, 1.0, out=copy)  # resampling can overshoot full scale
+            signals.append(copy)
+            files.append(corpus.files[index])
+            if corpus.labels is not None:
+                labels.append(corpus.labels[index])
+    return AudioCorpus(signals, corpus.sample_rate, files, list(corpus.skipped),
+                       labels if corpus.labels is not None else None, corpus.class_names)
+
+
 def write_audio(path, signal, sample_rate, subtype="PCM_16"):
     """Writes a mono float signal in [-1, 1] as 16-bit audio, atomically."""
     signal = np.clip(np.asarray(signal, dtype=np.float32).reshape(-1), -1.0, 1.0)
