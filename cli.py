@@ -177,7 +177,7 @@ def speed_list(text):
     """`--speeds`: comma-separated speeds from 0.5 to 2, each once (`0.9,1,1.1`); returned as text, normalised
     (`parse_speeds` reads it back)."""
     try:
-        speeds = [float(part) for part in text.split(",")]
+        speeds = [float(f"{float(part):g}") for part in text.split(",")]  # as saved: 1.0000001 is 1
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
     if not all(0.5 <= speed <= 2 for speed in speeds):

@@ -97,7 +97,8 @@ HELP = {**MEL_HELP,
     "clip_norm": "clip each step's gradients to this global norm (default: no clipping)",
     "speeds": "speed perturbation: train on the training audio played at each of these comma-separated speeds "
               "(0.9,1,1.1: three times the audio, slower and lower, as recorded, faster and higher), against "
-              "overfitting a small corpus; validation audio is never perturbed; 1: as recorded",
+              "overfitting a small corpus; each speed adds a copy of the audio (and of its features) in memory; "
+              "validation audio is never perturbed; 1: as recorded",
     "sample_every": "write a sample every N epochs (0: never)",
     "sample_seconds": "length of each sample in seconds",
     "temperature": "sampling temperature of the samples (0: most likely)",
@@ -248,8 +249,6 @@ def main(argv=None):
     if config.labels and config.labels != "folders" and not config.resume and config.train != str(DEMO_CLIP):
         raise UsageError(f"--labels {config.labels} lists the training files; leave out --train {config.train}")
     train, validation, longest = load_corpora(config)  # before anything slow: bad audio fails in a second
-    train_files, recorded_seconds = list(train.files), train.seconds
-    train = speed_perturb(train, parse_speeds(config.speeds))  # after validation is held out: it stays as recorded
     quiet_tensorflow()
     try:
         distribution = distribution_check(config)
@@ -258,6 +257,9 @@ def main(argv=None):
     config.sample_rate = train.sample_rate
     mel = resolve_mel_settings(config, config.sample_rate, ("--frame-size", config.frame_size))
     hop = mel.hop_length if mel else 1
+    # The recording, for config.json and the start lines (not the corpus: its signals must not outlive the frames).
+    train_files, recorded_seconds, recorded_labels = list(train.files), train.seconds, train.labels
+    train = speed_perturb(train, parse_speeds(config.speeds))  # after validation is held out: it stays as recorded
     check_lengths(config, train, validation, config.frame_size + hop)
     class_names = tuple(train.class_names)
     check_resumed_classes(config, run_dir, class_names)
@@ -285,7 +287,7 @@ def main(argv=None):
     train_frames = FrameGenerator(train.signals, config.frame_size, config.batch_size, config.steps_per_epoch,
                                   mode=config.head, seed=config.seed,
                                   **frame_conditioning(train, bool(class_names), mel))
-    train_seconds = train.seconds
+    played_seconds = train.seconds
     train.signals.clear()  # the frame generator holds the audio now; no second copy stays alive
     validation_frames = FrameGenerator(validation.signals, config.frame_size, config.batch_size,
                                        config.validation_steps, mode=config.head, seed=config.seed + 1,
@@ -324,17 +326,18 @@ def main(argv=None):
         **dataclasses.asdict(config), "trainer": "wavenet", "receptive_field": rf,
         "receptive_field_ms": 1000.0 * rf / config.sample_rate, "parameters": model.count_params(),
         "class_names": list(class_names), "mel": mel.to_dict() if mel else None,
-        "train_files": [str(f) for f in train_files], "train_seconds": train_seconds,
+        "train_files": [str(f) for f in train_files], "train_seconds": recorded_seconds,
+        "played_seconds": played_seconds,
         "validate_files": [str(f) for f in validation.files], "validate_seconds": validation.seconds,
     })
     print(f"run folder: {run_dir}" + ("" if cluster.chief else " (written by the chief)"))
     if cluster.kind != "none":
         print(cluster.describe())
-    played = "" if config.speeds == "1" else f", {train_seconds:.1f} s played at speeds {config.speeds}"
+    played = "" if config.speeds == "1" else f", {played_seconds:.1f} s played at speeds {config.speeds}"
     print(f"training audio: {recorded_seconds:.1f} s in {len(train_files)} file(s) at {config.sample_rate} Hz"
           f"{played}; validation: {validation.seconds:.1f} s")
     if class_names:
-        counts = [sum(1 for label in train.labels if label == i) for i in range(len(class_names))]
+        counts = [sum(1 for label in recorded_labels if label == i) for i in range(len(class_names))]
         print(f"classes ({len(class_names)}, --labels {config.labels}): "
               + ", ".join(f"{name} ({count} file{'s' if count != 1 else ''})"
                           for name, count in zip(class_names, counts)))

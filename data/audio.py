@@ -232,6 +232,13 @@ def speed_perturb(corpus, speeds):
     the order of `speeds`, each with its signal's file and label. Perturb training audio only: held-out audio is
     what a model is scored on.
 
+    Args:
+        corpus: an `AudioCorpus`.
+        speeds: the speeds, e.g. `(0.9, 1.0, 1.1)`; `(1.0,)` returns `corpus` itself.
+
+    Returns:
+        An `AudioCorpus` of `len(speeds)` signals per signal of `corpus` (each copy as float32 in [-1, 1]).
+
     Example:
 
     >>> corpus = AudioCorpus([np.zeros(8000, "float32")], 8000, ["a.wav"])
@@ -249,7 +256,7 @@ def speed_perturb(corpus, speeds):
                 copy = signal
             else:
                 copy = librosa.resample(signal, orig_sr=corpus.sample_rate,
-                                        target_sr=round(corpus.sample_rate / speed)).astype(np.float32)
+                                        target_sr=round(corpus.sample_rate / speed)).astype(np.float32, copy=False)
                 np.clip(copy, -1.0, 1.0, out=copy)  # resampling can overshoot full scale
             signals.append(copy)
             files.append(corpus.files[index])

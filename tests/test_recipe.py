@@ -200,6 +200,7 @@ def test_an_interrupted_run_with_the_whole_recipe_resumes_exactly_and_generates(
     (["--speeds", "0.9,x"], "--speeds: '0.9,x' is not a comma-separated list of numbers"),
     (["--speeds", "1,3"], "--speeds: '1,3': each speed must be from 0.5 to 2"),
     (["--speeds", "1,1.0"], "--speeds: '1,1.0' names a speed twice"),
+    (["--speeds", "1,1.0000001"], "--speeds: '1,1.0000001' names a speed twice"),  # the same once saved
 ])
 def test_bad_recipe_flags_are_one_line_errors(tmp_path, flags, fragment):
     result = run_main("train_wavenet.py", *flags, "--output-dir", tmp_path / "run")
@@ -246,6 +247,10 @@ def test_speed_perturbation_plays_each_signal_faster_and_higher_at_each_speed():
 
     low, high = tone(1.0, frequencies=(400.0,)), tone(0.5, frequencies=(1000.0,))
     corpus = AudioCorpus([low, high], 8000, ["low.wav", "high.wav"], labels=[0, 1], class_names=("a", "b"))
+    square = np.sign(tone(0.25, frequencies=(100.0,))).astype(np.float32)  # full scale: resampling overshoots it
+    assert np.abs(librosa.resample(square, orig_sr=8000, target_sr=7273)).max() > 1.01
+    clipped = speed_perturb(AudioCorpus([square], 8000, ["square.wav"]), (1.1,)).signals[0]
+    assert np.abs(clipped).max() == 1.0
     played = speed_perturb(corpus, (0.9, 1.0, 1.1))
     assert played.files == ["low.wav"] * 3 + ["high.wav"] * 3 and played.labels == [0, 0, 0, 1, 1, 1]
     assert played.class_names == ("a", "b") and played.sample_rate == 8000
@@ -254,25 +259,29 @@ def test_speed_perturbation_plays_each_signal_faster_and_higher_at_each_speed():
     for copy, speed, frequency in zip(played.signals, (0.9, 1.0, 1.1) * 2, (400.0,) * 3 + (1000.0,) * 3):
         assert copy.dtype == np.float32 and np.abs(copy).max() <= 1.0
         assert dominant_frequency(copy, 8000) == pytest.approx(frequency * speed, abs=3.0)
-    # The same resampling as librosa's own call (bench/recipe.py's measured run used files made that way).
+    # librosa's own resampling (the README's measured run trained on files made by this call).
     np.testing.assert_allclose(played.signals[2], librosa.resample(low, orig_sr=8000, target_sr=7273), atol=1e-6)
     assert speed_perturb(corpus, (1.0,)) is corpus
 
 
 def test_training_with_speeds_perturbs_the_training_audio_only(tmp_path):
-    train, validate = tmp_path / "train.wav", tmp_path / "validate.wav"
-    write_wav(train, tone(1.0, frequencies=(300.0,)))
-    write_wav(validate, tone(0.5, frequencies=(300.0,)))
+    # Two classes of one file each; validation is the last 10% of each, held out before the perturbation.
+    files = [tmp_path / "voices" / "a" / "x.wav", tmp_path / "voices" / "b" / "y.wav"]
+    for path, frequency in zip(files, (300.0, 500.0)):
+        path.parent.mkdir(parents=True)
+        write_wav(path, tone(1.0, frequencies=(frequency,)))
     run_dir = tmp_path / "run"
-    result = run_main("train_wavenet.py", "--train", train, "--validate", validate, *TINY_FLAGS,
+    result = run_main("train_wavenet.py", "--train", tmp_path / "voices", "--labels", "folders", *TINY_FLAGS,
                       "--sample-every", "0", "--speeds", "0.9,1,1.1", "--output-dir", run_dir)
     assert result.returncode == 0, result.stderr
-    assert ("training audio: 1.0 s in 1 file(s) at 8000 Hz, 3.0 s played at speeds 0.9,1,1.1; validation: 0.5 s"
-            in result.stdout)
+    played = 2 * (8001 + 7200 + 6546)  # each class's 7,200 recorded training samples at 0.9, 1 and 1.1
+    assert (f"training audio: 1.8 s in 2 file(s) at 8000 Hz, {played / 8000:.1f} s played at speeds 0.9,1,1.1; "
+            "validation: 0.2 s" in result.stdout)
+    assert "classes (2, --labels folders): a (1 file), b (1 file)" in result.stdout
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["speeds"] == "0.9,1,1.1" and config["train_files"] == [str(train)]
-    assert config["train_seconds"] == pytest.approx((8889 + 8000 + 7273) / 8000)
-    assert config["validate_seconds"] == pytest.approx(0.5)
+    assert config["speeds"] == "0.9,1,1.1" and config["train_files"] == [str(f) for f in files]
+    assert config["train_seconds"] == pytest.approx(1.8) and config["played_seconds"] == pytest.approx(played / 8000)
+    assert config["validate_seconds"] == pytest.approx(0.2)
     assert (run_dir / "model.keras").is_file()
 
 
