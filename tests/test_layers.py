@@ -105,13 +105,15 @@ def test_importing_models_turns_on_tensorflows_reusing_cpu_allocator():
     probe = ("import models, tensorflow as tf; tf.zeros(1000) + 1\n"
              "try: print('stats', tf.config.experimental.get_memory_info('CPU:0')['peak'] > 0)\n"
              "except ValueError: print('no stats')")
-    for setting, expected in ((None, "stats True"), ("0", "no stats")):
+    # Without the BFC allocator TensorFlow keeps no peak: it refuses the query on some CPUs (AVX2 EPYC) and
+    # answers zero on others (the AMX Xeon).
+    for setting, expected in ((None, {"stats True"}), ("0", {"no stats", "stats False"})):
         env = {key: value for key, value in os.environ.items() if key != "TF_CPU_ALLOCATOR_USE_BFC"}
         if setting is not None:
             env["TF_CPU_ALLOCATOR_USE_BFC"] = setting
         done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                               env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
-        assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-2000:]
+        assert done.stdout.strip().splitlines()[-1] in expected, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("distribution,channels", [("categorical", 16), ("logistic_mixture", 12), ("point", 1)])
