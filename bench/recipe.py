@@ -76,6 +76,7 @@ RECIPES = {
     "defaults narrower": ["--residual-channels", "32", "--skip-channels", "64"],
     "defaults 4x512": ["--frame-size", "512"],
     "defaults ema0.999": ["--ema", "0.999"],
+    "defaults speeds": ["--speeds", "0.9,1,1.1"],
     "defaults bf16": ["--precision", "mixed_bfloat16"],
     "defaults wide bf16": ["--precision", "mixed_bfloat16", "--residual-channels", "96", "--skip-channels", "192"],
     "defaults wide bf16 speeds": ["--precision", "mixed_bfloat16", "--residual-channels", "96", "--skip-channels",
