@@ -57,6 +57,9 @@ COSINE = {"schedule": "cosine", "warmup_steps": 50}
 # head; "lr4e-3": twice the peak rate). "4x1024" is --batch-size 4 --frame-size 1024 (4x512: --frame-size 512);
 # "ema0.999": a moving average over about the last 1,000 steps instead of 100; "bf16": --precision mixed_bfloat16,
 # for CPUs with AMX or AVX-512 BF16; "speeds": the training audio at 0.9, 1 and 1.1 times its speed.
+WIDE = ["--residual-channels", "96", "--skip-channels", "192"]
+BF16 = ["--precision", "mixed_bfloat16"]
+SPEEDS = ["--speeds", "0.9,1,1.1"]
 RECIPES = {
     "constant": recipe(),
     "cosine": recipe(**COSINE),
@@ -68,7 +71,7 @@ RECIPES = {
     "cosine 4x1024+ema": recipe(**COSINE, frame_size=1024, ema=0.99),
     "cosine 4x1024+embedded": recipe(**COSINE, frame_size=1024, input="embedded"),
     "defaults": [],
-    "defaults wide": ["--residual-channels", "96", "--skip-channels", "192"],
+    "defaults wide": WIDE,
     "defaults deep": ["--stacks", "3"],
     "defaults mixture": ["--head", "regressor", "--loss", "logistic-mixture"],
     "defaults lr4e-3": ["--learning-rate", "4e-3"],
@@ -76,11 +79,10 @@ RECIPES = {
     "defaults narrower": ["--residual-channels", "32", "--skip-channels", "64"],
     "defaults 4x512": ["--frame-size", "512"],
     "defaults ema0.999": ["--ema", "0.999"],
-    "defaults speeds": ["--speeds", "0.9,1,1.1"],
-    "defaults bf16": ["--precision", "mixed_bfloat16"],
-    "defaults wide bf16": ["--precision", "mixed_bfloat16", "--residual-channels", "96", "--skip-channels", "192"],
-    "defaults wide bf16 speeds": ["--precision", "mixed_bfloat16", "--residual-channels", "96", "--skip-channels",
-                                  "192", "--speeds", "0.9,1,1.1"],
+    "defaults speeds": SPEEDS,
+    "defaults bf16": BF16,
+    "defaults wide bf16": BF16 + WIDE,
+    "defaults wide bf16 speeds": BF16 + WIDE + SPEEDS,
 }
 
 
